@@ -1,0 +1,298 @@
+"""
+Turning whatever a chain carries into safe JSON text: serialise, redact, truncate.
+
+Why our own walker rather than ``json.dumps(default=str)``: a generic ``default=str`` costs
+~74 us per LangChain message (pydantic builds a repr), knowing messages costs 1-2 us
+(design.md 3.1); and the walker is where redaction by key happens and where one bad field
+degrades alone instead of dropping the whole value. It never raises.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import enum
+import functools
+import math
+import re
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import PurePath
+from typing import Any
+
+import orjson
+from langchain_core.documents import Document
+from langchain_core.messages import BaseMessage, ToolMessage
+from langchain_core.prompt_values import PromptValue
+from pydantic import BaseModel, SecretBytes, SecretStr
+
+__all__ = [
+    "REDACTED",
+    "Serializer",
+    "is_secret_key",
+    "message_role",
+    "redact_text",
+]
+
+REDACTED = "[REDACTED]"
+_DEFAULT_MAX_LENGTH = 8192
+_DEFAULT_MAX_ITEMS = 100
+_MAX_DEPTH = 16
+
+_SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "passphrase",
+        "secret",
+        "secrets",
+        "authorization",
+        "token",
+        "apikey",
+        "cookie",
+        "credential",
+        "credentials",
+        "bearer",
+        "jwt",
+        "privatekey",
+        "signature",
+    }
+)
+_SECRET_PAIRS = frozenset({"apikey", "privatekey", "accesskey", "secretkey", "clientsecret"})
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+# Shapes of credentials that show up in prompts, errors and metadata. Order matters little:
+# the alternation is one pass of the C regex engine over the text.
+_SECRET_VALUE = re.compile(
+    r"(?:sk|pk|rk)-(?:[A-Za-z]+-)?[A-Za-z0-9_\-]{16,}"  # OpenAI / Anthropic / Stripe keys
+    r"|(?i:bearer|basic)\s+[A-Za-z0-9\-._~+/]{8,}=*"  # Authorization header values
+    r"|eyJ[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{6,}\.[A-Za-z0-9_\-]{6,}"  # JWTs
+    r"|AKIA[0-9A-Z]{16}"  # AWS access key ids
+    r"|gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,}"  # GitHub tokens
+    r"|AIza[0-9A-Za-z_\-]{35}"  # Google API keys
+    r"|xox[abprs]-[A-Za-z0-9\-]{10,}"  # Slack tokens
+    r"|hf_[A-Za-z0-9]{30,}"  # Hugging Face tokens
+)
+
+
+@functools.lru_cache(maxsize=4096)
+def is_secret_key(key: str) -> bool:
+    """
+    True for mapping keys that name a credential: ``api_key``, ``apiKey``, ``X-Auth-Token``,
+    ``password``… but not ``max_tokens`` or ``input_tokens``.
+    """
+    parts = [p for p in _NON_ALNUM.split(_CAMEL.sub(r"\1_\2", key).lower()) if p]
+    if any(p in _SECRET_WORDS for p in parts):
+        return True
+    return any(a + b in _SECRET_PAIRS for a, b in zip(parts, parts[1:]))
+
+
+def redact_text(text: str) -> str:
+    """
+    Replace every credential-shaped substring of *text* with ``[REDACTED]``.
+    """
+    return _SECRET_VALUE.sub(REDACTED, text)
+
+
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "tool"}
+
+
+def message_role(message: BaseMessage) -> str:
+    """
+    The GenAI role of a LangChain message (``human`` is ``user``, ``ai`` is ``assistant``).
+    """
+    role = _ROLES.get(message.type)
+    if role is not None:
+        return role
+    return str(getattr(message, "role", None) or message.type)
+
+
+class Serializer:
+    """
+    Converts any object to JSON-compatible data and JSON text, with secrets redacted and
+    long values cut. Configured once per handler; calls never raise.
+
+    Args:
+        max_length: longest string (and longest JSON text) kept before truncation.
+        max_items: most items kept from one list or mapping.
+    """
+
+    __slots__ = ("max_items", "max_length")
+
+    def __init__(self, max_length: int = _DEFAULT_MAX_LENGTH, max_items: int = _DEFAULT_MAX_ITEMS) -> None:
+        if max_length < 16:
+            raise ValueError(f"max_content_length must be at least 16 characters, got {max_length}")
+        self.max_length = max_length
+        self.max_items = max_items
+
+    # -- public entry points ------------------------------------------------------------
+
+    def dumps(self, obj: Any) -> str:
+        """
+        JSON text of *obj*: redacted, each string capped, the whole text capped and marked.
+        """
+        try:
+            text = orjson.dumps(self.jsonable(obj)).decode()
+        except Exception as exc:  # the walker only yields JSON types; this is a last resort
+            text = orjson.dumps(f"<unserializable {type(obj).__name__}: {type(exc).__name__}>").decode()
+        return self.cut(redact_text(text))
+
+    def text(self, value: str) -> str:
+        """
+        A plain string (an error message, a stack trace) redacted and capped.
+        """
+        return self.cut(redact_text(value))
+
+    def cut(self, text: str) -> str:
+        """
+        Cap *text* at ``max_length`` characters, saying how much was cut.
+        """
+        if len(text) <= self.max_length:
+            return text
+        return f"{text[: self.max_length]}…[truncated {len(text) - self.max_length} of {len(text)} chars]"
+
+    def jsonable(self, obj: Any) -> Any:
+        """
+        JSON-compatible data for *obj*; a field that cannot be converted becomes a marker string.
+        """
+        return self._walk(obj, 0, set())
+
+    # -- the walker -----------------------------------------------------------------------
+
+    def _walk(self, obj: Any, depth: int, path: set[int]) -> Any:
+        if obj is None or obj is True or obj is False:
+            return obj
+        kind = type(obj)
+        if kind is str:
+            return self._string(obj)
+        if kind is int:
+            return obj
+        if kind is float:
+            return obj if math.isfinite(obj) else str(obj)
+        if depth > _MAX_DEPTH:
+            return f"<max depth: {kind.__name__}>"
+        if isinstance(obj, (SecretStr, SecretBytes)):
+            return REDACTED
+        if isinstance(obj, (str, int, float)) and not isinstance(obj, enum.Enum):
+            # str/int/float subclasses (TextAccessor, numpy scalars that subclass float…)
+            return self._walk(str(obj) if isinstance(obj, str) else float(obj) if isinstance(obj, float) else int(obj), depth, path)
+        if isinstance(obj, (bytes, bytearray, memoryview)):
+            return f"<{len(obj)} bytes>"
+        oid = id(obj)
+        if oid in path:
+            return f"<cycle: {kind.__name__}>"
+        path.add(oid)
+        try:
+            return self._container(obj, depth + 1, path)
+        finally:
+            path.discard(oid)
+
+    def _string(self, value: str) -> str:
+        if len(value) <= self.max_length:
+            return value
+        # Redact before cutting so a key split by the cut cannot escape the pattern.
+        return self.cut(redact_text(value))
+
+    def _mapping(self, items: Any, depth: int, path: set[int], size: int) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for index, (key, value) in enumerate(items):
+            if index >= self.max_items:
+                out["…"] = f"{size - self.max_items} more items"
+                break
+            name = key if type(key) is str else self._safe_str(key)
+            out[name] = REDACTED if is_secret_key(name) else self._field(value, depth, path)
+        return out
+
+    def _sequence(self, items: Any, depth: int, path: set[int], size: int) -> list[Any]:
+        out = []
+        for index, value in enumerate(items):
+            if index >= self.max_items:
+                out.append(f"… {size - self.max_items} more items")
+                break
+            out.append(self._field(value, depth, path))
+        return out
+
+    def _field(self, value: Any, depth: int, path: set[int]) -> Any:
+        try:
+            return self._walk(value, depth, path)
+        except Exception as exc:
+            return f"<unserializable {type(value).__name__}: {type(exc).__name__}>"
+
+    def _container(self, obj: Any, depth: int, path: set[int]) -> Any:
+        if isinstance(obj, Mapping):
+            return self._mapping(obj.items(), depth, path, len(obj))
+        if isinstance(obj, (list, tuple, set, frozenset)):
+            return self._sequence(obj, depth, path, len(obj))
+        if isinstance(obj, BaseMessage):
+            return self._walk(self.message(obj), depth, path)
+        if isinstance(obj, Document):
+            doc: dict[str, Any] = {"page_content": obj.page_content, "metadata": obj.metadata}
+            if obj.id is not None:
+                doc["id"] = obj.id
+            return self._walk(doc, depth, path)
+        if isinstance(obj, PromptValue):
+            return self._walk(obj.to_messages(), depth, path)
+        if isinstance(obj, BaseModel):
+            fields = type(obj).model_fields
+            return self._mapping(((name, getattr(obj, name, None)) for name in fields), depth, path, len(fields))
+        if isinstance(obj, (_dt.datetime, _dt.date, _dt.time)):
+            return obj.isoformat()
+        if isinstance(obj, _dt.timedelta):
+            return obj.total_seconds()
+        if isinstance(obj, enum.Enum):
+            return self._walk(obj.value, depth, path)
+        if isinstance(obj, (uuid.UUID, Decimal, PurePath)):
+            return str(obj)
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            fields_ = dataclasses.fields(obj)
+            return self._mapping(((f.name, getattr(obj, f.name, None)) for f in fields_), depth, path, len(fields_))
+        tolist = getattr(obj, "tolist", None)
+        if callable(tolist) and hasattr(obj, "shape"):  # numpy-like arrays and scalars
+            size = getattr(obj, "size", 0)
+            if isinstance(size, int) and size > self.max_items * 10:
+                return f"<{kind_name(obj)} shape={getattr(obj, 'shape', '?')} dtype={getattr(obj, 'dtype', '?')}>"
+            return self._walk(tolist(), depth, path)
+        if isinstance(obj, BaseException):
+            return f"{type(obj).__name__}: {self._safe_str(obj)}"
+        return self._string(self._safe_repr(obj))
+
+    # -- LangChain shapes ----------------------------------------------------------------
+
+    def message(self, message: BaseMessage) -> dict[str, Any]:
+        """
+        One message as ``{"role", "content", …}``: role and content first, ids and tool calls
+        only when present. Never the whole pydantic model (slow, and it carries extras).
+        """
+        out: dict[str, Any] = {"role": message_role(message), "content": message.content}
+        if message.name:
+            out["name"] = message.name
+        tool_calls = getattr(message, "tool_calls", None)
+        if tool_calls:
+            out["tool_calls"] = [{"id": c.get("id"), "name": c.get("name"), "args": c.get("args")} for c in tool_calls]
+        if isinstance(message, ToolMessage):
+            out["tool_call_id"] = message.tool_call_id
+        return out
+
+    @staticmethod
+    def _safe_str(obj: Any) -> str:
+        try:
+            return str(obj)
+        except Exception:
+            return f"<{kind_name(obj)} (str failed)>"
+
+    @staticmethod
+    def _safe_repr(obj: Any) -> str:
+        try:
+            return repr(obj)
+        except Exception:
+            return f"<{kind_name(obj)} (repr failed)>"
+
+
+def kind_name(obj: Any) -> str:
+    """
+    ``module.Class`` of *obj* for markers, never raising.
+    """
+    kind = type(obj)
+    return f"{kind.__module__}.{kind.__qualname__}"

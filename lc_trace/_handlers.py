@@ -1,0 +1,380 @@
+"""
+TraceHandler and AsyncTraceHandler: thin shells over one core; every callback is one call
+into the Recorder.
+
+How they are dispatched, and why (design principle 2, measured in
+reference/langchain-callbacks.md):
+
+* Every callback is a plain function, on both classes. LangChain picks the dispatch per
+  *method*: a coroutine method under sync ``invoke`` costs a new event loop per event
+  (~200 us); a plain one is called directly (~2-5 us). Nothing on our path awaits anything,
+  so nothing is lost by not being a coroutine, and the async class stays cheap and correct
+  under sync ``invoke``.
+* ``run_inline`` is True, so under ``ainvoke`` the callbacks run directly on the loop
+  thread (~10-14 us/event) instead of through ``run_in_executor`` (~130 us/event).
+* Except where that would change what other handlers receive: langchain-core's
+  ``AsyncCallbackManager.on_llm_start`` (issue 39633) sends the start of a text-LLM run to the
+  inline handlers *or* the others, never both. While that method sorts its handlers, our
+  handlers say they are not inline, so everyone gets the event (ours through the others'
+  path). If another handler there is inline anyway (LangSmith's tracer is), the others lose
+  the event with or without us, and we stay inline so that at least we do not.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any, Literal
+from uuid import UUID
+
+from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
+from langchain_core.callbacks.manager import AsyncCallbackManager
+from opentelemetry import trace
+from opentelemetry.trace import TracerProvider
+
+from lc_trace import _attributes as A
+from lc_trace import _env, _mapping
+from lc_trace._content import Serializer
+from lc_trace._log_sink import LogSink, Processor
+from lc_trace._recorder import Recorder
+from lc_trace._span_sink import SpanSink
+from lc_trace._stats import Stats
+from lc_trace._writer import LineWriter
+
+__all__ = ["AsyncTraceHandler", "TraceHandler"]
+
+_DEFAULT_LOG_PATH = os.path.join("lc_trace_logs", "lc_trace.jsonl")
+_LLM_START_CODE = inspect.unwrap(AsyncCallbackManager.on_llm_start).__code__
+_UNSET: Any = object()
+
+
+# --- shared writers ------------------------------------------------------------------------
+# Handlers are often built per request; they share one writer (one thread) per file, which
+# stops when the last handler using it closes, or at interpreter exit.
+
+_writers: dict[str, tuple[LineWriter, LogSink, int]] = {}
+_writers_lock = threading.Lock()
+
+
+def _acquire_writer(path: str, service_name: str, processors: Sequence[Processor], options: dict[str, Any]) -> tuple[LineWriter, LogSink]:
+    key = os.path.abspath(os.path.expanduser(path))
+    with _writers_lock:
+        entry = _writers.get(key)
+        if entry is not None and not entry[0].closed:
+            writer, first_sink, users = entry
+            _writers[key] = (writer, first_sink, users + 1)
+            return writer, LogSink(writer.emit, service_name, processors)
+        stats = Stats()
+        holder: list[LogSink] = []
+
+        def drop_line(new: int, total: int) -> bytes:
+            return holder[0].render(
+                "warning",
+                f"lc_trace dropped {new} log lines: the writer queue was full",
+                {A.EVENT_ACTION: "lc_trace_dropped", A.LC_TRACE_DROPPED_QUEUE_FULL: new, A.LC_TRACE_DROPPED_TOTAL: total},
+            )
+
+        writer = LineWriter(key, stats=stats, drop_line=drop_line, **options)
+        sink = LogSink(writer.emit, service_name, processors)
+        holder.append(sink)
+        _writers[key] = (writer, sink, 1)
+        return writer, sink
+
+
+def _release_writer(writer: LineWriter, timeout_millis: int) -> bool:
+    with _writers_lock:
+        key = str(writer.path)
+        entry = _writers.get(key)
+        if entry is None or entry[0] is not writer:
+            return writer.flush(timeout_millis)
+        if entry[2] > 1:
+            _writers[key] = (entry[0], entry[1], entry[2] - 1)
+            last = False
+        else:
+            del _writers[key]
+            last = True
+    return writer.close(timeout_millis) if last else writer.flush(timeout_millis)
+
+
+# --- the core both classes share ----------------------------------------------------------
+
+
+class _TraceCore:
+    """
+    Everything TraceHandler and AsyncTraceHandler do; they differ only in their base class.
+    """
+
+    raise_error = False
+
+    def __init__(
+        self,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        log_path: str | os.PathLike[str] | None = _UNSET,
+        service_name: str | None = None,
+        capture_content: bool | None = None,
+        max_content_length: int | None = None,
+        log_tokens: bool | None = None,
+        max_open_runs: int = 10_000,
+        log_max_bytes: int | None = None,
+        log_backups: int | None = None,
+        queue_size: int | None = None,
+        flush_interval_ms: int | None = None,
+        on_queue_full: Literal["drop", "wait"] = "drop",
+        log_processors: Iterable[Processor] = (),
+    ) -> None:
+        """
+        Args:
+            tracer_provider: where spans go; default: the global provider (set by the app, or
+                by ``lc_trace.configure()``). The library itself never sets a global.
+            log_path: the JSON-lines file; default ``$LC_TRACE_LOG_PATH`` or
+                ``./lc_trace_logs/lc_trace.jsonl``; None turns file logging off.
+            service_name: ``service.name`` on log lines; default ``$OTEL_SERVICE_NAME``, then
+                the provider's resource, then ``lc_trace``.
+            capture_content: record prompts, outputs, tool arguments and documents; default
+                on, unless ``LC_TRACE_CAPTURE_CONTENT=false`` or
+                ``OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT=NO_CONTENT``. Secrets are
+                redacted either way.
+            max_content_length: longest captured value before it is truncated (default 8192).
+            log_tokens: one log line per streamed token (default off).
+            max_open_runs: cap on runs open at once; the oldest is closed beyond it.
+            log_max_bytes: rotate the file at this size (default 100 MiB; 0 never).
+            log_backups: rotated files kept (default 5).
+            queue_size: log lines queued before the full-queue policy applies (default 65536).
+            flush_interval_ms: longest a line waits before it is written (default 500).
+            on_queue_full: ``"drop"`` (count and drop, never block) or ``"wait"`` (block the
+                caller up to a second for room, then drop and count).
+            log_processors: extra structlog processors run on every line before rendering.
+
+        Raises:
+            LogPathError: the log file cannot be created or written.
+            ValueError: an argument is out of range.
+        """
+        super().__init__()
+        capture = _env.capture_content_from_env() if capture_content is None else bool(capture_content)
+        length = max_content_length if max_content_length is not None else _env.env_int(_env.LC_TRACE_MAX_CONTENT_LENGTH, 8192, minimum=16)
+        self._serializer = Serializer(length)
+        self._spans = SpanSink(tracer_provider)
+        self.service_name = service_name or _service_name(tracer_provider)
+        if log_path is _UNSET:
+            log_path = os.environ.get(_env.LC_TRACE_LOG_PATH, "").strip() or _DEFAULT_LOG_PATH
+        self._writer: LineWriter | None = None
+        logs: LogSink | None = None
+        if log_path is not None:
+            options = {
+                "queue_size": queue_size if queue_size is not None else _env.env_int(_env.LC_TRACE_QUEUE_SIZE, 65_536, minimum=1),
+                "flush_interval_s": (flush_interval_ms if flush_interval_ms is not None else _env.env_int(_env.LC_TRACE_FLUSH_INTERVAL_MS, 500, minimum=1)) / 1000,
+                "max_bytes": log_max_bytes if log_max_bytes is not None else _env.env_int(_env.LC_TRACE_LOG_MAX_BYTES, 100 * 1024 * 1024),
+                "backups": log_backups if log_backups is not None else _env.env_int(_env.LC_TRACE_LOG_BACKUPS, 5),
+                "on_full": on_queue_full,
+            }
+            self._writer, logs = _acquire_writer(os.fspath(log_path), self.service_name, list(log_processors), options)
+        self.stats: Stats = self._writer.stats if self._writer is not None else Stats()
+        tokens = log_tokens if log_tokens is not None else _env.env_bool(_env.LC_TRACE_LOG_TOKENS, False)
+        self._recorder = Recorder(self._spans, logs, self._serializer, capture=capture, log_tokens=tokens, stats=self.stats, max_open_runs=max_open_runs)
+        self._closed = False
+
+    # -- what a user calls ------------------------------------------------------------------
+
+    @property
+    def capture_content(self) -> bool:
+        """
+        Whether prompts, outputs and documents are recorded.
+        """
+        return self._recorder.capture
+
+    @property
+    def log_path(self) -> str | None:
+        """
+        The absolute path of the log file, or None when file logging is off.
+        """
+        return str(self._writer.path) if self._writer is not None else None
+
+    @property
+    def open_runs(self) -> int:
+        """
+        Runs started and not yet ended (zero after every call has returned).
+        """
+        return self._recorder.open_runs
+
+    def flush(self, timeout_millis: int = 30_000) -> bool:
+        """
+        Block until every line so far is in the file and every ended span has been handed to
+        the span processors (and exported, for an SDK provider); False if the timeout passed.
+        """
+        lines = self._writer.flush(timeout_millis) if self._writer is not None else True
+        return self._spans.force_flush(timeout_millis) and lines
+
+    async def aflush(self, timeout_millis: int = 30_000) -> bool:
+        """
+        ``flush()`` for async code; the event loop keeps running meanwhile.
+        """
+        import asyncio
+
+        lines = await self._writer.aflush(timeout_millis) if self._writer is not None else True
+        spans = await asyncio.to_thread(self._spans.force_flush, timeout_millis)
+        return spans and lines
+
+    def close(self, timeout_millis: int = 30_000) -> bool:
+        """
+        Close runs still open (as ``shutdown``), flush, and stop the writer once no other
+        handler shares it. Later events still make spans; their log lines are dropped and
+        counted. Idempotent.
+        """
+        if self._closed:
+            return True
+        self._closed = True
+        self._recorder.close_all()
+        spans = self._spans.force_flush(timeout_millis)
+        lines = _release_writer(self._writer, timeout_millis) if self._writer is not None else True
+        return spans and lines
+
+    async def aclose(self, timeout_millis: int = 30_000) -> bool:
+        """
+        ``close()`` for async code; the event loop keeps running meanwhile.
+        """
+        import asyncio
+
+        return await asyncio.to_thread(self.close, timeout_millis)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(service_name={self.service_name!r}, log_path={self.log_path!r}, capture_content={self.capture_content})"
+
+    # -- dispatch (see the module docstring) ------------------------------------------------
+
+    @property
+    def run_inline(self) -> bool:  # type: ignore[override]
+        """
+        True, except while langchain-core's AsyncCallbackManager.on_llm_start sorts handlers.
+        """
+        frame = sys._getframe(1)
+        if frame.f_code.co_name == "<listcomp>" and frame.f_back is not None:
+            frame = frame.f_back  # Python < 3.12 runs comprehensions in their own frame
+        if frame.f_code is not _LLM_START_CODE:
+            return True
+        handlers = getattr(frame.f_locals.get("self"), "handlers", ())
+        return any(h.run_inline for h in handlers if not isinstance(h, _TraceCore))
+
+    # -- chains -----------------------------------------------------------------------------
+
+    def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None, metadata: dict[str, Any] | None = None, name: str | None = None, run_type: str | None = None, defers_inputs: bool = False, **kwargs: Any) -> None:
+        capture = self._recorder.capture and not defers_inputs  # streaming starts carry a placeholder
+        self._recorder.start(lambda: _mapping.chain_start(serialized, inputs, run_id=run_id, parent_run_id=parent_run_id, tags=tags, metadata=metadata, name=name, run_type=run_type, serializer=self._serializer, capture=capture), run_id, parent_run_id)
+
+    def on_chain_end(self, outputs: Any, *, run_id: UUID, inputs: Any = None, **kwargs: Any) -> None:
+        self._recorder.end(run_id, lambda: ({}, self._io(inputs, outputs)))
+
+    def on_chain_error(self, error: BaseException, *, run_id: UUID, inputs: Any = None, **kwargs: Any) -> None:
+        self._recorder.error(run_id, error, (lambda: self._io(inputs, None)) if inputs is not None else None)
+
+    def _io(self, inputs: Any, outputs: Any) -> dict[str, str]:
+        if not self._recorder.capture:
+            return {}
+        content = {}
+        if inputs is not None:  # streaming: the real input arrives with the end
+            content[A.LC_INPUT] = self._serializer.dumps(inputs)
+        if outputs is not None:
+            content[A.LC_OUTPUT] = self._serializer.dumps(outputs)
+        return content
+
+    # -- models -----------------------------------------------------------------------------
+
+    def on_chat_model_start(self, serialized: dict[str, Any] | None, messages: list[list[Any]], *, run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None, metadata: dict[str, Any] | None = None, name: str | None = None, invocation_params: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        self._recorder.start(lambda: _mapping.chat_model_start(serialized, messages, run_id=run_id, parent_run_id=parent_run_id, tags=tags, metadata=metadata, name=name, invocation_params=invocation_params, serializer=self._serializer, capture=self._recorder.capture), run_id, parent_run_id)
+
+    def on_llm_start(self, serialized: dict[str, Any] | None, prompts: list[str], *, run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None, metadata: dict[str, Any] | None = None, name: str | None = None, invocation_params: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        self._recorder.start(lambda: _mapping.llm_start(serialized, prompts, run_id=run_id, parent_run_id=parent_run_id, tags=tags, metadata=metadata, name=name, invocation_params=invocation_params, serializer=self._serializer, capture=self._recorder.capture), run_id, parent_run_id)
+
+    def on_llm_new_token(self, token: Any = "", *args: Any, run_id: UUID, **kwargs: Any) -> None:
+        # ``token`` is a keyword on LangChain's sync path and positional on its async one.
+        self._recorder.token(run_id, token)
+
+    def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._recorder.end(run_id, lambda: _mapping.llm_end(response, serializer=self._serializer, capture=self._recorder.capture))
+
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._recorder.error(run_id, error)
+
+    # -- tools and retrievers ---------------------------------------------------------------
+
+    def on_tool_start(self, serialized: dict[str, Any] | None, input_str: str, *, run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None, metadata: dict[str, Any] | None = None, name: str | None = None, inputs: dict[str, Any] | None = None, tool_call_id: str | None = None, **kwargs: Any) -> None:
+        self._recorder.start(lambda: _mapping.tool_start(serialized, input_str, run_id=run_id, parent_run_id=parent_run_id, tags=tags, metadata=metadata, name=name, inputs=inputs, tool_call_id=tool_call_id, serializer=self._serializer, capture=self._recorder.capture), run_id, parent_run_id)
+
+    def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._recorder.end(run_id, lambda: _mapping.tool_end(output, serializer=self._serializer, capture=self._recorder.capture))
+
+    def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._recorder.error(run_id, error)
+
+    def on_retriever_start(self, serialized: dict[str, Any] | None, query: str, *, run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None, metadata: dict[str, Any] | None = None, name: str | None = None, **kwargs: Any) -> None:
+        self._recorder.start(lambda: _mapping.retriever_start(serialized, query, run_id=run_id, parent_run_id=parent_run_id, tags=tags, metadata=metadata, name=name, serializer=self._serializer, capture=self._recorder.capture), run_id, parent_run_id)
+
+    def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._recorder.end(run_id, lambda: _mapping.retriever_end(documents, serializer=self._serializer, capture=self._recorder.capture))
+
+    def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._recorder.error(run_id, error)
+
+    # -- point events -----------------------------------------------------------------------
+
+    def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        # Custom events carry no parent_run_id: they belong to the run that dispatched them.
+        self._recorder.event(run_id, "custom_event", lambda: {A.LC_EVENT_NAME: str(name), **_mapping.event_data(data, self._serializer, self._recorder.capture)})
+
+    def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._recorder.event(run_id, "agent_action", lambda: self._agent_fields(action, tool=True), agent=True)
+
+    def on_agent_finish(self, finish: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._recorder.event(run_id, "agent_finish", lambda: self._agent_fields(finish, tool=False), agent=True)
+
+    def _agent_fields(self, step: Any, *, tool: bool) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        if tool:
+            fields[A.LC_AGENT_TOOL] = str(getattr(step, "tool", ""))
+        if self._recorder.capture:
+            if tool:
+                fields[A.LC_AGENT_TOOL_INPUT] = self._serializer.dumps(getattr(step, "tool_input", None))
+            else:
+                fields[A.LC_AGENT_OUTPUT] = self._serializer.dumps(getattr(step, "return_values", None))
+            fields[A.LC_AGENT_LOG] = self._serializer.text(str(getattr(step, "log", "")))
+        return fields
+
+    def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        self._recorder.event(run_id, "retry", lambda: {A.LC_RETRY_ATTEMPT: int(getattr(retry_state, "attempt_number", 0) or 0)})
+
+    def on_text(self, text: str, *, run_id: UUID, **kwargs: Any) -> None:
+        self._recorder.event(run_id, "text", lambda: {A.LC_TEXT: self._serializer.text(str(text))} if self._recorder.capture else {})
+
+
+def _service_name(tracer_provider: TracerProvider | None) -> str:
+    name = os.environ.get("OTEL_SERVICE_NAME", "").strip()
+    if name:
+        return name
+    provider = tracer_provider or trace.get_tracer_provider()
+    resource = getattr(provider, "resource", None)
+    value = getattr(resource, "attributes", {}).get("service.name") if resource is not None else None
+    if isinstance(value, str) and value and not value.startswith("unknown_service"):
+        return value
+    return "lc_trace"
+
+
+class TraceHandler(_TraceCore, BaseCallbackHandler):
+    """
+    Traces LangChain runs as OpenTelemetry spans and ECS JSON log lines, for sync code.
+
+    Add it to ``config["callbacks"]``; it is cheap and correct under ``invoke``, ``ainvoke``,
+    streaming, batches and threads alike.
+    """
+
+
+class AsyncTraceHandler(_TraceCore, AsyncCallbackHandler):  # type: ignore[misc]
+    """
+    Traces LangChain runs as OpenTelemetry spans and ECS JSON log lines, for async code.
+
+    Same behaviour and output as :class:`TraceHandler`; it is an ``AsyncCallbackHandler`` for
+    code that expects one, and it is equally cheap under sync ``invoke`` (its callbacks never
+    need an event loop). Use ``await handler.aflush()`` / ``await handler.aclose()``.
+    """

@@ -1,0 +1,67 @@
+"""
+LogSink: one structlog event per LangChain event, rendered to bytes and queued.
+
+The event dict is the run's attributes (the span's names, principle 7) plus the event's
+own fields and the span's ``trace.id``/``span.id``; structlog runs the processor chain
+(``_processors``) and hands the bytes to the LineWriter. No I/O happens here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import structlog
+
+from lc_trace import _attributes as A
+from lc_trace._processors import EcsShaper, render_json_line
+
+__all__ = ["LogSink"]
+
+Processor = Callable[[Any, str, Any], Any]
+
+
+class _QueueLogger:
+    """
+    The structlog "logger" at the end of the chain: every level puts the bytes on the queue.
+    """
+
+    __slots__ = ("info", "warning", "error", "msg")
+
+    def __init__(self, emit: Callable[[bytes], None]) -> None:
+        self.info = self.warning = self.error = self.msg = emit
+
+
+class LogSink:
+    """
+    Renders events to ECS JSON lines through structlog and emits them to *emit*.
+
+    Args:
+        emit: where finished lines go (``LineWriter.emit``).
+        service_name: written as ``service.name`` on every line.
+        processors: extra structlog processors, run after ECS shaping and before rendering.
+    """
+
+    __slots__ = ("_log", "_shaper")
+
+    def __init__(self, emit: Callable[[bytes], None], service_name: str, processors: Iterable[Processor] = ()) -> None:
+        self._shaper = EcsShaper({A.SERVICE_NAME: service_name, A.EVENT_DATASET: "lc_trace"})
+        self._log = structlog.wrap_logger(
+            _QueueLogger(emit),
+            processors=[self._shaper, *processors, render_json_line],
+            wrapper_class=structlog.make_filtering_bound_logger(0),
+            cache_logger_on_first_use=True,
+        )
+
+    def emit(self, level: str, message: str, fields: Mapping[str, Any]) -> None:
+        """
+        One line at *level* (``info`` or ``error``) with *fields*.
+        """
+        getattr(self._log, level)(message, **fields)
+
+    def render(self, level: str, message: str, fields: Mapping[str, Any]) -> bytes:
+        """
+        The bytes a line would have, without emitting it (for lines the writer writes itself).
+        """
+        event = {"event": message, **fields}
+        return render_json_line(None, level, self._shaper(None, level, event))

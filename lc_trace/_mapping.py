@@ -1,0 +1,543 @@
+"""
+Pure functions from one LangChain callback's arguments to one normalised record.
+
+No I/O, no OpenTelemetry, no state: each function takes what the callback received and
+returns attribute dicts named from ``_attributes`` (design.md section 4). Content (prompts,
+outputs, documents) is built only when a ``Serializer`` is passed, so turning capture off
+also skips the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import BaseMessage, ToolMessage
+from langchain_core.outputs import LLMResult
+
+from lc_trace import _attributes as A
+from lc_trace._content import REDACTED, Serializer, is_secret_key, message_role, redact_text
+
+__all__ = [
+    "Start",
+    "chain_start",
+    "chat_model_start",
+    "classify_error",
+    "error_attributes",
+    "llm_end",
+    "llm_start",
+    "retriever_end",
+    "retriever_start",
+    "run_name",
+    "tool_end",
+    "tool_start",
+]
+
+CHAIN = "chain"
+CHAT_MODEL = "chat_model"
+LLM = "llm"
+TOOL = "tool"
+RETRIEVER = "retriever"
+AGENT = "agent"
+
+_CLIENT_KINDS = frozenset({CHAT_MODEL, LLM, RETRIEVER})
+_CONVERSATION_KEYS = ("session_id", "thread_id", "conversation_id")
+_AGENT_NAMES = frozenset({"AgentExecutor"})
+_NOT_ERRORS = frozenset({"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand"})
+_METADATA_SKIP_PREFIXES = ("ls_", "lc_")
+
+
+@dataclass(slots=True)
+class Start:
+    """
+    What a start event maps to: the span's name and kind, attributes known at creation (the
+    ones samplers and searches need), and captured content.
+    """
+
+    run_type: str
+    name: str
+    span_name: str
+    client: bool
+    attributes: dict[str, Any]
+    content: dict[str, str] = field(default_factory=dict)
+
+
+# --- names and common attributes -------------------------------------------------------
+
+
+def run_name(name: str | None, serialized: Mapping[str, Any] | None, default: str) -> str:
+    """
+    The run's name: the ``name`` keyword first (``serialized`` is often None), then
+    ``serialized["name"]``, then the last part of ``serialized["id"]``.
+    """
+    if name:
+        return str(name)
+    if serialized:
+        found = serialized.get("name")
+        if found:
+            return str(found)
+        ids = serialized.get("id")
+        if isinstance(ids, Sequence) and ids and not isinstance(ids, str):
+            return str(ids[-1])
+    return default
+
+
+def _common(
+    run_type: str,
+    name: str,
+    run_id: Any,
+    parent_run_id: Any,
+    tags: Sequence[str] | None,
+    metadata: Mapping[str, Any] | None,
+    serializer: Serializer,
+) -> dict[str, Any]:
+    attrs: dict[str, Any] = {A.LC_RUN_ID: str(run_id), A.LC_RUN_TYPE: run_type, A.LC_RUN_NAME: name}
+    if parent_run_id is not None:
+        attrs[A.LC_RUN_PARENT_ID] = str(parent_run_id)
+    if tags:
+        attrs[A.LC_TAGS] = [str(t) for t in tags]
+    if metadata:
+        _metadata(attrs, metadata, serializer)
+    return attrs
+
+
+def _metadata(attrs: dict[str, Any], metadata: Mapping[str, Any], serializer: Serializer) -> None:
+    """
+    Scalar metadata as ``langchain.metadata.<key>`` strings (one type per key, always: a
+    user's ``user_id`` may be 42 in one call and "abc" in the next, and Elasticsearch rejects
+    the second). Secret keys are redacted; ``ls_*``/``lc_*`` are LangChain's own and mapped
+    elsewhere. Dots in keys become ``_`` so ``a`` and ``a.b`` cannot collide.
+    """
+    for key, value in metadata.items():
+        if not isinstance(key, str) or key.startswith(_METADATA_SKIP_PREFIXES):
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, (str, int, float)):
+            text = str(value)
+        else:
+            continue
+        name = A.LC_METADATA_PREFIX + key.replace(".", "_")
+        attrs[name] = REDACTED if is_secret_key(key) else serializer.text(text)
+        if key in _CONVERSATION_KEYS and A.GEN_AI_CONVERSATION_ID not in attrs:
+            attrs[A.GEN_AI_CONVERSATION_ID] = attrs[name]
+
+
+# --- chains, agents --------------------------------------------------------------------
+
+
+def chain_start(
+    serialized: Mapping[str, Any] | None,
+    inputs: Any,
+    *,
+    run_id: Any,
+    parent_run_id: Any,
+    tags: Sequence[str] | None,
+    metadata: Mapping[str, Any] | None,
+    name: str | None,
+    run_type: str | None,
+    serializer: Serializer,
+    capture: bool,
+) -> Start:
+    """
+    A chain, runnable, prompt, parser or graph node; ``AgentExecutor`` is an agent.
+    """
+    label = run_name(name, serialized, "chain")
+    kind = run_type or CHAIN
+    if label in _AGENT_NAMES:
+        kind = AGENT
+    attrs = _common(kind, label, run_id, parent_run_id, tags, metadata, serializer)
+    span_name = label
+    if kind == AGENT:
+        attrs[A.GEN_AI_OPERATION_NAME] = A.OP_INVOKE_AGENT
+        attrs[A.GEN_AI_AGENT_NAME] = label
+        span_name = f"{A.OP_INVOKE_AGENT} {label}"
+    content = {A.LC_INPUT: serializer.dumps(inputs)} if capture else {}
+    return Start(kind, label, span_name, False, attrs, content)
+
+
+def agent_attributes(name: str) -> dict[str, Any]:
+    """
+    Attributes that turn a chain into an agent once it reports an agent action.
+    """
+    return {A.LC_RUN_TYPE: AGENT, A.GEN_AI_OPERATION_NAME: A.OP_INVOKE_AGENT, A.GEN_AI_AGENT_NAME: name}
+
+
+# --- models ----------------------------------------------------------------------------
+
+_FLOAT_PARAMS = (
+    ("temperature", A.GEN_AI_REQUEST_TEMPERATURE),
+    ("top_p", A.GEN_AI_REQUEST_TOP_P),
+    ("top_k", A.GEN_AI_REQUEST_TOP_K),
+    ("frequency_penalty", A.GEN_AI_REQUEST_FREQUENCY_PENALTY),
+    ("presence_penalty", A.GEN_AI_REQUEST_PRESENCE_PENALTY),
+)
+_MAX_TOKEN_PARAMS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_tokens_to_sample")
+
+
+def _model_attributes(
+    operation: str,
+    invocation_params: Mapping[str, Any] | None,
+    metadata: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    params = invocation_params or {}
+    meta = metadata or {}
+    attrs: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: operation}
+    provider = meta.get("ls_provider") or params.get("_type")
+    if provider:
+        attrs[A.GEN_AI_PROVIDER_NAME] = str(provider)
+    model = meta.get("ls_model_name") or params.get("model") or params.get("model_name") or params.get("model_id")
+    if model:
+        attrs[A.GEN_AI_REQUEST_MODEL] = str(model)
+    for key, attr in _FLOAT_PARAMS:
+        value = params.get(key, meta.get(f"ls_{key}"))
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            attrs[attr] = float(value)
+    for key in _MAX_TOKEN_PARAMS:
+        value = params.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            attrs[A.GEN_AI_REQUEST_MAX_TOKENS] = value
+            break
+    else:
+        value = meta.get("ls_max_tokens")
+        if isinstance(value, int) and not isinstance(value, bool):
+            attrs[A.GEN_AI_REQUEST_MAX_TOKENS] = value
+    stop = params.get("stop") or params.get("stop_sequences") or meta.get("ls_stop")
+    if isinstance(stop, str):
+        stop = [stop]
+    if isinstance(stop, Sequence) and stop:
+        attrs[A.GEN_AI_REQUEST_STOP_SEQUENCES] = [str(s) for s in stop]
+    seed = params.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        attrs[A.GEN_AI_REQUEST_SEED] = seed
+    n = params.get("n")
+    if isinstance(n, int) and not isinstance(n, bool) and n != 1:
+        attrs[A.GEN_AI_REQUEST_CHOICE_COUNT] = n
+    if params.get("stream") is True or params.get("streaming") is True:
+        attrs[A.GEN_AI_REQUEST_STREAM] = True
+    return attrs
+
+
+def _model_start(
+    run_type: str,
+    operation: str,
+    serialized: Mapping[str, Any] | None,
+    *,
+    run_id: Any,
+    parent_run_id: Any,
+    tags: Sequence[str] | None,
+    metadata: Mapping[str, Any] | None,
+    name: str | None,
+    invocation_params: Mapping[str, Any] | None,
+    serializer: Serializer,
+) -> Start:
+    label = run_name(name, serialized, run_type)
+    attrs = _model_attributes(operation, invocation_params, metadata)
+    attrs.update(_common(run_type, label, run_id, parent_run_id, tags, metadata, serializer))
+    model = attrs.get(A.GEN_AI_REQUEST_MODEL)
+    span_name = f"{operation} {model}" if model else operation
+    return Start(run_type, label, span_name, True, attrs)
+
+
+def chat_model_start(
+    serialized: Mapping[str, Any] | None,
+    messages: Sequence[Sequence[BaseMessage]],
+    *,
+    serializer: Serializer,
+    capture: bool,
+    **kwargs: Any,
+) -> Start:
+    """
+    A chat model call: ``chat {model}``, CLIENT, with the GenAI request attributes.
+    """
+    start = _model_start(CHAT_MODEL, A.OP_CHAT, serialized, serializer=serializer, **kwargs)
+    if capture and messages:
+        parts = [_message_parts(m) for prompt in messages for m in prompt]
+        start.content[A.GEN_AI_INPUT_MESSAGES] = serializer.dumps(parts)
+    return start
+
+
+def llm_start(
+    serialized: Mapping[str, Any] | None,
+    prompts: Sequence[str],
+    *,
+    serializer: Serializer,
+    capture: bool,
+    **kwargs: Any,
+) -> Start:
+    """
+    A text-completion LLM call: ``text_completion {model}``, CLIENT.
+    """
+    start = _model_start(LLM, A.OP_TEXT_COMPLETION, serialized, serializer=serializer, **kwargs)
+    if capture and prompts:
+        parts = [{"role": "user", "parts": [{"type": "text", "content": p}]} for p in prompts]
+        start.content[A.GEN_AI_INPUT_MESSAGES] = serializer.dumps(parts)
+    return start
+
+
+def _content_parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}] if content else []
+    parts: list[dict[str, Any]] = []
+    if isinstance(content, list):
+        for block in content:
+            if isinstance(block, str):
+                parts.append({"type": "text", "content": block})
+            elif isinstance(block, Mapping):
+                kind = block.get("type")
+                if kind == "text":
+                    parts.append({"type": "text", "content": block.get("text", "")})
+                elif kind not in ("tool_use", "tool_call", "function_call"):  # those come as tool_calls
+                    parts.append({"type": str(kind or "unknown")})
+    return parts
+
+
+def _message_parts(message: BaseMessage, finish_reason: str | None = None) -> dict[str, Any]:
+    """
+    A message in the GenAI semantic-conventions shape: ``{"role", "parts": [...]}``.
+    """
+    if isinstance(message, ToolMessage):
+        parts: list[dict[str, Any]] = [
+            {"type": "tool_call_response", "id": message.tool_call_id, "response": message.content}
+        ]
+    else:
+        parts = _content_parts(message.content)
+        for call in getattr(message, "tool_calls", None) or ():
+            parts.append({"type": "tool_call", "id": call.get("id"), "name": call.get("name"), "arguments": call.get("args")})
+    out: dict[str, Any] = {"role": message_role(message), "parts": parts}
+    if finish_reason:
+        out["finish_reason"] = finish_reason
+    return out
+
+
+def llm_end(response: LLMResult, *, serializer: Serializer, capture: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """
+    Response model, id, finish reasons and token usage from an ``LLMResult``; usage comes
+    from each message's ``usage_metadata`` (streaming puts it on the final chunk), then from
+    ``llm_output`` for text LLMs. Cached input tokens are a part of the input, not added to it.
+    """
+    attrs: dict[str, Any] = {}
+    finish: list[str] = []
+    outputs: list[dict[str, Any]] = []
+    usage = {"in": 0, "out": 0}
+    details: dict[str, int] = {}
+    found_usage = False
+    model: Any = None
+    response_id: Any = None
+    for generations in response.generations:
+        for gen in generations:
+            info = gen.generation_info or {}
+            reason = info.get("finish_reason") or info.get("stop_reason")
+            message = getattr(gen, "message", None)
+            if message is not None:
+                meta = message.response_metadata or {}
+                reason = reason or meta.get("finish_reason") or meta.get("stop_reason")
+                model = model or meta.get("model_name") or meta.get("model")
+                response_id = response_id or meta.get("id")
+                counts = getattr(message, "usage_metadata", None)
+                if counts:
+                    found_usage = True
+                    usage["in"] += counts.get("input_tokens") or 0
+                    usage["out"] += counts.get("output_tokens") or 0
+                    _usage_details(details, counts)
+                if capture:
+                    outputs.append(_message_parts(message, str(reason) if reason else None))
+            elif capture:
+                out = {"role": "assistant", "parts": [{"type": "text", "content": gen.text}]}
+                if reason:
+                    out["finish_reason"] = str(reason)
+                outputs.append(out)
+            if reason:
+                finish.append(str(reason))
+    llm_output = response.llm_output or {}
+    if not found_usage:
+        counts = llm_output.get("token_usage") or llm_output.get("usage")
+        if isinstance(counts, Mapping):
+            found_usage = True
+            usage["in"] = counts.get("prompt_tokens") or counts.get("input_tokens") or 0
+            usage["out"] = counts.get("completion_tokens") or counts.get("output_tokens") or 0
+    model = model or llm_output.get("model_name") or llm_output.get("model")
+    response_id = response_id or llm_output.get("id")
+    if model:
+        attrs[A.GEN_AI_RESPONSE_MODEL] = str(model)
+    if response_id:
+        attrs[A.GEN_AI_RESPONSE_ID] = str(response_id)
+    if finish:
+        attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] = finish
+    if found_usage:
+        attrs[A.GEN_AI_USAGE_INPUT_TOKENS] = int(usage["in"])
+        attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] = int(usage["out"])
+        attrs.update(details)
+    content = {A.GEN_AI_OUTPUT_MESSAGES: serializer.dumps(outputs)} if capture else {}
+    return attrs, content
+
+
+def _usage_details(details: dict[str, int], counts: Mapping[str, Any]) -> None:
+    inputs = counts.get("input_token_details") or {}
+    outputs = counts.get("output_token_details") or {}
+    for source, key, attr in (
+        (inputs, "cache_read", A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
+        (inputs, "cache_creation", A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
+        (outputs, "reasoning", A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
+    ):
+        value = source.get(key)
+        if isinstance(value, int):
+            details[attr] = details.get(attr, 0) + value
+
+
+# --- tools and retrievers --------------------------------------------------------------
+
+
+def tool_start(
+    serialized: Mapping[str, Any] | None,
+    input_str: str,
+    *,
+    run_id: Any,
+    parent_run_id: Any,
+    tags: Sequence[str] | None,
+    metadata: Mapping[str, Any] | None,
+    name: str | None,
+    inputs: Any,
+    tool_call_id: str | None,
+    serializer: Serializer,
+    capture: bool,
+) -> Start:
+    """
+    A tool execution: ``execute_tool {tool}``, INTERNAL, with the tool call id.
+    """
+    label = run_name(name, serialized, "tool")
+    attrs: dict[str, Any] = {
+        A.GEN_AI_OPERATION_NAME: A.OP_EXECUTE_TOOL,
+        A.GEN_AI_TOOL_NAME: label,
+        A.GEN_AI_TOOL_TYPE: "function",
+    }
+    if tool_call_id:
+        attrs[A.GEN_AI_TOOL_CALL_ID] = str(tool_call_id)
+    description = (serialized or {}).get("description")
+    if isinstance(description, str) and description:
+        attrs[A.GEN_AI_TOOL_DESCRIPTION] = serializer.text(description)
+    attrs.update(_common(TOOL, label, run_id, parent_run_id, tags, metadata, serializer))
+    content = {A.GEN_AI_TOOL_CALL_ARGUMENTS: serializer.dumps(inputs if inputs is not None else input_str)} if capture else {}
+    return Start(TOOL, label, f"{A.OP_EXECUTE_TOOL} {label}", False, attrs, content)
+
+
+def tool_end(output: Any, *, serializer: Serializer, capture: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """
+    A tool's result; a ``ToolMessage`` contributes its content and its tool call id.
+    """
+    attrs: dict[str, Any] = {}
+    if isinstance(output, ToolMessage):
+        if output.tool_call_id:
+            attrs[A.GEN_AI_TOOL_CALL_ID] = str(output.tool_call_id)
+        output = output.content
+    content = {A.GEN_AI_TOOL_CALL_RESULT: serializer.dumps(output)} if capture else {}
+    return attrs, content
+
+
+def retriever_start(
+    serialized: Mapping[str, Any] | None,
+    query: str,
+    *,
+    run_id: Any,
+    parent_run_id: Any,
+    tags: Sequence[str] | None,
+    metadata: Mapping[str, Any] | None,
+    name: str | None,
+    serializer: Serializer,
+    capture: bool,
+) -> Start:
+    """
+    A retriever query: ``retrieval {name}``, CLIENT.
+    """
+    label = run_name(name, serialized, "retriever")
+    attrs: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: A.OP_RETRIEVAL}
+    source = (metadata or {}).get("ls_retriever_name")
+    if source:
+        attrs[A.GEN_AI_DATA_SOURCE_ID] = str(source)
+    attrs.update(_common(RETRIEVER, label, run_id, parent_run_id, tags, metadata, serializer))
+    content = {A.GEN_AI_RETRIEVAL_QUERY_TEXT: serializer.text(str(query))} if capture else {}
+    return Start(RETRIEVER, label, f"{A.OP_RETRIEVAL} {label}", True, attrs, content)
+
+
+def retriever_end(documents: Any, *, serializer: Serializer, capture: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """
+    The retrieved documents, as JSON text, when content is captured.
+    """
+    content = {A.GEN_AI_RETRIEVAL_DOCUMENTS: serializer.dumps(documents)} if capture else {}
+    return {}, content
+
+
+# --- errors ----------------------------------------------------------------------------
+
+FAILED = "failed"
+CANCELLED = "cancelled"
+STREAM_CLOSED = "stream_closed"
+INTERRUPTED = "interrupted"
+
+
+def classify_error(error: BaseException) -> str:
+    """
+    Why a run stopped: ``failed``, or a stop that is not a failure: ``cancelled`` (task
+    cancelled), ``stream_closed`` (a consumer left a stream early) or ``interrupted``
+    (LangGraph control flow such as ``GraphInterrupt``/``ParentCommand``).
+    """
+    if isinstance(error, asyncio.CancelledError):
+        return CANCELLED
+    if isinstance(error, GeneratorExit):
+        return STREAM_CLOSED
+    if any(k.__name__ in _NOT_ERRORS for k in type(error).__mro__):
+        return INTERRUPTED
+    return FAILED
+
+
+def error_type(error: BaseException) -> str:
+    """
+    ``error.type``: the class name, qualified by its module unless it is a builtin.
+    """
+    kind = type(error)
+    if kind.__module__ == "builtins":
+        return kind.__qualname__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def error_attributes(error: BaseException, serializer: Serializer) -> dict[str, Any]:
+    """
+    ``error.type``, ``error.message`` and ``error.stack_trace``, redacted and capped.
+    """
+    try:
+        message = str(error)
+    except Exception:
+        message = f"<{type(error).__name__} (str failed)>"
+    try:
+        stack = "".join(traceback.format_exception(error))
+    except Exception:
+        stack = ""
+    return {
+        A.ERROR_TYPE: error_type(error),
+        A.ERROR_MESSAGE: serializer.text(message),
+        A.ERROR_STACK_TRACE: serializer.text(stack),
+    }
+
+
+def event_data(data: Any, serializer: Serializer, capture: bool) -> dict[str, str]:
+    """
+    A custom event's payload, when content is captured.
+    """
+    return {A.LC_EVENT_DATA: serializer.dumps(data)} if capture else {}
+
+
+def is_client(run_type: str) -> bool:
+    """
+    Whether a run type calls out of process (CLIENT span kind).
+    """
+    return run_type in _CLIENT_KINDS
+
+
+def redact_name(value: str) -> str:
+    """
+    Names come from user code; credentials in them are redacted like everything else.
+    """
+    return redact_text(value)

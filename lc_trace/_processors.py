@@ -1,0 +1,64 @@
+"""
+structlog processors that shape an lc_trace event into one ECS JSON line.
+
+Each is a plain callable ``(logger, method_name, event_dict) -> event_dict``; the last one
+returns bytes. Users may slot their own processors between them (``log_processors=``).
+
+Why not ``ecs_logging.StructlogFormatter``: it nests dotted keys and sorts them in Python,
+~37 us a line measured here, against ~0.3 us for orjson over flat dotted keys. Dotted keys
+are valid ECS: Elasticsearch and Filebeat (``expand_keys``) read ``"trace.id"`` as
+``trace: {id}``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+import orjson
+
+from lc_trace import _attributes as A
+
+__all__ = ["EcsShaper", "render_json_line"]
+
+
+class EcsShaper:
+    """
+    Puts the ECS fields first: ``@timestamp`` (from the event's own ``_ns`` time, to the
+    microsecond), ``log.level``, ``message``, ``ecs.version``, then the constant service
+    fields, then the event's fields.
+    """
+
+    __slots__ = ("_base", "_second", "_prefix")
+
+    def __init__(self, constants: Mapping[str, Any]) -> None:
+        self._base = {A.ECS_VERSION_KEY: A.ECS_VERSION, **constants}
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
+        ns = event_dict.pop("_ns", None) or time.time_ns()
+        out = {
+            A.TIMESTAMP: self._timestamp(ns),
+            A.LOG_LEVEL: method_name,
+            A.MESSAGE: event_dict.pop("event", ""),
+            **self._base,
+        }
+        out.update(event_dict)
+        return out
+
+    def _timestamp(self, ns: int) -> str:
+        second, rest = divmod(ns, 1_000_000_000)
+        if second != self._second:  # strftime once a second, not once a line
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        return f"{self._prefix}.{rest // 1000:06d}Z"
+
+
+def render_json_line(logger: Any, method_name: str, event_dict: Mapping[str, Any]) -> bytes:
+    """
+    The line itself: compact JSON, UTF-8, newline-terminated. Unknown types become strings
+    rather than an exception (the mapping only produces JSON types, this is a last guard).
+    """
+    return orjson.dumps(event_dict, default=str, option=orjson.OPT_APPEND_NEWLINE)

@@ -1,0 +1,299 @@
+"""
+Recorder: the run table and the per-event hot path.
+
+One event's whole path fits on this screen: a handler method calls ``start``/``end``/
+``error``/``event`` here; the mapping (``_mapping``) builds the record; the SpanSink starts
+or ends one span; the LogSink renders one line; the LineWriter queues it. Budget
+(design.md 3.1): a span is ~23-44 us, a line ~1-10 us, a queue put ~0.1 us; nothing on
+this path does I/O or waits.
+
+The table lock is held only to change the table; sinks are called after it is released.
+Runs that never get an end (cancelled model calls, streams left early) are closed when their
+parent ends; a cap evicts the oldest open run so a long-lived server cannot grow without bound.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+from uuid import UUID
+
+from opentelemetry.trace import Span
+
+from lc_trace import _attributes as A
+from lc_trace._content import Serializer
+from lc_trace._log_sink import LogSink
+from lc_trace._mapping import AGENT, CHAIN, CHAT_MODEL, FAILED, LLM, RETRIEVER, TOOL, Start, agent_attributes, classify_error, error_attributes
+from lc_trace._span_sink import SpanSink, now_ns
+from lc_trace._stats import Stats, report_once
+
+__all__ = ["Recorder", "Run"]
+
+_DEFAULT_MAX_OPEN_RUNS = 10_000
+_PREFIX = {CHAT_MODEL: "llm", LLM: "llm", TOOL: "tool", RETRIEVER: "retriever"}
+PARENT_ENDED = "parent_ended"
+EVICTED = "evicted"
+SHUTDOWN = "shutdown"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Run:
+    """
+    One open LangChain run: its span, what the start said, and its open children.
+    """
+
+    __slots__ = ("run_id", "parent", "run_type", "name", "span", "start_ns", "attributes", "children", "trace_id", "span_id", "chunks", "first_chunk_ns")
+
+    def __init__(self, run_id: UUID, parent: Run | None, record: Start, span: Span, start_ns: int, trace_id: str, span_id: str) -> None:
+        self.run_id = run_id
+        self.parent = parent
+        self.run_type = record.run_type
+        self.name = record.name
+        self.span = span
+        self.start_ns = start_ns
+        self.attributes = record.attributes
+        self.children: set[UUID] = set()
+        self.trace_id = trace_id
+        self.span_id = span_id
+        self.chunks = 0
+        self.first_chunk_ns = 0
+
+    @property
+    def action_prefix(self) -> str:
+        """
+        ``chain``, ``llm``, ``tool`` or ``retriever``: the stem of this run's ``event.action``.
+        """
+        return _PREFIX.get(self.run_type, CHAIN)
+
+
+def guarded(method: F) -> F:
+    """
+    An lc_trace failure is counted and reported once; it never reaches the user's app.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: Recorder, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except Exception:
+            self.stats.add("internal_errors")
+            report_once(self.stats, f"internal:{method.__name__}", "internal error in %s (counted in stats.internal_errors)", method.__name__, exc_info=True)
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class Recorder:
+    """
+    Turns start/end/error/event calls into spans and log lines, keyed by LangChain run id.
+    """
+
+    def __init__(
+        self,
+        spans: SpanSink,
+        logs: LogSink | None,
+        serializer: Serializer,
+        *,
+        capture: bool,
+        log_tokens: bool,
+        stats: Stats,
+        max_open_runs: int = _DEFAULT_MAX_OPEN_RUNS,
+    ) -> None:
+        if max_open_runs < 1:
+            raise ValueError(f"max_open_runs must be at least 1, got {max_open_runs}")
+        self.spans = spans
+        self.logs = logs
+        self.serializer = serializer
+        self.capture = capture
+        self.log_tokens = log_tokens and logs is not None
+        self.stats = stats
+        self.max_open_runs = max_open_runs
+        self._runs: dict[UUID, Run] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def open_runs(self) -> int:
+        """
+        Runs started and not yet ended.
+        """
+        return len(self._runs)
+
+    # -- starts -----------------------------------------------------------------------------
+
+    @guarded
+    def start(self, build: Callable[[], Start], run_id: UUID, parent_run_id: UUID | None) -> None:
+        """
+        Open a run: map the start, start its span under its parent's, log ``<kind>_start``.
+        """
+        ns = now_ns()
+        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
+        record = build()
+        span = self.spans.start(record, parent.span if parent is not None else None, ns)
+        context = span.get_span_context()
+        if context.is_valid:
+            trace_id, span_id = format(context.trace_id, "032x"), format(context.span_id, "016x")
+        else:  # no SDK configured: the log lines still need ids that group and nest
+            trace_id = parent.trace_id if parent is not None else format(random.getrandbits(128), "032x")
+            span_id = format(random.getrandbits(64), "016x")
+        run = Run(run_id, parent, record, span, ns, trace_id, span_id)
+        evicted: list[Run] = []
+        with self._lock:
+            self._runs[run_id] = run
+            if parent is not None:
+                parent.children.add(run_id)
+            while len(self._runs) > self.max_open_runs:
+                evicted.append(self._runs.pop(next(iter(self._runs))))
+        for old in evicted:
+            self.stats.add("runs_evicted")
+            report_once(self.stats, "evicted", "more than %d runs open at once; the oldest are closed as 'evicted'", self.max_open_runs)
+            self._close(old, None, {}, {}, EVICTED, ns)
+        self._log("info", f"{run.action_prefix}_start", run, record.content, ns)
+
+    # -- ends -------------------------------------------------------------------------------
+
+    @guarded
+    def end(self, run_id: UUID, build: Callable[[], tuple[dict[str, Any], dict[str, str]]] | None = None) -> None:
+        """
+        Close a run that succeeded: end attributes and output from *build*.
+        """
+        run = self._take(run_id)
+        if run is None:
+            return
+        ns = now_ns()
+        attributes: dict[str, Any] = {}
+        content: dict[str, str] = {}
+        try:
+            if build is not None:
+                attributes, content = build()
+        finally:
+            self._close(run, None, attributes, content, None, ns)
+
+    @guarded
+    def error(self, run_id: UUID, error: BaseException, extra: Callable[[], dict[str, str]] | None = None) -> None:
+        """
+        Close a run that raised. A failure gets status ERROR; a cancellation, a stream left
+        early or a LangGraph interrupt is a stop, not a failure.
+        """
+        run = self._take(run_id)
+        if run is None:
+            return
+        ns = now_ns()
+        reason = classify_error(error)
+        attributes: dict[str, Any] = {}
+        content: dict[str, str] = {}
+        try:
+            if reason == FAILED:
+                attributes = error_attributes(error, self.serializer)
+            if extra is not None:
+                content = extra()
+        finally:
+            self._close(run, reason, attributes, content, None if reason == FAILED else reason, ns)
+
+    def _take(self, run_id: UUID) -> Run | None:
+        with self._lock:
+            run = self._runs.pop(run_id, None)
+            if run is not None and run.parent is not None:
+                run.parent.children.discard(run_id)
+        return run
+
+    def _close(self, run: Run, reason: str | None, attributes: dict[str, Any], content: dict[str, str], end_reason: str | None, ns: int) -> None:
+        if run.children:
+            self._close_children(run, reason, ns)
+        if run.run_type in (CHAT_MODEL, LLM):
+            if run.chunks:
+                attributes[A.GEN_AI_REQUEST_STREAM] = True
+                attributes[A.LC_STREAM_CHUNKS] = run.chunks
+                attributes[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (run.first_chunk_ns - run.start_ns) / 1e9
+            elif A.GEN_AI_REQUEST_STREAM not in run.attributes:
+                attributes[A.GEN_AI_REQUEST_STREAM] = False
+        if end_reason is not None:
+            attributes[A.LC_END_REASON] = end_reason
+        span_attributes = {**attributes, **content} if content else attributes
+        self.spans.end(run.span, span_attributes, reason, ns)
+        fields = dict(attributes)
+        fields.update(content)
+        fields[A.EVENT_OUTCOME] = "success" if reason is None and end_reason is None else "failure" if reason == FAILED else "unknown"
+        fields[A.EVENT_DURATION] = ns - run.start_ns
+        suffix = "error" if reason == FAILED else "end"
+        self._log("error" if reason == FAILED else "info", f"{run.action_prefix}_{suffix}", run, fields, ns)
+
+    def _close_children(self, parent: Run, reason: str | None, ns: int) -> None:
+        """
+        Children still open when their parent ends will never get an end event (LangChain sends
+        none to a cancelled model, tool or retriever call): close them, saying why.
+        """
+        with self._lock:
+            orphans = [self._runs.pop(child) for child in list(parent.children) if child in self._runs]
+            parent.children.clear()
+        why = reason if reason not in (None, FAILED) else PARENT_ENDED
+        for orphan in orphans:
+            self._close(orphan, None, {}, {}, why, ns)
+
+    @guarded
+    def close_all(self) -> None:
+        """
+        Close every open run as ``shutdown`` (the handler is closing).
+        """
+        with self._lock:
+            runs = list(self._runs.values())
+            self._runs.clear()
+        ns = now_ns()
+        for run in runs:
+            run.children.clear()
+            self._close(run, None, {}, {}, SHUTDOWN, ns)
+
+    # -- events inside a run ----------------------------------------------------------------
+
+    @guarded
+    def token(self, run_id: UUID, token: Any) -> None:
+        """
+        A streamed chunk: counted, the first one timed; a log line only if asked for.
+        """
+        run = self._runs.get(run_id)
+        if run is None:
+            return
+        run.chunks += 1
+        if run.first_chunk_ns == 0:
+            run.first_chunk_ns = now_ns()
+        if self.log_tokens:
+            fields: dict[str, Any] = {A.LC_TOKEN_INDEX: run.chunks - 1}
+            if self.capture:
+                fields[A.LC_TOKEN] = self.serializer.dumps(token)
+            self._log("info", "llm_new_token", run, fields, now_ns())
+
+    @guarded
+    def event(self, run_id: UUID | None, action: str, build: Callable[[], Mapping[str, Any]], *, agent: bool = False) -> None:
+        """
+        A point event (custom event, agent action or finish, retry, text): a span event on its
+        run and a log line. An agent action also marks its run as an agent.
+        """
+        ns = now_ns()
+        run = self._runs.get(run_id) if run_id is not None else None
+        fields = dict(build())
+        if run is None:
+            if run_id is not None:
+                fields[A.LC_RUN_ID] = str(run_id)
+            if self.logs is not None:
+                self.logs.emit("info", action, {"_ns": ns, A.EVENT_ACTION: action, **fields})
+            return
+        if agent and run.run_type != AGENT:
+            promoted = agent_attributes(run.name)
+            run.run_type = AGENT
+            run.attributes = {**run.attributes, **promoted}
+            self.spans.rename(run.span, f"{A.OP_INVOKE_AGENT} {run.name}", promoted)
+        self.spans.event(run.span, action, fields, ns)
+        self._log("info", action, run, fields, ns)
+
+    # -- log lines --------------------------------------------------------------------------
+
+    def _log(self, level: str, action: str, run: Run, fields: Mapping[str, Any], ns: int) -> None:
+        if self.logs is None:
+            return
+        line = {"_ns": ns, A.EVENT_ACTION: action, A.TRACE_ID: run.trace_id, A.SPAN_ID: run.span_id}
+        line.update(run.attributes)
+        line.update(fields)
+        self.logs.emit(level, f"{action} {run.name}", line)

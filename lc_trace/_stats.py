@@ -1,0 +1,65 @@
+"""
+Named counters for everything lc_trace drops or fails at, and a report-once warning.
+
+Nothing is lost silently (design principle 5): every dropped line and every internal error
+increments a counter named for its reason, the first of each reason is reported through the
+``lc_trace`` logger, and the drop counts are also written into the log file itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+__all__ = ["Stats", "report_once"]
+
+_logger = logging.getLogger("lc_trace")
+
+
+@dataclass
+class Stats:
+    """
+    Counters a handler exposes as ``handler.stats``; read them, never write them.
+
+    Attributes:
+        lines_written: lines that reached the file.
+        dropped_queue_full: lines dropped because the writer queue was full.
+        dropped_after_close: lines emitted after ``close()``.
+        dropped_write_error: lines lost because the file could not be written.
+        internal_errors: exceptions caught inside lc_trace's callbacks (the app never sees them).
+        runs_evicted: open runs closed because the run table reached its cap.
+    """
+
+    lines_written: int = 0
+    dropped_queue_full: int = 0
+    dropped_after_close: int = 0
+    dropped_write_error: int = 0
+    internal_errors: int = 0
+    runs_evicted: int = 0
+    _reported: set[str] = field(default_factory=set, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def dropped(self) -> int:
+        """
+        All lines lost, whatever the reason.
+        """
+        return self.dropped_queue_full + self.dropped_after_close + self.dropped_write_error
+
+    def add(self, name: str, count: int = 1) -> None:
+        """
+        Increment counter *name* under a lock (callers may be on any thread).
+        """
+        with self._lock:
+            setattr(self, name, getattr(self, name) + count)
+
+
+def report_once(stats: Stats, reason: str, message: str, *args: object, exc_info: bool = False) -> None:
+    """
+    Warn through the ``lc_trace`` logger the first time *reason* happens for these stats.
+    """
+    if reason in stats._reported:
+        return
+    stats._reported.add(reason)
+    _logger.warning("lc_trace: " + message, *args, exc_info=exc_info)

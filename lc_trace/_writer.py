@@ -1,0 +1,408 @@
+"""
+LineWriter: gets JSON lines from any thread onto disk without the caller ever waiting.
+
+The caller's side (``emit``) is one length check, one deque append and, once per batch, a
+wake-up. Everything slow happens on the writer's own thread, in its own event loop, where
+aiofiles writes whole batches (``await f.write(batch)``): one write per line would cost
+~70 us each; a joined batch ~0.2 us a line (reference/langchain-callbacks.md section 5).
+
+aiofiles runs its file calls through an executor; ours is *inline* (the call runs on the
+writer thread, which exists for nothing else). That saves a thread hop per batch and keeps
+the writer working during interpreter shutdown, when Python refuses new thread-pool work,
+which is exactly when the last lines must still be written.
+
+Full-queue policy: ``drop`` (default) refuses the newest line and counts it; ``wait`` makes
+the caller wait for room up to ``wait_timeout_s``, then drops and counts. Either way the
+count is written into the log file itself as an ``lc_trace_dropped`` line.
+
+A crash loses at most the lines still queued (bounded by the flush interval). Lines are only
+ever written whole, and a half line left at the end of the file by a killed process is cut
+off when the file is next opened, so a JSON-lines reader never meets a broken line mid-file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import os
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import aiofiles
+import aiofiles.os
+
+from lc_trace._stats import Stats, report_once
+
+__all__ = ["LineWriter", "LogPathError"]
+
+_DEFAULT_QUEUE_SIZE = 65_536
+_DEFAULT_MAX_BATCH = 4_096
+_DEFAULT_FLUSH_INTERVAL_S = 0.5
+_DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+_DEFAULT_BACKUPS = 5
+_DEFAULT_WAIT_TIMEOUT_S = 1.0
+_CLOSE_TIMEOUT_S = 10.0
+_TAIL_SCAN_BYTES = 1 << 20
+
+_LIVE: weakref.WeakSet[LineWriter] = weakref.WeakSet()
+
+
+class LogPathError(OSError):
+    """
+    The log file cannot be created or written; raised when the handler is built, never later.
+    """
+
+
+class _InlineExecutor(concurrent.futures.Executor):
+    """
+    Runs each submitted call at once on the calling (writer) thread.
+    """
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def _open_private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
+def prepare_path(path: str | os.PathLike[str]) -> Path:
+    """
+    Make the log file's folder (``0700``) and file (``0600``), cut a half line a crash may have
+    left at its end, and fail now, with a message saying what to do, if it cannot be written.
+    """
+    target = Path(path).expanduser().absolute()
+    try:
+        if target.is_dir():
+            raise IsADirectoryError(21, "is a directory", str(target))
+        if not target.parent.exists():
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            _cut_partial_tail(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise LogPathError(
+            exc.errno,
+            f"lc_trace cannot write its log file {target}: {exc.strerror or exc}. "
+            "Pass log_path= a writable file (or set LC_TRACE_LOG_PATH), or log_path=None to turn file logging off",
+        ) from exc
+    return target
+
+
+def _cut_partial_tail(fd: int) -> None:
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    start = max(0, size - _TAIL_SCAN_BYTES)
+    tail = os.pread(fd, size - start, start)
+    keep = tail.rfind(b"\n")
+    os.ftruncate(fd, start + keep + 1 if keep >= 0 else start)
+
+
+class LineWriter:
+    """
+    Appends lines (bytes ending in ``\\n``) to a file from a background thread.
+
+    Args:
+        path: the file; its folder is created ``0700`` and the file ``0600``.
+        stats: where drops and writes are counted.
+        queue_size: lines held before the full-queue policy applies.
+        flush_interval_s: longest a line waits before it is written.
+        max_bytes: rotate when the file would grow past this size (0: never).
+        backups: rotated files kept as ``path.1`` … ``path.N``.
+        on_full: ``"drop"`` or ``"wait"`` (see the module docstring).
+        drop_line: renders the line that reports drops, given (new drops, total drops).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        stats: Stats | None = None,
+        queue_size: int = _DEFAULT_QUEUE_SIZE,
+        max_batch: int = _DEFAULT_MAX_BATCH,
+        flush_interval_s: float = _DEFAULT_FLUSH_INTERVAL_S,
+        max_bytes: int = _DEFAULT_MAX_BYTES,
+        backups: int = _DEFAULT_BACKUPS,
+        on_full: Literal["drop", "wait"] = "drop",
+        wait_timeout_s: float = _DEFAULT_WAIT_TIMEOUT_S,
+        drop_line: Callable[[int, int], bytes] | None = None,
+    ) -> None:
+        if queue_size < 1 or max_batch < 1:
+            raise ValueError("queue_size and max_batch must be at least 1")
+        if flush_interval_s <= 0:
+            raise ValueError(f"flush_interval must be positive, got {flush_interval_s}")
+        if max_bytes < 0 or backups < 0:
+            raise ValueError("log_max_bytes and log_backups must not be negative")
+        if on_full not in ("drop", "wait"):
+            raise ValueError(f"on_queue_full must be 'drop' or 'wait', got {on_full!r}")
+        self.path = prepare_path(path)
+        self.stats = stats if stats is not None else Stats()
+        self._queue: deque[bytes] = deque()
+        self._queue_size = queue_size
+        self._max_batch = max_batch
+        self._wake_at = min(max_batch, queue_size)
+        self._interval = flush_interval_s
+        self._max_bytes = max_bytes
+        self._backups = backups
+        self._wait = on_full == "wait"
+        self._wait_timeout = wait_timeout_s
+        self._drop_line = drop_line
+        self._executor = _InlineExecutor()
+        self._closed = False
+        self._reported_drops = 0
+        self._start_thread()
+        _LIVE.add(self)
+
+    # -- caller side ------------------------------------------------------------------------
+
+    def emit(self, line: bytes) -> None:
+        """
+        Queue one line. Never blocks under the ``drop`` policy, never raises.
+        """
+        if self._closed:
+            self.stats.add("dropped_after_close")
+            report_once(self.stats, "after_close", "log lines emitted after close() are dropped (counted in stats.dropped_after_close)")
+            return
+        queue = self._queue
+        if len(queue) >= self._queue_size and not self._wait_for_room():
+            self.stats.add("dropped_queue_full")
+            report_once(
+                self.stats,
+                "queue_full",
+                "the log writer queue is full (%d lines); lines are being dropped and counted",
+                self._queue_size,
+            )
+            return
+        queue.append(line)
+        if len(queue) >= self._wake_at and not self._wake_pending:
+            self._wake_pending = True
+            self._call_soon(self._wake_set)
+
+    def _wait_for_room(self) -> bool:
+        if not self._wait:
+            return False
+        deadline = time.monotonic() + self._wait_timeout
+        self._call_soon(self._wake_set)
+        while len(self._queue) >= self._queue_size:
+            if self._closed or time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
+    def flush(self, timeout_millis: int = 30_000) -> bool:
+        """
+        Block until every line queued before this call is written; False on timeout.
+        """
+        future = self._request_flush()
+        if future is None:
+            return not self._queue
+        try:
+            return bool(future.result(timeout_millis / 1000))
+        except concurrent.futures.TimeoutError:
+            return False
+
+    async def aflush(self, timeout_millis: int = 30_000) -> bool:
+        """
+        ``flush`` for async code: the app's loop keeps running while the writer works.
+        """
+        future = self._request_flush()
+        if future is None:
+            return not self._queue
+        try:
+            return bool(await asyncio.wait_for(asyncio.wrap_future(future), timeout_millis / 1000))
+        except (asyncio.TimeoutError, TimeoutError):
+            return False
+
+    def close(self, timeout_millis: int = int(_CLOSE_TIMEOUT_S * 1000)) -> bool:
+        """
+        Refuse new lines, write every queued one, stop the thread. Idempotent.
+        """
+        if self._closed:
+            return not self._queue
+        self._closed = True
+        _LIVE.discard(self)
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread.is_alive():
+            try:
+                loop.call_soon_threadsafe(self._stop)
+            except RuntimeError:  # loop already closed
+                pass
+            thread.join(timeout_millis / 1000)
+        return not self._queue and not thread.is_alive()
+
+    @property
+    def closed(self) -> bool:
+        """
+        True once ``close()`` has been called.
+        """
+        return self._closed
+
+    def _request_flush(self) -> concurrent.futures.Future[bool] | None:
+        loop = self._loop
+        if loop is None or not self._thread.is_alive():
+            return None
+        future: concurrent.futures.Future[bool] = concurrent.futures.Future()
+        try:
+            loop.call_soon_threadsafe(self._add_flush_waiter, future)
+        except RuntimeError:
+            return None
+        return future
+
+    def _call_soon(self, callback: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is not None:
+            try:
+                loop.call_soon_threadsafe(callback)
+            except RuntimeError:
+                pass
+
+    # -- writer thread ----------------------------------------------------------------------
+
+    def _start_thread(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake_pending = False
+        self._stopping = False
+        self._flush_waiters: list[concurrent.futures.Future[bool]] = []
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="lc_trace-writer", daemon=True)
+        self._thread.start()
+        ready.wait()
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._wake = asyncio.Event()
+        ready.set()
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            loop.close()
+
+    def _wake_set(self) -> None:
+        self._wake.set()
+
+    def _stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    def _add_flush_waiter(self, future: concurrent.futures.Future[bool]) -> None:
+        self._flush_waiters.append(future)
+        self._wake.set()
+
+    async def _main(self) -> None:
+        file = await self._open()
+        try:
+            while True:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self._interval)
+                except (asyncio.TimeoutError, TimeoutError):
+                    pass
+                self._wake.clear()
+                self._wake_pending = False
+                waiters, self._flush_waiters = self._flush_waiters, []
+                file = await self._drain(file)
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(True)
+                if self._stopping:
+                    break
+            file = await self._drain(file)
+        finally:
+            await file.close()
+            for waiter in self._flush_waiters:
+                if not waiter.done():
+                    waiter.set_result(not self._queue)
+
+    async def _open(self) -> Any:
+        file = await aiofiles.open(self.path, "ab", opener=_open_private, executor=self._executor)
+        self._size = os.fstat(file.fileno()).st_size
+        return file
+
+    async def _drain(self, file: Any) -> Any:
+        queue = self._queue
+        pending = len(queue)
+        report = self._drop_report()
+        if report:
+            file = await self._write(file, [report], counted=False)
+        while pending > 0:
+            take = min(pending, self._max_batch)
+            batch = [queue.popleft() for _ in range(take)]
+            pending -= take
+            file = await self._write(file, batch, counted=True)
+        return file
+
+    def _drop_report(self) -> bytes | None:
+        total = self.stats.dropped_queue_full
+        new = total - self._reported_drops
+        if new <= 0 or self._drop_line is None:
+            return None
+        self._reported_drops = total
+        try:
+            return self._drop_line(new, total)
+        except Exception:
+            self.stats.add("internal_errors")
+            return None
+
+    async def _write(self, file: Any, batch: list[bytes], *, counted: bool) -> Any:
+        data = b"".join(batch)
+        try:
+            if self._max_bytes and self._size and self._size + len(data) > self._max_bytes:
+                file = await self._rotate(file)
+            await file.write(data)
+            await file.flush()
+            self._size += len(data)
+            if counted:
+                self.stats.add("lines_written", len(batch))
+        except OSError as exc:
+            if counted:
+                self.stats.add("dropped_write_error", len(batch))
+            report_once(self.stats, "write_error", "cannot write %s: %s; lines are counted as dropped", self.path, exc)
+        return file
+
+    async def _rotate(self, file: Any) -> Any:
+        await file.close()
+        path = str(self.path)
+        if self._backups == 0:
+            os.truncate(path, 0)
+        else:
+            for index in range(self._backups - 1, 0, -1):
+                older = f"{path}.{index}"
+                if os.path.exists(older):
+                    await aiofiles.os.replace(older, f"{path}.{index + 1}", executor=self._executor)
+            await aiofiles.os.replace(path, f"{path}.1", executor=self._executor)
+        return await self._open()
+
+    def _after_fork_in_child(self) -> None:
+        # The parent writes what it queued; the child starts clean with its own thread.
+        self._queue.clear()
+        if not self._closed:
+            self._start_thread()
+
+
+def _close_all() -> None:
+    for writer in list(_LIVE):
+        writer.close()
+
+
+def _after_fork() -> None:
+    for writer in list(_LIVE):
+        writer._after_fork_in_child()
+
+
+atexit.register(_close_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
