@@ -147,6 +147,8 @@ class Recorder:
                 parent.children.add(run_id)
             while len(self._runs) > self.max_open_runs:
                 evicted.append(self._runs.pop(next(iter(self._runs))))
+        if record.run_type == TOOL and parent is not None:
+            self._promote_graph(parent)
         for old in evicted:
             self.stats.add("runs_evicted")
             report_once(self.stats, "evicted", "more than %d runs open at once; the oldest are closed as 'evicted'", self.max_open_runs)
@@ -280,13 +282,30 @@ class Recorder:
             if self.logs is not None:
                 self.logs.emit("info", action, {"_ns": ns, A.EVENT_ACTION: action, **fields})
             return
-        if agent and run.run_type != AGENT:
-            promoted = agent_attributes(run.name)
-            run.run_type = AGENT
-            run.attributes = {**run.attributes, **promoted}
-            self.spans.rename(run.span, f"{A.OP_INVOKE_AGENT} {run.name}", promoted)
+        if agent:
+            self._promote(run)
         self.spans.event(run.span, action, fields, ns)
         self._log("info", action, run, fields, ns)
+
+    def _promote(self, run: Run) -> None:
+        """
+        Make an open chain run an agent: ``invoke_agent {name}`` with the agent attributes.
+        """
+        if run.run_type == AGENT:
+            return
+        promoted = agent_attributes(run.name)
+        run.run_type = AGENT
+        run.attributes = {**run.attributes, **promoted}
+        self.spans.rename(run.span, f"{A.OP_INVOKE_AGENT} {run.name}", promoted)
+
+    def _promote_graph(self, node: Run) -> None:
+        """
+        A LangGraph graph one of whose nodes runs a tool is an agent (``create_agent``,
+        ``create_react_agent`` and hand-built ReAct graphs all have this shape).
+        """
+        graph = node.parent
+        if graph is not None and graph.run_type == CHAIN and A.LC_METADATA_PREFIX + "langgraph_node" in node.attributes:
+            self._promote(graph)
 
     # -- log lines --------------------------------------------------------------------------
 
