@@ -1,0 +1,253 @@
+"""Log lines: one ECS JSON line per event, matching the spans id for id, typed the same on every line."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import re
+from pathlib import Path
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from langchain_core.callbacks import dispatch_custom_event
+from langchain_core.documents import Document
+from langchain_core.runnables import RunnableLambda
+from pydantic import BaseModel, SecretStr
+
+from lc_trace import _attributes as A
+from lc_trace.testing import FakeChatModel
+from tests.conftest import HANDLERS, MODES, call, flower_chain, log_lines, spans_by_name
+from tests.test_spans import FlowerRetriever, broken_vase, flower_price
+
+
+def busy_day(handler: Any, mode: str) -> None:
+    """A varied workload: a chain, a stream, a tool, a failing tool, a retriever, a custom event."""
+    config = {"callbacks": [handler]}
+    call(flower_chain(), {"who": "mom"}, config, mode)
+    list(flower_chain().stream({"who": "dad"}, config))
+    call(flower_price, {"flower": "rose"}, config, mode)
+    with pytest.raises(RuntimeError):
+        call(broken_vase, {"size": "XL"}, config, mode)
+    call(FlowerRetriever(), "roses", config, mode)
+    call(RunnableLambda(lambda x: dispatch_custom_event("restocked", {"n": x}) or x, name="restock"), 3, config, "invoke")
+
+
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+@pytest.mark.parametrize("mode", MODES)
+class TestLinesMatchSpans:
+    def test_every_span_has_start_and_end_lines_with_its_ids(self, handler_cls, mode, make_handler, exporter):
+        """Each span's trace.id/span.id appear on exactly its start line and its end (or error) line."""
+        handler = make_handler(handler_cls)
+        busy_day(handler, mode)
+        lines = log_lines(handler)
+        for span in exporter.get_finished_spans():
+            ids = (format(span.context.trace_id, "032x"), format(span.context.span_id, "016x"))
+            mine = [line for line in lines if (line["trace.id"], line["span.id"]) == ids and line["event.action"] != "custom_event"]
+            assert 2 == len(mine), span.name
+            start, end = mine
+            assert start["event.action"].endswith("_start")
+            assert end["event.action"].endswith(("_end", "_error"))
+            assert span.attributes["langchain.run.id"] == start["langchain.run.id"] == end["langchain.run.id"]
+            assert span.end_time - span.start_time == end["event.duration"]
+            both = {**start, **end}  # input is logged at the start, everything else by the end
+            for key, value in span.attributes.items():  # one vocabulary: the span's values on its lines
+                expected = list(value) if isinstance(value, tuple) else value
+                assert expected == both[key], (span.name, key)
+
+    def test_lines_are_ecs(self, handler_cls, mode, make_handler):
+        """Every line has the ECS base fields, with @timestamp in UTC to the microsecond."""
+        handler = make_handler(handler_cls, service_name="flower-shop")
+        busy_day(handler, mode)
+        for line in log_lines(handler):
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", line["@timestamp"])
+            assert line["log.level"] in {"info", "error"}
+            assert "8.11.0" == line["ecs.version"]
+            assert "flower-shop" == line["service.name"]
+            assert line["message"].startswith(line["event.action"])
+            assert re.fullmatch(r"[0-9a-f]{32}", line["trace.id"]) and re.fullmatch(r"[0-9a-f]{16}", line["span.id"])
+
+    def test_a_field_never_changes_type(self, handler_cls, mode, make_handler):
+        """Across all kinds of events, each key always holds the same JSON type (Elasticsearch rejects conflicts)."""
+        handler = make_handler(handler_cls)
+        busy_day(handler, mode)
+        types: dict[str, set[str]] = defaultdict(set)
+        for line in log_lines(handler):
+            for key, value in line.items():
+                types[key].add(type(value).__name__)
+        mixed = {key: kinds for key, kinds in types.items() if len(kinds) > 1}
+        assert {} == mixed
+
+
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+def test_error_line(handler_cls, make_handler):
+    """A failed run's line is level error with the ECS error fields and outcome failure."""
+    handler = make_handler(handler_cls)
+    with pytest.raises(RuntimeError):
+        broken_vase.invoke({"size": "XL"}, {"callbacks": [handler]})
+    (line,) = [line for line in log_lines(handler) if line["event.action"] == "tool_error"]
+    assert ("error", "failure") == (line["log.level"], line["event.outcome"])
+    assert "RuntimeError" == line["error.type"]
+    assert "vase of size XL is broken" == line["error.message"]
+    assert "Traceback (most recent call last)" in line["error.stack_trace"]
+
+
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+def test_token_lines_are_off_by_default_and_on_when_asked(handler_cls, make_handler, tmp_path):
+    """Streaming writes no per-token lines unless log_tokens=True."""
+    quiet = make_handler(handler_cls)
+    list(flower_chain().stream({"who": "mom"}, {"callbacks": [quiet]}))
+    assert [] == [l for l in log_lines(quiet) if l["event.action"] == "llm_new_token"]
+    loud = make_handler(handler_cls, log_path=tmp_path / "tokens.jsonl", log_tokens=True)
+    list(flower_chain(FakeChatModel(responses=["red rose"])).stream({"who": "mom"}, {"callbacks": [loud]}))
+    tokens = [l for l in log_lines(loud) if l["event.action"] == "llm_new_token"]
+    assert ['"red"', '" rose"', '""'] == [t["langchain.token"] for t in tokens]
+    assert [0, 1, 2] == [t["langchain.token.index"] for t in tokens]
+
+
+CAPTURE_OFF = [
+    ({"capture_content": False}, {}),
+    ({}, {"LC_TRACE_CAPTURE_CONTENT": "false"}),
+    ({}, {"OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT": "NO_CONTENT"}),
+]
+
+
+@pytest.mark.parametrize(("kwargs", "env"), CAPTURE_OFF, ids=["argument", "lc_trace_env", "otel_env"])
+def test_capture_off_records_no_content_anywhere(kwargs, env, make_handler, exporter, monkeypatch):
+    """With capture off (argument or either variable), no span and no line carries prompts or outputs."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    handler = make_handler(**kwargs)
+    assert False is handler.capture_content
+    busy_day(handler, "invoke")
+    for span in exporter.get_finished_spans():
+        assert set() == set(span.attributes) & A.CONTENT_KEYS
+        for event in span.events:
+            assert set() == set(event.attributes) & A.CONTENT_KEYS
+    text = json.dumps(log_lines(handler))
+    assert set() == {key for line in log_lines(handler) for key in line} & A.CONTENT_KEYS
+    assert "florist" not in text and "mom" not in text
+
+
+def test_capture_argument_wins_over_environment(make_handler, monkeypatch):
+    """An explicit capture_content=True wins over the variable (argument, then environment)."""
+    monkeypatch.setenv("LC_TRACE_CAPTURE_CONTENT", "false")
+    assert True is make_handler(capture_content=True).capture_content
+
+
+OPENAI_KEY = "sk-proj-Zq8vT3BlbkFJ4aX9c0d1e2f3g4h5i6j7k8A5"
+JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJmbG9yaXN0In0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
+LIVE_KEY = "sk-live-4eC39HqLyjWDarjtT1zdp7dc"
+
+
+class KeyedChat(FakeChatModel):
+    """A model holding its API key as SecretStr, as provider clients do."""
+
+    api_key: SecretStr = SecretStr(OPENAI_KEY)
+
+
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+@pytest.mark.parametrize("capture", [True, False])
+def test_secrets_are_redacted_everywhere(handler_cls, capture, make_handler, exporter):
+    """Keys, bearer tokens and secret metadata never reach a span or a line, content on or off."""
+    handler = make_handler(handler_cls, capture_content=capture)
+    chain = flower_chain(KeyedChat(responses=[f"Your key is {OPENAI_KEY}"]))
+    config = {"callbacks": [handler], "metadata": {"api_key": LIVE_KEY, "shop": "north"}}
+    chain.invoke({"who": f"header Bearer {JWT} and key {OPENAI_KEY}"}, config)
+    with pytest.raises(ValueError):
+        RunnableLambda(lambda x: (_ for _ in ()).throw(ValueError(f"bad credentials {OPENAI_KEY}")), name="auth").invoke(1, config)
+    blobs = [json.dumps(dict(s.attributes)) + json.dumps([dict(e.attributes) for e in s.events]) for s in exporter.get_finished_spans()]
+    assert handler.flush()
+    blobs.append(Path(handler.log_path).read_text())
+    for blob in blobs:
+        for secret in (OPENAI_KEY, JWT, LIVE_KEY, "Zq8vT3Blbk"):
+            assert secret not in blob
+    assert "[REDACTED]" in blobs[-1]
+    spans = spans_by_name(exporter)
+    assert "[REDACTED]" == spans["RunnableSequence"].attributes["langchain.metadata.api_key"]
+    assert "north" == spans["RunnableSequence"].attributes["langchain.metadata.shop"]
+
+
+class Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("repr boom")
+
+    __str__ = __repr__
+
+
+class ArrayLike:
+    """Quacks like a numpy array (numpy itself is not a dependency)."""
+
+    shape = (3,)
+    size = 3
+    dtype = "float32"
+
+    def tolist(self) -> list[float]:
+        return [0.5, 1.5, 2.5]
+
+
+class Order(BaseModel):
+    flower: str
+    when: dt.datetime
+
+
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+def test_bad_objects_give_valid_lines_field_by_field(handler_cls, make_handler, exporter):
+    """Cycles, bytes, unprintable objects, NaN, huge strings and odd types each degrade alone, never raise."""
+    handler = make_handler(handler_cls, max_content_length=1000)
+    cycle: list[Any] = []
+    cycle.append(cycle)
+    payload = {
+        "cycle": cycle,
+        "raw": b"\xff\xfe",
+        "bad": Unprintable(),
+        "nan": float("nan"),
+        "big": "x" * 5_000_000,
+        "when": dt.datetime(2026, 11, 22, 9, 30, tzinfo=dt.timezone.utc),
+        "array": ArrayLike(),
+        "order": Order(flower="rose", when=dt.datetime(2026, 11, 22)),
+        "doc": Document(page_content="Roses mean love."),
+        "set": {"tulip"},
+    }
+    assert "ok" == RunnableLambda(lambda d: "ok", name="odd").invoke(payload, {"callbacks": [handler]})
+    recorded = spans_by_name(exporter)["odd"].attributes["langchain.input"]
+    assert len(recorded) < 1200
+    assert recorded.endswith("chars]") and "…[truncated" in recorded
+    head = recorded[: recorded.index("…[truncated")]
+    for fragment in ('"cycle":["<cycle: list>"]', '"raw":"<2 bytes>"', "(repr failed)>", '"nan":"nan"', '"big":"xxx'):
+        assert fragment in head
+    (start,) = [l for l in log_lines(handler) if l["event.action"] == "chain_start"]
+    assert recorded == start["langchain.input"]
+    assert 0 == handler.stats.internal_errors
+    small = make_handler(handler_cls, log_path=None)
+    RunnableLambda(lambda d: "ok", name="odd2").invoke({k: v for k, v in payload.items() if k != "big"}, {"callbacks": [small]})
+    parsed = json.loads(spans_by_name(exporter)["odd2"].attributes["langchain.input"])
+    assert {"flower": "rose", "when": "2026-11-22T00:00:00"} == parsed["order"]
+    assert [0.5, 1.5, 2.5] == parsed["array"]
+    assert "2026-11-22T09:30:00+00:00" == parsed["when"]
+    assert {"page_content": "Roses mean love.", "metadata": {}} == parsed["doc"]
+
+
+def test_log_lines_without_an_sdk_still_carry_nesting_ids(tmp_path):
+    """With no tracer provider configured at all, lines still get trace and span ids that group and nest."""
+    from lc_trace import TraceHandler
+    from opentelemetry.trace import NoOpTracerProvider
+
+    handler = TraceHandler(tracer_provider=NoOpTracerProvider(), log_path=tmp_path / "x.jsonl")
+    flower_chain().invoke({"who": "mom"}, {"callbacks": [handler]})
+    lines = log_lines(handler)
+    handler.close()
+    assert 1 == len({l["trace.id"] for l in lines})
+    assert 4 == len({l["span.id"] for l in lines})
+    assert {"0" * 32} != {l["trace.id"] for l in lines}
+
+
+def test_async_handler_survives_event_loop_closing(make_handler):
+    """Lines from an asyncio.run() that has returned are still written: the writer has its own loop."""
+    from lc_trace import AsyncTraceHandler
+
+    handler = make_handler(AsyncTraceHandler)
+    for who in ("mom", "dad"):
+        asyncio.run(flower_chain().ainvoke({"who": who}, {"callbacks": [handler]}))
+    assert 16 == len(log_lines(handler))
