@@ -1,0 +1,97 @@
+"""Serialising, redacting and truncating what chains carry (lc_trace._content)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.prompt_values import ChatPromptValue
+
+from lc_trace._content import REDACTED, Serializer, is_secret_key, redact_text
+
+
+class TestSecretKeys:
+    @pytest.mark.parametrize(
+        "key",
+        ["api_key", "apiKey", "OPENAI_API_KEY", "x-api-key", "token", "access_token", "X-Auth-Token", "password", "db_passwd", "client_secret", "Authorization", "cookie", "private_key", "aws_secret_access_key"],
+    )
+    def test_credential_keys_are_secret(self, key):
+        """Keys naming credentials, in any case style, are recognised."""
+        assert True is is_secret_key(key)
+
+    @pytest.mark.parametrize("key", ["max_tokens", "input_tokens", "total_tokens", "tokenizer", "session_id", "shop", "author", "keyword", "monkey"])
+    def test_ordinary_keys_are_not(self, key):
+        """Token counts, session ids and ordinary words are kept."""
+        assert False is is_secret_key(key)
+
+
+class TestRedactText:
+    @pytest.mark.parametrize(
+        "secret",
+        [
+            "sk-proj-Zq8vT3BlbkFJ4aX9c0d1e2f3g4h5",
+            "sk-ant-api03-abcdefghijklmnopqrstuv",
+            "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl",
+            "AKIAIOSFODNN7EXAMPLE",
+            "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            "AIzaSyA1234567890abcdefghijklmnopqrstuv",
+            "xoxb-123456789012-abcdefghij",
+            "hf_abcdefghijklmnopqrstuvwxyzABCDEF",
+        ],
+    )
+    def test_credential_shapes_are_replaced(self, secret):
+        """Common key and token shapes inside text are replaced, the text around them kept."""
+        assert f"use {REDACTED} here" == redact_text(f"use {secret} here")
+
+    def test_ordinary_text_is_untouched(self):
+        """Prose with dashes and short ids is left as it is."""
+        text = "ask-me-anything about sk- and the task-force, id chatcmpl-123"
+        assert text == redact_text(text)
+
+
+class TestSerializer:
+    def test_messages_are_role_and_content(self):
+        """Messages serialise as role/content (plus tool calls), not as their pydantic repr."""
+        value = ChatPromptValue(
+            messages=[
+                SystemMessage("be brief"),
+                HumanMessage("roses?"),
+                AIMessage("", tool_calls=[{"id": "c1", "name": "price", "args": {"flower": "rose"}}]),
+                ToolMessage("3.50", tool_call_id="c1"),
+            ]
+        )
+        assert [
+            {"role": "system", "content": "be brief"},
+            {"role": "user", "content": "roses?"},
+            {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "name": "price", "args": {"flower": "rose"}}]},
+            {"role": "tool", "content": "3.50", "tool_call_id": "c1"},
+        ] == json.loads(Serializer().dumps(value))
+
+    def test_secret_keys_are_redacted_at_any_depth(self):
+        """A credential-named key is redacted wherever it sits."""
+        data = {"config": {"headers": {"Authorization": "Basic abc"}, "retries": 3}, "api_key": "x"}
+        assert {"config": {"headers": {"Authorization": REDACTED}, "retries": 3}, "api_key": REDACTED} == json.loads(Serializer().dumps(data))
+
+    def test_long_strings_and_collections_are_cut_and_marked(self):
+        """Strings past max_length and collections past max_items are cut, saying how much."""
+        serializer = Serializer(max_length=20, max_items=3)
+        assert "abcdefghijklmnopqrst…[truncated 10 of 30 chars]" == serializer.jsonable("abcdefghijklmnopqrstuvwxyz1234")
+        assert [0, 1, 2, "… 7 more items"] == serializer.jsonable(list(range(10)))
+        assert {"a": 0, "b": 1, "c": 2, "…": "1 more items"} == serializer.jsonable({"a": 0, "b": 1, "c": 2, "d": 3})
+
+    def test_whole_text_is_capped(self):
+        """The JSON text as a whole is capped too, with the marker at the end."""
+        text = Serializer(max_length=50).dumps([str(i) for i in range(100)])
+        assert text.startswith('["0","1"') and text.endswith("chars]")
+        assert len(text) < 100
+
+    def test_tiny_limits_are_refused(self):
+        """A max_content_length too small to hold anything is refused with a clear message."""
+        with pytest.raises(ValueError, match="max_content_length must be at least 16"):
+            Serializer(max_length=3)
+
+    def test_non_string_keys_and_odd_numbers(self):
+        """Non-string keys become strings; NaN and infinity become strings (strict JSON)."""
+        assert {"1": "inf", "(1, 2)": "nan"} == json.loads(Serializer().dumps({1: float("inf"), (1, 2): float("nan")}))
