@@ -103,7 +103,10 @@ def message_role(message: BaseMessage) -> str:
     """
     The GenAI role of a LangChain message (``human`` is ``user``, ``ai`` is ``assistant``).
     """
-    role = _ROLES.get(message.type)
+    kind = message.type
+    if kind.endswith("MessageChunk"):  # streamed messages report their class name as type
+        kind = kind[: -len("MessageChunk")].lower()
+    role = _ROLES.get(kind)
     if role is not None:
         return role
     return str(getattr(message, "role", None) or message.type)

@@ -37,6 +37,7 @@ from langchain_core.tools import BaseTool, tool
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanKind, StatusCode
+from vcr.errors import CannotOverwriteExistingCassetteException
 
 from lc_trace import AsyncTraceHandler, TraceHandler
 from lc_trace import _attributes as A
@@ -714,18 +715,9 @@ def test_anthropic_tool_use(driver: Driver) -> None:
     assert_log_matches_spans(driver.lines(), spans)
 
 
-# --- known lc_trace bugs (xfail until fixed) ---------------------------------------------
+# --- streamed messages -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "lc_trace bug: _content.message_role maps message.type through _ROLES, which has no entry "
-        "for chunk types, so a streamed answer (AIMessageChunk, type 'AIMessageChunk') gets role "
-        "'AIMessageChunk' instead of 'assistant' in gen_ai.output.messages (and in "
-        "gen_ai.input.messages when a streamed answer is sent back)"
-    ),
-)
 @pytest.mark.parametrize(
     ("cassette", "make_model", "question"),
     [
@@ -742,3 +734,15 @@ def test_streamed_output_message_role_is_assistant(
 
     span = driver.spans()[0]
     assert ["assistant"] == [m["role"] for m in json.loads(span.attributes[A.GEN_AI_OUTPUT_MESSAGES])]
+
+
+# --- the offline guarantees themselves ---------------------------------------------------
+
+
+def test_request_beyond_the_recording_fails_at_once() -> None:
+    """A request the cassette has no (unplayed) interaction for fails immediately instead of being answered twice or sent out."""
+    model = openai_chat(model="gpt-4o")
+    with replay("openai/chat_basic"):
+        model.invoke("What's 5 + 5?")
+        with pytest.raises(CannotOverwriteExistingCassetteException, match="already been played back"):
+            model.invoke("What's 5 + 5?")
