@@ -385,3 +385,47 @@ def test_run_table_is_capped(handler_cls, make_handler, exporter):
     handler.close()
     assert 0 == handler.open_runs
     assert 5 == len(exporter.get_finished_spans())
+
+
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+@pytest.mark.parametrize("mode", MODES)
+def test_text_llm_span_and_error(handler_cls, mode, make_handler, exporter):
+    """A text-completion LLM is a text_completion CLIENT span; its failure is an ERROR span."""
+    from langchain_core.language_models import FakeListLLM
+
+    class FlakyLLM(FakeListLLM):
+        def _call(self, prompt: str, *args: Any, **kwargs: Any) -> str:
+            raise TimeoutError("model timed out")
+
+        async def _acall(self, prompt: str, *args: Any, **kwargs: Any) -> str:
+            raise TimeoutError("model timed out")
+
+    handler = make_handler(handler_cls)
+    assert "Tulips." == call(FakeListLLM(responses=["Tulips."]), "Spring flowers?", {"callbacks": [handler]}, mode)
+    with pytest.raises(TimeoutError):
+        call(FlakyLLM(responses=["x"]), "Winter flowers?", {"callbacks": [handler]}, mode)
+    ok, failed = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time)
+    assert ("text_completion", SpanKind.CLIENT) == (ok.name, ok.kind)
+    assert "text_completion" == ok.attributes["gen_ai.operation.name"]
+    assert '[{"role":"user","parts":[{"type":"text","content":"Spring flowers?"}]}]' == ok.attributes["gen_ai.input.messages"]
+    assert StatusCode.ERROR == failed.status.status_code
+    assert "TimeoutError" == failed.attributes["error.type"]
+
+
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+def test_retries_and_text_are_span_events(handler_cls, make_handler, exporter):
+    """on_retry and on_text (fired by retrying models and legacy chains) become events on their run."""
+
+    class RetryState:
+        attempt_number = 2
+
+    def step(x: str, run_manager: Any) -> str:
+        run_manager.on_retry(RetryState())
+        run_manager.on_text("Thinking about roses")
+        return x
+
+    RunnableLambda(step, name="careful").invoke("rose", {"callbacks": [make_handler(handler_cls)]})
+    span = spans_by_name(exporter)["careful"]
+    assert ["retry", "text"] == [e.name for e in span.events]
+    assert 2 == span.events[0].attributes["langchain.retry.attempt"]
+    assert "Thinking about roses" == span.events[1].attributes["langchain.text"]
