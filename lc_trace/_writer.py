@@ -358,33 +358,50 @@ class LineWriter:
             return None
 
     async def _write(self, file: Any, batch: list[bytes], *, counted: bool) -> Any:
-        data = b"".join(batch)
         try:
-            if self._max_bytes and self._size and self._size + len(data) > self._max_bytes:
-                file = await self._rotate(file)
-            await file.write(data)
-            await file.flush()
-            self._size += len(data)
+            limit = self._max_bytes
+            if not limit or self._size + sum(map(len, batch)) <= limit:
+                await self._append(file, batch)
+            else:  # fill each file up to the limit, rotate between (lines stay whole)
+                start = 0
+                while start < len(batch):
+                    if self._size and self._size + len(batch[start]) > limit:
+                        file = await self._rotate(file)
+                    room, end = limit - self._size, start
+                    while end < len(batch) and (end == start or len(batch[end]) <= room):
+                        room -= len(batch[end])
+                        end += 1
+                    await self._append(file, batch[start:end])
+                    start = end
             if counted:
                 self.stats.add("lines_written", len(batch))
-        except OSError as exc:
+        except Exception as exc:  # a full disk, a vanished folder: count, report once, keep going
             if counted:
                 self.stats.add("dropped_write_error", len(batch))
             report_once(self.stats, "write_error", "cannot write %s: %s; lines are counted as dropped", self.path, exc)
         return file
 
+    async def _append(self, file: Any, lines: list[bytes]) -> None:
+        data = b"".join(lines)
+        await file.write(data)
+        await file.flush()
+        self._size += len(data)
+
     async def _rotate(self, file: Any) -> Any:
         await file.close()
         path = str(self.path)
-        if self._backups == 0:
-            os.truncate(path, 0)
-        else:
-            for index in range(self._backups - 1, 0, -1):
-                older = f"{path}.{index}"
-                if os.path.exists(older):
-                    await aiofiles.os.replace(older, f"{path}.{index + 1}", executor=self._executor)
-            await aiofiles.os.replace(path, f"{path}.1", executor=self._executor)
-        return await self._open()
+        try:
+            if self._backups == 0:
+                os.truncate(path, 0)
+            else:
+                for index in range(self._backups - 1, 0, -1):
+                    older = f"{path}.{index}"
+                    if os.path.exists(older):
+                        await aiofiles.os.replace(older, f"{path}.{index + 1}", executor=self._executor)
+                await aiofiles.os.replace(path, f"{path}.1", executor=self._executor)
+        finally:  # rotated or not, the writer goes on with an open file
+            file = await self._open()
+        return file
 
     def _after_fork_in_child(self) -> None:
         # The parent writes what it queued; the child starts clean with its own thread.

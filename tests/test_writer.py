@@ -100,6 +100,18 @@ class TestLineWriter:
         assert numbers == sorted(numbers) and 999 == numbers[-1]
         assert all(p.stat().st_size <= 20_000 for p in tmp_path.iterdir())
 
+    def test_one_large_batch_still_respects_the_size_limit(self, tmp_path):
+        """A batch bigger than max_bytes is split at line boundaries across rotated files."""
+        path = tmp_path / "big.jsonl"
+        writer = LineWriter(path, max_bytes=10_000, backups=20, flush_interval_s=60)
+        for i in range(500):  # ~57 KB, queued before the writer wakes: one drain
+            writer.emit(line(i))
+        writer.close()
+        files = list(tmp_path.iterdir())
+        assert len(files) >= 6
+        assert all(p.stat().st_size <= 10_000 for p in files)
+        assert 500 == sum(len(read_log(p)) for p in files)
+
     def test_file_and_folder_are_private(self, tmp_path):
         """The log holds prompts: its folder is created 0700 and the file 0600."""
         writer = LineWriter(tmp_path / "private" / "trace.jsonl")
