@@ -304,7 +304,7 @@ class LineWriter:
         self._wake.set()
 
     async def _main(self) -> None:
-        file = await self._open()
+        await self._open()
         try:
             while True:
                 try:
@@ -314,36 +314,34 @@ class LineWriter:
                 self._wake.clear()
                 self._wake_pending = False
                 waiters, self._flush_waiters = self._flush_waiters, []
-                file = await self._drain(file)
+                await self._drain()
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(True)
                 if self._stopping:
                     break
-            file = await self._drain(file)
+            await self._drain()
         finally:
-            await file.close()
+            await self._file.close()
             for waiter in self._flush_waiters:
                 if not waiter.done():
                     waiter.set_result(not self._queue)
 
-    async def _open(self) -> Any:
-        file = await aiofiles.open(self.path, "ab", opener=_open_private, executor=self._executor)
-        self._size = os.fstat(file.fileno()).st_size
-        return file
+    async def _open(self) -> None:
+        self._file = await aiofiles.open(self.path, "ab", opener=_open_private, executor=self._executor)
+        self._size = os.fstat(self._file.fileno()).st_size
 
-    async def _drain(self, file: Any) -> Any:
+    async def _drain(self) -> None:
         queue = self._queue
         pending = len(queue)
         report = self._drop_report()
         if report:
-            file = await self._write(file, [report], counted=False)
+            await self._write([report], counted=False)
         while pending > 0:
             take = min(pending, self._max_batch)
             batch = [queue.popleft() for _ in range(take)]
             pending -= take
-            file = await self._write(file, batch, counted=True)
-        return file
+            await self._write(batch, counted=True)
 
     def _drop_report(self) -> bytes | None:
         total = self.stats.dropped_queue_full
@@ -357,38 +355,37 @@ class LineWriter:
             self.stats.add("internal_errors")
             return None
 
-    async def _write(self, file: Any, batch: list[bytes], *, counted: bool) -> Any:
+    async def _write(self, batch: list[bytes], *, counted: bool) -> None:
+        written = 0
         try:
             limit = self._max_bytes
             if not limit or self._size + sum(map(len, batch)) <= limit:
-                await self._append(file, batch)
+                written = await self._append(batch)
             else:  # fill each file up to the limit, rotate between (lines stay whole)
-                start = 0
-                while start < len(batch):
-                    if self._size and self._size + len(batch[start]) > limit:
-                        file = await self._rotate(file)
-                    room, end = limit - self._size, start
-                    while end < len(batch) and (end == start or len(batch[end]) <= room):
+                while written < len(batch):
+                    if self._size and self._size + len(batch[written]) > limit:
+                        await self._rotate()
+                    room, end = limit - self._size, written
+                    while end < len(batch) and (end == written or len(batch[end]) <= room):
                         room -= len(batch[end])
                         end += 1
-                    await self._append(file, batch[start:end])
-                    start = end
-            if counted:
-                self.stats.add("lines_written", len(batch))
+                    written += await self._append(batch[written:end])
         except Exception as exc:  # a full disk, a vanished folder: count, report once, keep going
             if counted:
-                self.stats.add("dropped_write_error", len(batch))
+                self.stats.add("dropped_write_error", len(batch) - written)
             report_once(self.stats, "write_error", "cannot write %s: %s; lines are counted as dropped", self.path, exc)
-        return file
+        if counted:
+            self.stats.add("lines_written", written)
 
-    async def _append(self, file: Any, lines: list[bytes]) -> None:
+    async def _append(self, lines: list[bytes]) -> int:
         data = b"".join(lines)
-        await file.write(data)
-        await file.flush()
+        await self._file.write(data)
+        await self._file.flush()
         self._size += len(data)
+        return len(lines)
 
-    async def _rotate(self, file: Any) -> Any:
-        await file.close()
+    async def _rotate(self) -> None:
+        await self._file.close()
         path = str(self.path)
         try:
             if self._backups == 0:
@@ -400,8 +397,7 @@ class LineWriter:
                         await aiofiles.os.replace(older, f"{path}.{index + 1}", executor=self._executor)
                 await aiofiles.os.replace(path, f"{path}.1", executor=self._executor)
         finally:  # rotated or not, the writer goes on with an open file
-            file = await self._open()
-        return file
+            await self._open()
 
     def _after_fork_in_child(self) -> None:
         # The parent writes what it queued; the child starts clean with its own thread.

@@ -112,6 +112,22 @@ class TestLineWriter:
         assert all(p.stat().st_size <= 10_000 for p in files)
         assert 500 == sum(len(read_log(p)) for p in files)
 
+    def test_a_failing_rotation_is_counted_and_the_writer_goes_on(self, tmp_path, caplog):
+        """When rotation fails (the backup name is a folder), the lost batch is counted, reported once, and writing continues."""
+        path = tmp_path / "stuck.jsonl"
+        (tmp_path / "stuck.jsonl.1").mkdir()
+        writer = LineWriter(path, max_bytes=2_000, backups=1, flush_interval_s=60)
+        with caplog.at_level(logging.WARNING, logger="lc_trace"):
+            for round_ in range(3):
+                for i in range(30):
+                    writer.emit(line(round_ * 100 + i))
+                assert writer.flush()
+        writer.close()
+        assert writer.stats.dropped_write_error > 0
+        assert 90 == writer.stats.dropped_write_error + writer.stats.lines_written
+        assert writer.stats.lines_written == len(read_log(path))
+        assert 1 == len([r for r in caplog.records if "cannot write" in r.message])
+
     def test_file_and_folder_are_private(self, tmp_path):
         """The log holds prompts: its folder is created 0700 and the file 0600."""
         writer = LineWriter(tmp_path / "private" / "trace.jsonl")
