@@ -84,7 +84,9 @@ def log_files(path: str | os.PathLike[str], *, rotated: bool = True) -> list[Pat
     if main_file.exists():
         files.append(main_file)
     if not files:
-        raise CliError(f"no log file at {main_file.resolve()} (pass PATH, set LC_TRACE_LOG_PATH, or run `lc-trace demo` to write one)")
+        raise CliError(
+            f"no log file at {main_file.resolve()} (pass PATH, set LC_TRACE_LOG_PATH, or run `lc-trace demo` to write one)"
+        )
     return files
 
 
@@ -112,7 +114,10 @@ def read_lines(files: Iterable[Path]) -> list[Line]:
         except OSError as exc:
             raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
     if skipped:
-        print(f"lc-trace: skipped {len(skipped)} invalid line(s) that are not JSON objects (first: {skipped[0]})", file=sys.stderr)
+        print(
+            f"lc-trace: skipped {len(skipped)} invalid line(s) that are not JSON objects (first: {skipped[0]})",
+            file=sys.stderr,
+        )
     return lines
 
 
@@ -260,7 +265,10 @@ def find_trace(traces: Sequence[TraceView], prefix: str) -> TraceView:
         raise CliError(f"no trace id starts with {prefix!r}", code=1)
     if len(found) > 1:
         ids = ", ".join(t.trace_id for t in found[:5])
-        raise CliError(f"{prefix!r} matches {len(found)} traces ({ids}{', …' if len(found) > 5 else ''}); give more of the id", code=1)
+        raise CliError(
+            f"{prefix!r} matches {len(found)} traces ({ids}{', …' if len(found) > 5 else ''}); give more of the id",
+            code=1,
+        )
     return found[0]
 
 
@@ -387,7 +395,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    last: deque[Line] = deque(read_lines(log_files(args.path or default_log_path(), rotated=False)), maxlen=max(args.n, 0))
+    last: deque[Line] = deque(
+        read_lines(log_files(args.path or default_log_path(), rotated=False)), maxlen=max(args.n, 0)
+    )
     for line in last:
         stamp = str(line.get(A.TIMESTAMP, "?"))[11:26]
         trace = str(line.get(A.TRACE_ID, ""))[:8] or "-" * 8
@@ -396,7 +406,11 @@ def _cmd_tail(args: argparse.Namespace) -> int:
         extra = [str(outcome) if outcome else "", _ms(duration) if isinstance(duration, int) else ""]
         if line.get(A.ERROR_TYPE):
             extra.append(f"{line.get(A.ERROR_TYPE)}: {_cut(line.get(A.ERROR_MESSAGE, ''), 80)}")
-        print("  ".join(x for x in (stamp, trace, f"{line.get(A.LOG_LEVEL, '?'):<7}", str(line.get(A.MESSAGE, "")), *extra) if x))
+        print(
+            "  ".join(
+                x for x in (stamp, trace, f"{line.get(A.LOG_LEVEL, '?'):<7}", str(line.get(A.MESSAGE, "")), *extra) if x
+            )
+        )
     return 0
 
 
@@ -426,7 +440,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     assert path is not None  # the demo always logs to a file
     print(f"\nlog file: {path}")
     if exporter == "otlp":
-        endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") or "localhost:4317"
+        endpoint = (
+            os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+            or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            or "localhost:4317"
+        )
         print(f"spans:    sent over OTLP to {endpoint} (the exporter reports any failure above)")
     else:
         print("spans:    not exported (pass --otlp or set OTEL_EXPORTER_OTLP_ENDPOINT to send them to a collector)")
@@ -447,7 +465,9 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the offline flower-shop demo and summarise the traces it wrote")
     demo.add_argument("--log-path", metavar="PATH", help=path_help)
-    demo.add_argument("--otlp", action="store_true", help="also export spans over OTLP (implied by OTEL_EXPORTER_OTLP_ENDPOINT)")
+    demo.add_argument(
+        "--otlp", action="store_true", help="also export spans over OTLP (implied by OTEL_EXPORTER_OTLP_ENDPOINT)"
+    )
     demo.set_defaults(run=_cmd_demo)
 
     traces = commands.add_parser("traces", help="list the traces in a log file, newest last")

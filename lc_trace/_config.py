@@ -67,7 +67,9 @@ def configure(
         if isinstance(current, trace.ProxyTracerProvider):
             trace.set_tracer_provider(provider)
         else:
-            _logger.warning("lc_trace.configure: a global TracerProvider is already set; lc_trace's handler uses its own")
+            _logger.warning(
+                "lc_trace.configure: a global TracerProvider is already set; lc_trace's handler uses its own"
+            )
     return AsyncTraceHandler(tracer_provider=provider, service_name=name, **handler_options)
 
 

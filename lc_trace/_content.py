@@ -86,7 +86,7 @@ def is_secret_key(key: str) -> bool:
     parts = [p for p in _NON_ALNUM.split(_CAMEL.sub(r"\1_\2", key).lower()) if p]
     if any(p in _SECRET_WORDS for p in parts):
         return True
-    return any(a + b in _SECRET_PAIRS for a, b in zip(parts, parts[1:]))
+    return any(a + b in _SECRET_PAIRS for a, b in zip(parts, parts[1:], strict=False))
 
 
 def redact_text(text: str) -> str:
@@ -180,7 +180,9 @@ class Serializer:
             return REDACTED
         if isinstance(obj, (str, int, float)) and not isinstance(obj, enum.Enum):
             # str/int/float subclasses (TextAccessor, numpy scalars that subclass float…)
-            return self._walk(str(obj) if isinstance(obj, str) else float(obj) if isinstance(obj, float) else int(obj), depth, path)
+            return self._walk(
+                str(obj) if isinstance(obj, str) else float(obj) if isinstance(obj, float) else int(obj), depth, path
+            )
         if isinstance(obj, (bytes, bytearray, memoryview)):
             return f"<{len(obj)} bytes>"
         oid = id(obj)

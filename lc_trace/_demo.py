@@ -87,11 +87,19 @@ def _florist_agent(question: str, run_manager: CallbackManagerForChainRun, confi
     The agent loop written out: ask the model, run the tools it asks for, feed back results.
     Reporting each step as an agent action is what makes lc_trace call this run an agent.
     """
-    model = FakeChatModel(responses=[
-        AIMessage("", tool_calls=[_call("flower_price", "call_1", flower="rose"), _call("check_stock", "call_2", flower="rose")]),
-        AIMessage("", tool_calls=[_call("book_delivery", "call_3", address="12 Garden Road")]),
-        "Twelve roses are 60 yuan and in stock; our courier is down, so please collect them today.",
-    ])
+    model = FakeChatModel(
+        responses=[
+            AIMessage(
+                "",
+                tool_calls=[
+                    _call("flower_price", "call_1", flower="rose"),
+                    _call("check_stock", "call_2", flower="rose"),
+                ],
+            ),
+            AIMessage("", tool_calls=[_call("book_delivery", "call_3", address="12 Garden Road")]),
+            "Twelve roses are 60 yuan and in stock; our courier is down, so please collect them today.",
+        ]
+    )
     messages: list[BaseMessage] = [HumanMessage(question)]
     for _ in range(5):
         reply = model.invoke(messages, config)
@@ -122,10 +130,12 @@ def _ask_the_catalog_chain() -> Runnable[str, str]:
     """
     Retrieval-augmented answers: the catalog finds documents, the model answers from them.
     """
-    prompt = ChatPromptTemplate.from_messages([
-        ("system", "You are a helpful florist. Answer from these notes:\n{context}"),
-        ("human", "{question}"),
-    ])
+    prompt = ChatPromptTemplate.from_messages(
+        [
+            ("system", "You are a helpful florist. Answer from these notes:\n{context}"),
+            ("human", "{question}"),
+        ]
+    )
     model = FakeChatModel(responses=["Roses, for love.", "Lilies suit a wedding.", "Sunflowers last about a week."])
     retriever = FlowerCatalog(documents=CATALOG)
     context = {"context": retriever | RunnableLambda(_join_notes, name="join_notes"), "question": RunnablePassthrough()}

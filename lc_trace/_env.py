@@ -123,9 +123,7 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     except ValueError:
         value = minimum - 1
     if value < minimum:
-        _logger.warning(
-            "lc_trace: ignoring %s=%r (expected an integer >= %d); using %d", name, raw, minimum, default
-        )
+        _logger.warning("lc_trace: ignoring %s=%r (expected an integer >= %d); using %d", name, raw, minimum, default)
         return default
     return value
 

@@ -59,7 +59,9 @@ _writers: dict[str, tuple[LineWriter, LogSink, int]] = {}
 _writers_lock = threading.Lock()
 
 
-def _acquire_writer(path: str, service_name: str, processors: Sequence[Processor], options: dict[str, Any]) -> tuple[LineWriter, LogSink]:
+def _acquire_writer(
+    path: str, service_name: str, processors: Sequence[Processor], options: dict[str, Any]
+) -> tuple[LineWriter, LogSink]:
     key = os.path.abspath(os.path.expanduser(path))
     with _writers_lock:
         entry = _writers.get(key)
@@ -74,7 +76,11 @@ def _acquire_writer(path: str, service_name: str, processors: Sequence[Processor
             return holder[0].render(
                 "warning",
                 f"lc_trace dropped {new} log lines: the writer queue was full",
-                {A.EVENT_ACTION: "lc_trace_dropped", A.LC_TRACE_DROPPED_QUEUE_FULL: new, A.LC_TRACE_DROPPED_TOTAL: total},
+                {
+                    A.EVENT_ACTION: "lc_trace_dropped",
+                    A.LC_TRACE_DROPPED_QUEUE_FULL: new,
+                    A.LC_TRACE_DROPPED_TOTAL: total,
+                },
             )
 
         writer = LineWriter(key, stats=stats, drop_line=drop_line, **options)
@@ -155,7 +161,11 @@ class _TraceCore:
         """
         super().__init__()
         capture = _env.capture_content_from_env() if capture_content is None else bool(capture_content)
-        length = max_content_length if max_content_length is not None else _env.env_int(_env.LC_TRACE_MAX_CONTENT_LENGTH, 8192, minimum=16)
+        length = (
+            max_content_length
+            if max_content_length is not None
+            else _env.env_int(_env.LC_TRACE_MAX_CONTENT_LENGTH, 8192, minimum=16)
+        )
         self._serializer = Serializer(length)
         self._spans = SpanSink(tracer_provider)
         self.service_name = service_name or _service_name(tracer_provider)
@@ -165,16 +175,33 @@ class _TraceCore:
         logs: LogSink | None = None
         if log_path is not None:
             options = {
-                "queue_size": queue_size if queue_size is not None else _env.env_int(_env.LC_TRACE_QUEUE_SIZE, 65_536, minimum=1),
-                "flush_interval_s": (flush_interval_ms if flush_interval_ms is not None else _env.env_int(_env.LC_TRACE_FLUSH_INTERVAL_MS, 500, minimum=1)) / 1000,
-                "max_bytes": log_max_bytes if log_max_bytes is not None else _env.env_int(_env.LC_TRACE_LOG_MAX_BYTES, 100 * 1024 * 1024),
+                "queue_size": queue_size
+                if queue_size is not None
+                else _env.env_int(_env.LC_TRACE_QUEUE_SIZE, 65_536, minimum=1),
+                "flush_interval_s": (
+                    flush_interval_ms
+                    if flush_interval_ms is not None
+                    else _env.env_int(_env.LC_TRACE_FLUSH_INTERVAL_MS, 500, minimum=1)
+                )
+                / 1000,
+                "max_bytes": log_max_bytes
+                if log_max_bytes is not None
+                else _env.env_int(_env.LC_TRACE_LOG_MAX_BYTES, 100 * 1024 * 1024),
                 "backups": log_backups if log_backups is not None else _env.env_int(_env.LC_TRACE_LOG_BACKUPS, 5),
                 "on_full": on_queue_full,
             }
             self._writer, logs = _acquire_writer(os.fspath(log_path), self.service_name, list(log_processors), options)
         self.stats: Stats = self._writer.stats if self._writer is not None else Stats()
         tokens = log_tokens if log_tokens is not None else _env.env_bool(_env.LC_TRACE_LOG_TOKENS, False)
-        self._recorder = Recorder(self._spans, logs, self._serializer, capture=capture, log_tokens=tokens, stats=self.stats, max_open_runs=max_open_runs)
+        self._recorder = Recorder(
+            self._spans,
+            logs,
+            self._serializer,
+            capture=capture,
+            log_tokens=tokens,
+            stats=self.stats,
+            max_open_runs=max_open_runs,
+        )
         self._closed = False
 
     # -- what a user calls ------------------------------------------------------------------
@@ -241,12 +268,13 @@ class _TraceCore:
         return await asyncio.to_thread(self.close, timeout_millis)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(service_name={self.service_name!r}, log_path={self.log_path!r}, capture_content={self.capture_content})"
+        name = type(self).__name__
+        return f"{name}(service_name={self.service_name!r}, log_path={self.log_path!r}, capture={self.capture_content})"
 
     # -- dispatch (see the module docstring) ------------------------------------------------
 
     @property
-    def run_inline(self) -> bool:  # type: ignore[override]
+    def run_inline(self) -> bool:
         """
         True, except while langchain-core's AsyncCallbackManager.on_llm_start sorts handlers.
         """
@@ -260,9 +288,37 @@ class _TraceCore:
 
     # -- chains -----------------------------------------------------------------------------
 
-    def on_chain_start(self, serialized: dict[str, Any] | None, inputs: Any, *, run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None, metadata: dict[str, Any] | None = None, name: str | None = None, run_type: str | None = None, defers_inputs: bool = False, **kwargs: Any) -> None:
+    def on_chain_start(
+        self,
+        serialized: dict[str, Any] | None,
+        inputs: Any,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        name: str | None = None,
+        run_type: str | None = None,
+        defers_inputs: bool = False,
+        **kwargs: Any,
+    ) -> None:
         capture = self._recorder.capture and not defers_inputs  # streaming starts carry a placeholder
-        self._recorder.start(lambda: _mapping.chain_start(serialized, inputs, run_id=run_id, parent_run_id=parent_run_id, tags=tags, metadata=metadata, name=name, run_type=run_type, serializer=self._serializer, capture=capture), run_id, parent_run_id)
+        self._recorder.start(
+            lambda: _mapping.chain_start(
+                serialized,
+                inputs,
+                run_id=run_id,
+                parent_run_id=parent_run_id,
+                tags=tags,
+                metadata=metadata,
+                name=name,
+                run_type=run_type,
+                serializer=self._serializer,
+                capture=capture,
+            ),
+            run_id,
+            parent_run_id,
+        )
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, inputs: Any = None, **kwargs: Any) -> None:
         self._recorder.end(run_id, lambda: ({}, self._io(inputs, outputs)))
@@ -282,38 +338,153 @@ class _TraceCore:
 
     # -- models -----------------------------------------------------------------------------
 
-    def on_chat_model_start(self, serialized: dict[str, Any] | None, messages: list[list[Any]], *, run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None, metadata: dict[str, Any] | None = None, name: str | None = None, invocation_params: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self._recorder.start(lambda: _mapping.chat_model_start(serialized, messages, run_id=run_id, parent_run_id=parent_run_id, tags=tags, metadata=metadata, name=name, invocation_params=invocation_params, serializer=self._serializer, capture=self._recorder.capture), run_id, parent_run_id)
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any] | None,
+        messages: list[list[Any]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        name: str | None = None,
+        invocation_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._recorder.start(
+            lambda: _mapping.chat_model_start(
+                serialized,
+                messages,
+                run_id=run_id,
+                parent_run_id=parent_run_id,
+                tags=tags,
+                metadata=metadata,
+                name=name,
+                invocation_params=invocation_params,
+                serializer=self._serializer,
+                capture=self._recorder.capture,
+            ),
+            run_id,
+            parent_run_id,
+        )
 
-    def on_llm_start(self, serialized: dict[str, Any] | None, prompts: list[str], *, run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None, metadata: dict[str, Any] | None = None, name: str | None = None, invocation_params: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        self._recorder.start(lambda: _mapping.llm_start(serialized, prompts, run_id=run_id, parent_run_id=parent_run_id, tags=tags, metadata=metadata, name=name, invocation_params=invocation_params, serializer=self._serializer, capture=self._recorder.capture), run_id, parent_run_id)
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any] | None,
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        name: str | None = None,
+        invocation_params: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._recorder.start(
+            lambda: _mapping.llm_start(
+                serialized,
+                prompts,
+                run_id=run_id,
+                parent_run_id=parent_run_id,
+                tags=tags,
+                metadata=metadata,
+                name=name,
+                invocation_params=invocation_params,
+                serializer=self._serializer,
+                capture=self._recorder.capture,
+            ),
+            run_id,
+            parent_run_id,
+        )
 
     def on_llm_new_token(self, token: Any = "", *args: Any, run_id: UUID, **kwargs: Any) -> None:
         # ``token`` is a keyword on LangChain's sync path and positional on its async one.
         self._recorder.token(run_id, token)
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.end(run_id, lambda: _mapping.llm_end(response, serializer=self._serializer, capture=self._recorder.capture))
+        self._recorder.end(
+            run_id, lambda: _mapping.llm_end(response, serializer=self._serializer, capture=self._recorder.capture)
+        )
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._recorder.error(run_id, error)
 
     # -- tools and retrievers ---------------------------------------------------------------
 
-    def on_tool_start(self, serialized: dict[str, Any] | None, input_str: str, *, run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None, metadata: dict[str, Any] | None = None, name: str | None = None, inputs: dict[str, Any] | None = None, tool_call_id: str | None = None, **kwargs: Any) -> None:
-        self._recorder.start(lambda: _mapping.tool_start(serialized, input_str, run_id=run_id, parent_run_id=parent_run_id, tags=tags, metadata=metadata, name=name, inputs=inputs, tool_call_id=tool_call_id, serializer=self._serializer, capture=self._recorder.capture), run_id, parent_run_id)
+    def on_tool_start(
+        self,
+        serialized: dict[str, Any] | None,
+        input_str: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        name: str | None = None,
+        inputs: dict[str, Any] | None = None,
+        tool_call_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._recorder.start(
+            lambda: _mapping.tool_start(
+                serialized,
+                input_str,
+                run_id=run_id,
+                parent_run_id=parent_run_id,
+                tags=tags,
+                metadata=metadata,
+                name=name,
+                inputs=inputs,
+                tool_call_id=tool_call_id,
+                serializer=self._serializer,
+                capture=self._recorder.capture,
+            ),
+            run_id,
+            parent_run_id,
+        )
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.end(run_id, lambda: _mapping.tool_end(output, serializer=self._serializer, capture=self._recorder.capture))
+        self._recorder.end(
+            run_id, lambda: _mapping.tool_end(output, serializer=self._serializer, capture=self._recorder.capture)
+        )
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._recorder.error(run_id, error)
 
-    def on_retriever_start(self, serialized: dict[str, Any] | None, query: str, *, run_id: UUID, parent_run_id: UUID | None = None, tags: list[str] | None = None, metadata: dict[str, Any] | None = None, name: str | None = None, **kwargs: Any) -> None:
-        self._recorder.start(lambda: _mapping.retriever_start(serialized, query, run_id=run_id, parent_run_id=parent_run_id, tags=tags, metadata=metadata, name=name, serializer=self._serializer, capture=self._recorder.capture), run_id, parent_run_id)
+    def on_retriever_start(
+        self,
+        serialized: dict[str, Any] | None,
+        query: str,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        name: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self._recorder.start(
+            lambda: _mapping.retriever_start(
+                serialized,
+                query,
+                run_id=run_id,
+                parent_run_id=parent_run_id,
+                tags=tags,
+                metadata=metadata,
+                name=name,
+                serializer=self._serializer,
+                capture=self._recorder.capture,
+            ),
+            run_id,
+            parent_run_id,
+        )
 
     def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.end(run_id, lambda: _mapping.retriever_end(documents, serializer=self._serializer, capture=self._recorder.capture))
+        self._recorder.end(
+            run_id,
+            lambda: _mapping.retriever_end(documents, serializer=self._serializer, capture=self._recorder.capture),
+        )
 
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._recorder.error(run_id, error)
@@ -322,7 +493,11 @@ class _TraceCore:
 
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
         # Custom events carry no parent_run_id: they belong to the run that dispatched them.
-        self._recorder.event(run_id, "custom_event", lambda: {A.LC_EVENT_NAME: str(name), **_mapping.event_data(data, self._serializer, self._recorder.capture)})
+        self._recorder.event(
+            run_id,
+            "custom_event",
+            lambda: {A.LC_EVENT_NAME: str(name), **_mapping.event_data(data, self._serializer, self._recorder.capture)},
+        )
 
     def on_agent_action(self, action: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._recorder.event(run_id, "agent_action", lambda: self._agent_fields(action, tool=True), agent=True)
@@ -343,10 +518,14 @@ class _TraceCore:
         return fields
 
     def on_retry(self, retry_state: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.event(run_id, "retry", lambda: {A.LC_RETRY_ATTEMPT: int(getattr(retry_state, "attempt_number", 0) or 0)})
+        self._recorder.event(
+            run_id, "retry", lambda: {A.LC_RETRY_ATTEMPT: int(getattr(retry_state, "attempt_number", 0) or 0)}
+        )
 
     def on_text(self, text: str, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.event(run_id, "text", lambda: {A.LC_TEXT: self._serializer.text(str(text))} if self._recorder.capture else {})
+        self._recorder.event(
+            run_id, "text", lambda: {A.LC_TEXT: self._serializer.text(str(text))} if self._recorder.capture else {}
+        )
 
 
 def _service_name(tracer_provider: TracerProvider | None) -> str:
@@ -361,7 +540,7 @@ def _service_name(tracer_provider: TracerProvider | None) -> str:
     return "lc_trace"
 
 
-class TraceHandler(_TraceCore, BaseCallbackHandler):
+class TraceHandler(_TraceCore, BaseCallbackHandler):  # type: ignore[override]  # run_inline is a property
     """
     Traces LangChain runs as OpenTelemetry spans and ECS JSON log lines, for sync code.
 
@@ -370,7 +549,7 @@ class TraceHandler(_TraceCore, BaseCallbackHandler):
     """
 
 
-class AsyncTraceHandler(_TraceCore, AsyncCallbackHandler):  # type: ignore[misc]
+class AsyncTraceHandler(_TraceCore, AsyncCallbackHandler):  # type: ignore[override,misc]  # sync callbacks, on purpose
     """
     Traces LangChain runs as OpenTelemetry spans and ECS JSON log lines, for async code.
 

@@ -19,14 +19,16 @@ from langchain_core.messages import BaseMessage, ToolMessage
 from langchain_core.outputs import LLMResult
 
 from lc_trace import _attributes as A
-from lc_trace._content import REDACTED, Serializer, is_secret_key, message_role, redact_text
+from lc_trace._content import REDACTED, Serializer, is_secret_key, message_role
 
 __all__ = [
     "Start",
+    "agent_attributes",
     "chain_start",
     "chat_model_start",
     "classify_error",
     "error_attributes",
+    "event_data",
     "llm_end",
     "llm_start",
     "retriever_end",
@@ -43,7 +45,6 @@ TOOL = "tool"
 RETRIEVER = "retriever"
 AGENT = "agent"
 
-_CLIENT_KINDS = frozenset({CHAT_MODEL, LLM, RETRIEVER})
 _CONVERSATION_KEYS = ("session_id", "thread_id", "conversation_id")
 _AGENT_NAMES = frozenset({"AgentExecutor"})
 _NOT_ERRORS = frozenset({"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand"})
@@ -306,7 +307,9 @@ def _message_parts(message: BaseMessage, finish_reason: str | None = None) -> di
     else:
         parts = _content_parts(message.content)
         for call in getattr(message, "tool_calls", None) or ():
-            parts.append({"type": "tool_call", "id": call.get("id"), "name": call.get("name"), "arguments": call.get("args")})
+            parts.append(
+                {"type": "tool_call", "id": call.get("id"), "name": call.get("name"), "arguments": call.get("args")}
+            )
     out: dict[str, Any] = {"role": message_role(message), "parts": parts}
     if finish_reason:
         out["finish_reason"] = finish_reason
@@ -420,7 +423,9 @@ def tool_start(
     if isinstance(description, str) and description:
         attrs[A.GEN_AI_TOOL_DESCRIPTION] = serializer.text(description)
     attrs.update(_common(TOOL, label, run_id, parent_run_id, tags, metadata, serializer))
-    content = {A.GEN_AI_TOOL_CALL_ARGUMENTS: serializer.dumps(inputs if inputs is not None else input_str)} if capture else {}
+    content = (
+        {A.GEN_AI_TOOL_CALL_ARGUMENTS: serializer.dumps(inputs if inputs is not None else input_str)} if capture else {}
+    )
     return Start(TOOL, label, f"{A.OP_EXECUTE_TOOL} {label}", False, attrs, content)
 
 
@@ -527,17 +532,3 @@ def event_data(data: Any, serializer: Serializer, capture: bool) -> dict[str, st
     A custom event's payload, when content is captured.
     """
     return {A.LC_EVENT_DATA: serializer.dumps(data)} if capture else {}
-
-
-def is_client(run_type: str) -> bool:
-    """
-    Whether a run type calls out of process (CLIENT span kind).
-    """
-    return run_type in _CLIENT_KINDS
-
-
-def redact_name(value: str) -> str:
-    """
-    Names come from user code; credentials in them are redacted like everything else.
-    """
-    return redact_text(value)

@@ -26,7 +26,19 @@ from opentelemetry.trace import Span
 from lc_trace import _attributes as A
 from lc_trace._content import Serializer
 from lc_trace._log_sink import LogSink
-from lc_trace._mapping import AGENT, CHAIN, CHAT_MODEL, FAILED, LLM, RETRIEVER, TOOL, Start, agent_attributes, classify_error, error_attributes
+from lc_trace._mapping import (
+    AGENT,
+    CHAIN,
+    CHAT_MODEL,
+    FAILED,
+    LLM,
+    RETRIEVER,
+    TOOL,
+    Start,
+    agent_attributes,
+    classify_error,
+    error_attributes,
+)
 from lc_trace._span_sink import SpanSink, now_ns
 from lc_trace._stats import Stats, report_once
 
@@ -46,9 +58,24 @@ class Run:
     One open LangChain run: its span, what the start said, and its open children.
     """
 
-    __slots__ = ("run_id", "parent", "run_type", "name", "span", "start_ns", "attributes", "children", "trace_id", "span_id", "chunks", "first_chunk_ns")
+    __slots__ = (
+        "run_id",
+        "parent",
+        "run_type",
+        "name",
+        "span",
+        "start_ns",
+        "attributes",
+        "children",
+        "trace_id",
+        "span_id",
+        "chunks",
+        "first_chunk_ns",
+    )
 
-    def __init__(self, run_id: UUID, parent: Run | None, record: Start, span: Span, start_ns: int, trace_id: str, span_id: str) -> None:
+    def __init__(
+        self, run_id: UUID, parent: Run | None, record: Start, span: Span, start_ns: int, trace_id: str, span_id: str
+    ) -> None:
         self.run_id = run_id
         self.parent = parent
         self.run_type = record.run_type
@@ -81,7 +108,13 @@ def guarded(method: F) -> F:
             return method(self, *args, **kwargs)
         except Exception:
             self.stats.add("internal_errors")
-            report_once(self.stats, f"internal:{method.__name__}", "internal error in %s (counted in stats.internal_errors)", method.__name__, exc_info=True)
+            report_once(
+                self.stats,
+                f"internal:{method.__name__}",
+                "internal error in %s (counted in stats.internal_errors)",
+                method.__name__,
+                exc_info=True,
+            )
             return None
 
     return wrapper  # type: ignore[return-value]
@@ -151,7 +184,12 @@ class Recorder:
             self._promote_graph(parent)
         for old in evicted:
             self.stats.add("runs_evicted")
-            report_once(self.stats, "evicted", "more than %d runs open at once; the oldest are closed as 'evicted'", self.max_open_runs)
+            report_once(
+                self.stats,
+                "evicted",
+                "more than %d runs open at once; the oldest are closed as 'evicted'",
+                self.max_open_runs,
+            )
             self._close(old, None, {}, {}, EVICTED, ns)
         self._log("info", f"{run.action_prefix}_start", run, record.content, ns)
 
@@ -202,7 +240,15 @@ class Recorder:
                 run.parent.children.discard(run_id)
         return run
 
-    def _close(self, run: Run, reason: str | None, attributes: dict[str, Any], content: dict[str, str], end_reason: str | None, ns: int) -> None:
+    def _close(
+        self,
+        run: Run,
+        reason: str | None,
+        attributes: dict[str, Any],
+        content: dict[str, str],
+        end_reason: str | None,
+        ns: int,
+    ) -> None:
         if run.children:
             self._close_children(run, reason, ns)
         if run.run_type in (CHAT_MODEL, LLM):
@@ -218,7 +264,9 @@ class Recorder:
         self.spans.end(run.span, span_attributes, reason, ns)
         fields = dict(attributes)
         fields.update(content)
-        fields[A.EVENT_OUTCOME] = "success" if reason is None and end_reason is None else "failure" if reason == FAILED else "unknown"
+        fields[A.EVENT_OUTCOME] = (
+            "success" if reason is None and end_reason is None else "failure" if reason == FAILED else "unknown"
+        )
         fields[A.EVENT_DURATION] = ns - run.start_ns
         suffix = "error" if reason == FAILED else "end"
         self._log("error" if reason == FAILED else "info", f"{run.action_prefix}_{suffix}", run, fields, ns)
@@ -268,7 +316,9 @@ class Recorder:
             self._log("info", "llm_new_token", run, fields, now_ns())
 
     @guarded
-    def event(self, run_id: UUID | None, action: str, build: Callable[[], Mapping[str, Any]], *, agent: bool = False) -> None:
+    def event(
+        self, run_id: UUID | None, action: str, build: Callable[[], Mapping[str, Any]], *, agent: bool = False
+    ) -> None:
         """
         A point event (custom event, agent action or finish, retry, text): a span event on its
         run and a log line. An agent action also marks its run as an agent.

@@ -127,6 +127,8 @@ class LineWriter:
         drop_line: renders the line that reports drops, given (new drops, total drops).
     """
 
+    _wake_pending: bool
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -175,7 +177,11 @@ class LineWriter:
         """
         if self._closed:
             self.stats.add("dropped_after_close")
-            report_once(self.stats, "after_close", "log lines emitted after close() are dropped (counted in stats.dropped_after_close)")
+            report_once(
+                self.stats,
+                "after_close",
+                "log lines emitted after close() are dropped (counted in stats.dropped_after_close)",
+            )
             return
         queue = self._queue
         if len(queue) >= self._queue_size and not self._wait_for_room():
@@ -223,8 +229,9 @@ class LineWriter:
         if future is None:
             return not self._queue
         try:
-            return bool(await asyncio.wait_for(asyncio.wrap_future(future), timeout_millis / 1000))
-        except (asyncio.TimeoutError, TimeoutError):
+            waiter: asyncio.Future[bool] = asyncio.wrap_future(future)
+            return bool(await asyncio.wait_for(waiter, timeout_millis / 1000))
+        except TimeoutError:
             return False
 
     def close(self, timeout_millis: int = int(_CLOSE_TIMEOUT_S * 1000)) -> bool:
@@ -309,7 +316,7 @@ class LineWriter:
             while True:
                 try:
                     await asyncio.wait_for(self._wake.wait(), self._interval)
-                except (asyncio.TimeoutError, TimeoutError):
+                except TimeoutError:
                     pass
                 self._wake.clear()
                 self._wake_pending = False

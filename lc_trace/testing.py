@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,10 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable
+from langchain_core.tools import BaseTool
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -40,7 +42,7 @@ class FakeChatModel(BaseChatModel):
     ``output_tokens`` = words in the answer, unless the message carries its own.
     """
 
-    responses: list[str | AIMessage] = Field(default_factory=lambda: ["Roses are red."])
+    responses: list[str | AIMessage] = Field(default_factory=lambda: list[str | AIMessage](["Roses are red."]))
     model_name: str = "fake-chat-1"
     served_model: str = "fake-chat-1-2026-11-01"
     provider: str = "fake"
@@ -65,7 +67,13 @@ class FakeChatModel(BaseChatModel):
         params["ls_provider"] = self.provider
         return params
 
-    def bind_tools(self, tools: Sequence[Any], **kwargs: Any) -> Runnable[LanguageModelInput, BaseMessage]:
+    def bind_tools(
+        self,
+        tools: Sequence[dict[str, Any] | type | Callable[..., Any] | BaseTool],
+        *,
+        tool_choice: str | None = None,
+        **kwargs: Any,
+    ) -> Runnable[LanguageModelInput, AIMessage]:
         """
         Accept tools (the script already says when to call them).
         """
@@ -82,17 +90,38 @@ class FakeChatModel(BaseChatModel):
         prompt_words = sum(len(str(m.content).split()) for m in messages)
         if message.usage_metadata is None:
             out = len(str(message.content).split()) + len(message.tool_calls)
-            message.usage_metadata = {"input_tokens": prompt_words, "output_tokens": out, "total_tokens": prompt_words + out}
+            message.usage_metadata = {
+                "input_tokens": prompt_words,
+                "output_tokens": out,
+                "total_tokens": prompt_words + out,
+            }
         reason = "tool_calls" if message.tool_calls else "stop"
-        message.response_metadata = {"model_name": self.served_model, "finish_reason": reason, "id": f"fake-{self.calls}", **message.response_metadata}
+        message.response_metadata = {
+            "model_name": self.served_model,
+            "finish_reason": reason,
+            "id": f"fake-{self.calls}",
+            **message.response_metadata,
+        }
         return message
 
-    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    def _generate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         if self.delay_s:
             time.sleep(self.delay_s)
         return ChatResult(generations=[ChatGeneration(message=self._next(messages))])
 
-    async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+    async def _agenerate(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> ChatResult:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         return ChatResult(generations=[ChatGeneration(message=self._next(messages))])
@@ -103,15 +132,30 @@ class FakeChatModel(BaseChatModel):
         message = self._next(messages)
         text = str(message.content) if isinstance(message.content, str) else ""
         words = text.split(" ") if text else []
-        chunks = [ChatGenerationChunk(message=AIMessageChunk(content=w if i == 0 else " " + w)) for i, w in enumerate(words)]
-        tool_chunks = [
-            {"name": c["name"], "args": json.dumps(c["args"]), "id": c["id"], "index": i} for i, c in enumerate(message.tool_calls)
+        chunks = [
+            ChatGenerationChunk(message=AIMessageChunk(content=w if i == 0 else " " + w)) for i, w in enumerate(words)
         ]
-        last = AIMessageChunk(content="", tool_call_chunks=tool_chunks, usage_metadata=message.usage_metadata, response_metadata=message.response_metadata, chunk_position="last")
+        tool_chunks = [
+            tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c["id"], index=i)
+            for i, c in enumerate(message.tool_calls)
+        ]
+        last = AIMessageChunk(
+            content="",
+            tool_call_chunks=tool_chunks,
+            usage_metadata=message.usage_metadata,
+            response_metadata=message.response_metadata,
+            chunk_position="last",
+        )
         chunks.append(ChatGenerationChunk(message=last))
         return chunks
 
-    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+    def _stream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: CallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> Iterator[ChatGenerationChunk]:
         for chunk in self._chunks(messages):
             if self.delay_s:
                 time.sleep(self.delay_s)
@@ -119,7 +163,13 @@ class FakeChatModel(BaseChatModel):
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
 
-    async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: AsyncCallbackManagerForLLMRun | None = None, **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+    async def _astream(
+        self,
+        messages: list[BaseMessage],
+        stop: list[str] | None = None,
+        run_manager: AsyncCallbackManagerForLLMRun | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[ChatGenerationChunk]:
         for chunk in self._chunks(messages):
             if self.delay_s:
                 await asyncio.sleep(self.delay_s)

@@ -110,7 +110,11 @@ class TestDemoCommand:
         """The demo exercises chains, a model, tools, a retriever, custom events and an agent, and one tool fails."""
         assert EXPECTED_ACTIONS <= {line["event.action"] for line in log}
         [failure] = [line for line in log if line["event.action"] == "tool_error"]
-        assert ("book_delivery", "ConnectionError", "failure") == (failure["gen_ai.tool.name"], failure["error.type"], failure["event.outcome"])
+        assert ("book_delivery", "ConnectionError", "failure") == (
+            failure["gen_ai.tool.name"],
+            failure["error.type"],
+            failure["event.outcome"],
+        )
         events = {line["langchain.event.name"] for line in log if line["event.action"] == "custom_event"}
         assert {"order_progress", "question_received"} == events
 
@@ -118,10 +122,16 @@ class TestDemoCommand:
         """The greeting card is streamed, and its model's end line still has the token usage."""
         trace_id = trace_ids_by_root(log)["greeting_card"][0]
         [end] = [x for x in log if x["trace.id"] == trace_id and x["event.action"] == "llm_end"]
-        assert (True, 9, 9) == (end["gen_ai.request.stream"], end["gen_ai.usage.input_tokens"], end["gen_ai.usage.output_tokens"])
+        assert (True, 9, 9) == (
+            end["gen_ai.request.stream"],
+            end["gen_ai.usage.input_tokens"],
+            end["gen_ai.usage.output_tokens"],
+        )
         assert end["langchain.stream.chunk_count"] > 1
 
-    def test_prints_the_conversation_log_path_and_summary(self, demo: tuple[Path, str], log: list[dict[str, Any]]) -> None:
+    def test_prints_the_conversation_log_path_and_summary(
+        self, demo: tuple[Path, str], log: list[dict[str, Any]]
+    ) -> None:
         """The demo prints the shop's answers, the log file's path, and one summary line per trace it wrote."""
         path, out = demo
         assert "order: Twelve roses are 60 yuan" in out
@@ -143,7 +153,9 @@ class TestDemoCommand:
         assert "5 traces written" in second[1]
         assert 10 == len({line["trace.id"] for line in read_log(path)})
 
-    def test_default_log_path_is_under_the_working_directory(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def test_default_log_path_is_under_the_working_directory(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
         """With no --log-path and no LC_TRACE_LOG_PATH the demo writes ./lc_trace_logs/lc_trace.jsonl, where `traces` finds it."""
         monkeypatch.chdir(tmp_path)
         monkeypatch.delenv("LC_TRACE_LOG_PATH", raising=False)
@@ -161,7 +173,9 @@ class TestTracesCommand:
         assert (0, "") == (code, err)
         header, *rows = out.splitlines()
         assert header.startswith("TRACE ID")
-        assert ["greeting_card", "florist_agent", "ask_the_catalog", "ask_the_catalog", "ask_the_catalog"] == [r.split()[3] for r in rows]
+        assert ["greeting_card", "florist_agent", "ask_the_catalog", "ask_the_catalog", "ask_the_catalog"] == [
+            r.split()[3] for r in rows
+        ]
         card = rows[0].split()
         assert [trace_ids_by_root(log)["greeting_card"][0], "4", "9/9", "0"] == [card[0], card[4], card[7], card[8]]
 
@@ -234,12 +248,23 @@ class TestShowCommand:
         assert root.startswith("florist_agent [agent]  chain_end success")
         assert all(line.startswith("  ") and not line.startswith("   ") for line in children)
         runs = [line.split()[0] for line in children if not line.lstrip().startswith("*")]
-        assert ["FakeChatModel", "flower_price", "check_stock", "FakeChatModel", "book_delivery", "FakeChatModel"] == runs
+        assert [
+            "FakeChatModel",
+            "flower_price",
+            "check_stock",
+            "FakeChatModel",
+            "book_delivery",
+            "FakeChatModel",
+        ] == runs
         [failed] = [line for line in children if line.lstrip().startswith("book_delivery")]
         assert "tool_error failure" in failed
         assert failed.endswith("error ConnectionError: courier service unreachable (address: 12 Garden Road)")
         events = [line.split()[1:3] for line in children if line.lstrip().startswith("*")]
-        assert [["agent_action", "flower_price"], ["agent_action", "check_stock"], ["custom_event", "order_progress"]] == events[:3]
+        assert [
+            ["agent_action", "flower_price"],
+            ["agent_action", "check_stock"],
+            ["custom_event", "order_progress"],
+        ] == events[:3]
         assert ["agent_finish"] == events[-1][:1]
 
     def test_model_lines_carry_model_and_tokens(self, demo: tuple[Path, str], log: list[dict[str, Any]]) -> None:
@@ -265,7 +290,14 @@ class TestShowCommand:
         """A prefix that matches no trace, or more than one, exits 1 and says which."""
         path = tmp_path / "two.jsonl"
         lines = [
-            {"@timestamp": "2026-01-01T00:00:00.000000Z", "event.action": "chain_start", "trace.id": trace_id, "span.id": "0" * 16, "langchain.run.id": trace_id, "langchain.run.name": "x"}
+            {
+                "@timestamp": "2026-01-01T00:00:00.000000Z",
+                "event.action": "chain_start",
+                "trace.id": trace_id,
+                "span.id": "0" * 16,
+                "langchain.run.id": trace_id,
+                "langchain.run.name": "x",
+            }
             for trace_id in ("abc1" + "0" * 28, "abc2" + "0" * 28)
         ]
         path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")

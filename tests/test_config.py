@@ -83,7 +83,17 @@ class TestEnvironmentParsing:
         assert 2 == len(caplog.records)
         assert "LC_TRACE_QUEUE_SIZE='lots'" in caplog.records[0].message
 
-    @pytest.mark.parametrize(("value", "expected"), [("NO_CONTENT", False), ("no_content", False), ("SPAN_ONLY", True), ("SPAN_AND_EVENT", True), ("true", True), ("false", False)])
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [
+            ("NO_CONTENT", False),
+            ("no_content", False),
+            ("SPAN_ONLY", True),
+            ("SPAN_AND_EVENT", True),
+            ("true", True),
+            ("false", False),
+        ],
+    )
     def test_otel_content_switch(self, value, expected, monkeypatch):
         """The OTel GenAI content variable is honoured, case-insensitively."""
         monkeypatch.delenv(_env.LC_TRACE_CAPTURE_CONTENT, raising=False)

@@ -14,13 +14,41 @@ from lc_trace._content import REDACTED, Serializer, is_secret_key, redact_text
 class TestSecretKeys:
     @pytest.mark.parametrize(
         "key",
-        ["api_key", "apiKey", "OPENAI_API_KEY", "x-api-key", "token", "access_token", "X-Auth-Token", "password", "db_passwd", "client_secret", "Authorization", "cookie", "private_key", "aws_secret_access_key"],
+        [
+            "api_key",
+            "apiKey",
+            "OPENAI_API_KEY",
+            "x-api-key",
+            "token",
+            "access_token",
+            "X-Auth-Token",
+            "password",
+            "db_passwd",
+            "client_secret",
+            "Authorization",
+            "cookie",
+            "private_key",
+            "aws_secret_access_key",
+        ],
     )
     def test_credential_keys_are_secret(self, key):
         """Keys naming credentials, in any case style, are recognised."""
         assert True is is_secret_key(key)
 
-    @pytest.mark.parametrize("key", ["max_tokens", "input_tokens", "total_tokens", "tokenizer", "session_id", "shop", "author", "keyword", "monkey"])
+    @pytest.mark.parametrize(
+        "key",
+        [
+            "max_tokens",
+            "input_tokens",
+            "total_tokens",
+            "tokenizer",
+            "session_id",
+            "shop",
+            "author",
+            "keyword",
+            "monkey",
+        ],
+    )
     def test_ordinary_keys_are_not(self, key):
         """Token counts, session ids and ordinary words are kept."""
         assert False is is_secret_key(key)
@@ -65,19 +93,27 @@ class TestSerializer:
         assert [
             {"role": "system", "content": "be brief"},
             {"role": "user", "content": "roses?"},
-            {"role": "assistant", "content": "", "tool_calls": [{"id": "c1", "name": "price", "args": {"flower": "rose"}}]},
+            {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"id": "c1", "name": "price", "args": {"flower": "rose"}}],
+            },
             {"role": "tool", "content": "3.50", "tool_call_id": "c1"},
         ] == json.loads(Serializer().dumps(value))
 
     def test_secret_keys_are_redacted_at_any_depth(self):
         """A credential-named key is redacted wherever it sits."""
         data = {"config": {"headers": {"Authorization": "Basic abc"}, "retries": 3}, "api_key": "x"}
-        assert {"config": {"headers": {"Authorization": REDACTED}, "retries": 3}, "api_key": REDACTED} == json.loads(Serializer().dumps(data))
+        assert {"config": {"headers": {"Authorization": REDACTED}, "retries": 3}, "api_key": REDACTED} == json.loads(
+            Serializer().dumps(data)
+        )
 
     def test_long_strings_and_collections_are_cut_and_marked(self):
         """Strings past max_length and collections past max_items are cut, saying how much."""
         serializer = Serializer(max_length=20, max_items=3)
-        assert "abcdefghijklmnopqrst…[truncated 10 of 30 chars]" == serializer.jsonable("abcdefghijklmnopqrstuvwxyz1234")
+        assert "abcdefghijklmnopqrst…[truncated 10 of 30 chars]" == serializer.jsonable(
+            "abcdefghijklmnopqrstuvwxyz1234"
+        )
         assert [0, 1, 2, "… 7 more items"] == serializer.jsonable(list(range(10)))
         assert {"a": 0, "b": 1, "c": 2, "…": "1 more items"} == serializer.jsonable({"a": 0, "b": 1, "c": 2, "d": 3})
 

@@ -6,8 +6,8 @@ import asyncio
 import datetime as dt
 import json
 import re
-from pathlib import Path
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,7 +31,9 @@ def busy_day(handler: Any, mode: str) -> None:
     with pytest.raises(RuntimeError):
         call(broken_vase, {"size": "XL"}, config, mode)
     call(FlowerRetriever(), "roses", config, mode)
-    call(RunnableLambda(lambda x: dispatch_custom_event("restocked", {"n": x}) or x, name="restock"), 3, config, "invoke")
+    call(
+        RunnableLambda(lambda x: dispatch_custom_event("restocked", {"n": x}) or x, name="restock"), 3, config, "invoke"
+    )
 
 
 @pytest.mark.parametrize("handler_cls", HANDLERS)
@@ -44,7 +46,11 @@ class TestLinesMatchSpans:
         lines = log_lines(handler)
         for span in exporter.get_finished_spans():
             ids = (format(span.context.trace_id, "032x"), format(span.context.span_id, "016x"))
-            mine = [line for line in lines if (line["trace.id"], line["span.id"]) == ids and line["event.action"] != "custom_event"]
+            mine = [
+                line
+                for line in lines
+                if (line["trace.id"], line["span.id"]) == ids and line["event.action"] != "custom_event"
+            ]
             assert 2 == len(mine), span.name
             start, end = mine
             assert start["event.action"].endswith("_start")
@@ -156,8 +162,13 @@ def test_secrets_are_redacted_everywhere(handler_cls, capture, make_handler, exp
     config = {"callbacks": [handler], "metadata": {"api_key": LIVE_KEY, "shop": "north"}}
     chain.invoke({"who": f"header Bearer {JWT} and key {OPENAI_KEY}"}, config)
     with pytest.raises(ValueError):
-        RunnableLambda(lambda x: (_ for _ in ()).throw(ValueError(f"bad credentials {OPENAI_KEY}")), name="auth").invoke(1, config)
-    blobs = [json.dumps(dict(s.attributes)) + json.dumps([dict(e.attributes) for e in s.events]) for s in exporter.get_finished_spans()]
+        RunnableLambda(
+            lambda x: (_ for _ in ()).throw(ValueError(f"bad credentials {OPENAI_KEY}")), name="auth"
+        ).invoke(1, config)
+    blobs = [
+        json.dumps(dict(s.attributes)) + json.dumps([dict(e.attributes) for e in s.events])
+        for s in exporter.get_finished_spans()
+    ]
     assert handler.flush()
     blobs.append(Path(handler.log_path).read_text())
     for blob in blobs:
@@ -204,7 +215,7 @@ def test_bad_objects_give_valid_lines_field_by_field(handler_cls, make_handler, 
         "bad": Unprintable(),
         "nan": float("nan"),
         "big": "x" * 5_000_000,
-        "when": dt.datetime(2026, 11, 22, 9, 30, tzinfo=dt.timezone.utc),
+        "when": dt.datetime(2026, 11, 22, 9, 30, tzinfo=dt.UTC),
         "array": ArrayLike(),
         "order": Order(flower="rose", when=dt.datetime(2026, 11, 22)),
         "doc": Document(page_content="Roses mean love."),
@@ -221,7 +232,9 @@ def test_bad_objects_give_valid_lines_field_by_field(handler_cls, make_handler, 
     assert recorded == start["langchain.input"]
     assert 0 == handler.stats.internal_errors
     small = make_handler(handler_cls, log_path=None)
-    RunnableLambda(lambda d: "ok", name="odd2").invoke({k: v for k, v in payload.items() if k != "big"}, {"callbacks": [small]})
+    RunnableLambda(lambda d: "ok", name="odd2").invoke(
+        {k: v for k, v in payload.items() if k != "big"}, {"callbacks": [small]}
+    )
     parsed = json.loads(spans_by_name(exporter)["odd2"].attributes["langchain.input"])
     assert {"flower": "rose", "when": "2026-11-22T00:00:00"} == parsed["order"]
     assert [0.5, 1.5, 2.5] == parsed["array"]
@@ -231,8 +244,9 @@ def test_bad_objects_give_valid_lines_field_by_field(handler_cls, make_handler, 
 
 def test_log_lines_without_an_sdk_still_carry_nesting_ids(tmp_path):
     """With no tracer provider configured at all, lines still get trace and span ids that group and nest."""
-    from lc_trace import TraceHandler
     from opentelemetry.trace import NoOpTracerProvider
+
+    from lc_trace import TraceHandler
 
     handler = TraceHandler(tracer_provider=NoOpTracerProvider(), log_path=tmp_path / "x.jsonl")
     flower_chain().invoke({"who": "mom"}, {"callbacks": [handler]})

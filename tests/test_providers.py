@@ -495,12 +495,20 @@ def test_openai_stream_usage(driver: Driver) -> None:
     ("cassette", "stream", "served_model", "call_id", "usages"),
     [
         pytest.param(
-            "openai/tool_calls_followup", False, "gpt-4o-mini-2024-07-18", "call_K1e5DeMhf00qONjSQD0B4h9C",
-            [(52, 18), (79, 13)], id="invoke",
+            "openai/tool_calls_followup",
+            False,
+            "gpt-4o-mini-2024-07-18",
+            "call_K1e5DeMhf00qONjSQD0B4h9C",
+            [(52, 18), (79, 13)],
+            id="invoke",
         ),
         pytest.param(
-            "openai/tool_calls_stream_followup", True, "gpt-4o-mini-2024-07-18", "call_6KQlxELWhphiY7wr0DV9WW5S",
-            [(59, 17), (84, 9)], id="stream",
+            "openai/tool_calls_stream_followup",
+            True,
+            "gpt-4o-mini-2024-07-18",
+            "call_6KQlxELWhphiY7wr0DV9WW5S",
+            [(59, 17), (84, 9)],
+            id="stream",
         ),
     ],
 )
@@ -509,14 +517,18 @@ def test_openai_tool_calling_loop(
 ) -> None:
     """A real tool-calling loop under one parent runnable gives one trace: model span (tool_calls), tool span with the call id, model span (stop)."""
     tool_ = multiply if stream else add_numbers
-    question, args, result = ("What is 6 times 7?", {"a": 6, "b": 7}, "42") if stream else ("Add 5 and 7", {"a": 5, "b": 7}, "12")
+    question, args, result = (
+        ("What is 6 times 7?", {"a": 6, "b": 7}, "42") if stream else ("Add 5 and 7", {"a": 5, "b": 7}, "12")
+    )
     model = openai_chat(model="gpt-4o-mini", stream_usage=True) if stream else openai_chat(model="gpt-4o-mini")
     with replay(cassette):
         answer = driver.invoke(tool_loop(model, tool_, stream=stream), question)
 
     assert ("6 times 7 is 42." if stream else "The sum of 5 and 7 is 12.") == answer
     spans = driver.spans()
-    assert ["tool_loop", "chat gpt-4o-mini", f"execute_tool {tool_.name}", "chat gpt-4o-mini"] == [s.name for s in spans]
+    assert ["tool_loop", "chat gpt-4o-mini", f"execute_tool {tool_.name}", "chat gpt-4o-mini"] == [
+        s.name for s in spans
+    ]
     parent, first, tool_span, second = spans
 
     # one trace, every call a child of the loop, in order
@@ -524,7 +536,9 @@ def test_openai_tool_calling_loop(
     assert SpanKind.INTERNAL == parent.kind
     assert [trace_id(parent)] * 3 == [trace_id(s) for s in (first, tool_span, second)]
     assert [span_id(parent)] * 3 == [format(s.parent.span_id, "016x") for s in (first, tool_span, second) if s.parent]
-    assert [parent.attributes[A.LC_RUN_ID]] * 3 == [s.attributes[A.LC_RUN_PARENT_ID] for s in (first, tool_span, second)]
+    assert [parent.attributes[A.LC_RUN_ID]] * 3 == [
+        s.attributes[A.LC_RUN_PARENT_ID] for s in (first, tool_span, second)
+    ]
     assert (first.end_time or 0) <= (tool_span.start_time or 0)
     assert (tool_span.end_time or 0) <= (second.start_time or 0)
 
@@ -551,7 +565,10 @@ def test_openai_tool_calling_loop(
         second, A.GEN_AI_INPUT_MESSAGES, "tool_call_response"
     )
     assert ("stop",) == second.attributes[A.GEN_AI_RESPONSE_FINISH_REASONS]
-    assert usages[1] == (second.attributes[A.GEN_AI_USAGE_INPUT_TOKENS], second.attributes[A.GEN_AI_USAGE_OUTPUT_TOKENS])
+    assert usages[1] == (
+        second.attributes[A.GEN_AI_USAGE_INPUT_TOKENS],
+        second.attributes[A.GEN_AI_USAGE_OUTPUT_TOKENS],
+    )
     assert [] == parts(second, A.GEN_AI_OUTPUT_MESSAGES, "tool_call")
 
     if stream:
@@ -654,7 +671,11 @@ def test_anthropic_message_basic(driver: Driver) -> None:
     assert (0, 0) == (attrs[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS], attrs[A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS])
     assert False is attrs[A.GEN_AI_REQUEST_STREAM]
     assert [
-        {"role": "assistant", "parts": [{"type": "text", "content": "The capital of France is **Paris**."}], "finish_reason": "end_turn"}
+        {
+            "role": "assistant",
+            "parts": [{"type": "text", "content": "The capital of France is **Paris**."}],
+            "finish_reason": "end_turn",
+        }
     ] == json.loads(attrs[A.GEN_AI_OUTPUT_MESSAGES])
     assert_ok_and_closed(driver, spans)
     lines = driver.lines()
@@ -701,12 +722,22 @@ def test_anthropic_tool_use(driver: Driver) -> None:
     assert "msg_011geMdd2NTwJrvqbfqskQ7r" == attrs[A.GEN_AI_RESPONSE_ID]
     assert (721, 112) == (attrs[A.GEN_AI_USAGE_INPUT_TOKENS], attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS])
     assert [
-        {"type": "tool_call", "id": "toolu_01VLL6XYAAGrtc7CDpmpKZMB", "name": "get_weather", "arguments": {"location": "New York, NY"}},
-        {"type": "tool_call", "id": "toolu_01FZuC4jLWM67hKreLMKCLRe", "name": "get_time", "arguments": {"timezone": "America/New_York"}},
+        {
+            "type": "tool_call",
+            "id": "toolu_01VLL6XYAAGrtc7CDpmpKZMB",
+            "name": "get_weather",
+            "arguments": {"location": "New York, NY"},
+        },
+        {
+            "type": "tool_call",
+            "id": "toolu_01FZuC4jLWM67hKreLMKCLRe",
+            "name": "get_time",
+            "arguments": {"timezone": "America/New_York"},
+        },
     ] == parts(span, A.GEN_AI_OUTPUT_MESSAGES, "tool_call")
-    assert [{"type": "text", "content": "Sure! Let me fetch the current weather and time in New York simultaneously!"}] == parts(
-        span, A.GEN_AI_OUTPUT_MESSAGES, "text"
-    )
+    assert [
+        {"type": "text", "content": "Sure! Let me fetch the current weather and time in New York simultaneously!"}
+    ] == parts(span, A.GEN_AI_OUTPUT_MESSAGES, "text")
     output = attrs[A.GEN_AI_OUTPUT_MESSAGES]
     assert ["toolu_01VLL6XYAAGrtc7CDpmpKZMB", "toolu_01FZuC4jLWM67hKreLMKCLRe"] == [
         call_id for call_id in ("toolu_01VLL6XYAAGrtc7CDpmpKZMB", "toolu_01FZuC4jLWM67hKreLMKCLRe") if call_id in output
@@ -721,8 +752,18 @@ def test_anthropic_tool_use(driver: Driver) -> None:
 @pytest.mark.parametrize(
     ("cassette", "make_model", "question"),
     [
-        pytest.param("openai/chat_stream_usage", lambda: openai_chat(model="gpt-4o-mini", stream_usage=True), "What is 10 + 5?", id="openai"),
-        pytest.param("anthropic/message_stream", lambda: anthropic_chat(model="claude-sonnet-4-6"), "Why is the sky blue?", id="anthropic"),
+        pytest.param(
+            "openai/chat_stream_usage",
+            lambda: openai_chat(model="gpt-4o-mini", stream_usage=True),
+            "What is 10 + 5?",
+            id="openai",
+        ),
+        pytest.param(
+            "anthropic/message_stream",
+            lambda: anthropic_chat(model="claude-sonnet-4-6"),
+            "Why is the sky blue?",
+            id="anthropic",
+        ),
     ],
 )
 def test_streamed_output_message_role_is_assistant(

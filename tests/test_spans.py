@@ -55,12 +55,18 @@ class TestChainSpans:
         assert False is attrs["gen_ai.request.stream"]
         assert "chat_model" == attrs["langchain.run.type"]
         assert ("seq:step:2",) == attrs["langchain.tags"]
-        assert attrs["langchain.run.parent_id"] == dict(spans_by_name(exporter)["RunnableSequence"].attributes)["langchain.run.id"]
+        assert (
+            attrs["langchain.run.parent_id"]
+            == dict(spans_by_name(exporter)["RunnableSequence"].attributes)["langchain.run.id"]
+        )
 
     def test_metadata_and_conversation_id(self, handler_cls, mode, make_handler, exporter):
         """Scalar metadata becomes langchain.metadata.* strings; a session id is the conversation id."""
         handler = make_handler(handler_cls)
-        config = {"callbacks": [handler], "metadata": {"session_id": "s-42", "shop": "north", "user": 7, "nested": {"x": 1}}}
+        config = {
+            "callbacks": [handler],
+            "metadata": {"session_id": "s-42", "shop": "north", "user": 7, "nested": {"x": 1}},
+        }
         call(flower_chain(), {"who": "mom"}, config, mode)
         for span in exporter.get_finished_spans():
             attrs = dict(span.attributes)
@@ -136,7 +142,11 @@ class TestStreaming:
     def test_stream_records_chunks_time_to_first_chunk_and_usage(self, handler_cls, make_handler, exporter):
         """A streamed call says so, counts chunks, times the first, and takes usage from the final chunk."""
         handler = make_handler(handler_cls)
-        chunks = list(flower_chain(FakeChatModel(responses=["A red rose for you."])).stream({"who": "mom"}, {"callbacks": [handler]}))
+        chunks = list(
+            flower_chain(FakeChatModel(responses=["A red rose for you."])).stream(
+                {"who": "mom"}, {"callbacks": [handler]}
+            )
+        )
         assert "A red rose for you." == "".join(chunks)
         attrs = dict(spans_by_name(exporter)["chat fake-chat-1"].attributes)
         assert True is attrs["gen_ai.request.stream"]
@@ -164,7 +174,9 @@ def test_gather_gives_separate_traces_with_right_token_totals(handler_cls, make_
     chain = flower_chain(FakeChatModel(responses=["One rose.", "Two red tulips.", "Three white lilies today."]))
 
     async def main() -> list[str]:
-        return await asyncio.gather(*(chain.ainvoke({"who": f"sister {i}"}, {"callbacks": [handler]}) for i in range(30)))
+        return await asyncio.gather(
+            *(chain.ainvoke({"who": f"sister {i}"}, {"callbacks": [handler]}) for i in range(30))
+        )
 
     answers = asyncio.run(main())
     spans = exporter.get_finished_spans()
@@ -214,26 +226,40 @@ def test_tool_calling_agent_loop(handler_cls, mode, make_handler, exporter):
 
     model = FakeChatModel(
         responses=[
-            AIMessage(content="", tool_calls=[{"id": "call_rose_1", "name": "flower_price", "args": {"flower": "rose"}}]),
+            AIMessage(
+                content="", tool_calls=[{"id": "call_rose_1", "name": "flower_price", "args": {"flower": "rose"}}]
+            ),
             "A rose costs 3.50 euros.",
         ]
     )
     agent = create_agent(model, [flower_price], name="florist")
-    result = call(agent, {"messages": [("human", "How much is a rose?")]}, {"callbacks": [make_handler(handler_cls)]}, mode)
+    result = call(
+        agent, {"messages": [("human", "How much is a rose?")]}, {"callbacks": [make_handler(handler_cls)]}, mode
+    )
     assert "A rose costs 3.50 euros." == result["messages"][-1].content
     spans = exporter.get_finished_spans()
     assert 1 == len({s.context.trace_id for s in spans})
     tool_span = spans_by_name(exporter)["execute_tool flower_price"]
     attrs = dict(tool_span.attributes)
-    assert ("flower_price", "call_rose_1", "function") == (attrs["gen_ai.tool.name"], attrs["gen_ai.tool.call.id"], attrs["gen_ai.tool.type"])
+    assert ("flower_price", "call_rose_1", "function") == (
+        attrs["gen_ai.tool.name"],
+        attrs["gen_ai.tool.call.id"],
+        attrs["gen_ai.tool.type"],
+    )
     assert '{"flower":"rose"}' == attrs["gen_ai.tool.call.arguments"]
     assert '"3.50"' == attrs["gen_ai.tool.call.result"]
     assert "tools" == parent_name(tool_span, exporter)
     assert "invoke_agent florist" == parent_name(spans_by_name(exporter)["tools"], exporter)
     agent_span = spans_by_name(exporter)["invoke_agent florist"]
-    assert ("invoke_agent", "florist", None) == (agent_span.attributes["gen_ai.operation.name"], agent_span.attributes["gen_ai.agent.name"], agent_span.parent)
+    assert ("invoke_agent", "florist", None) == (
+        agent_span.attributes["gen_ai.operation.name"],
+        agent_span.attributes["gen_ai.agent.name"],
+        agent_span.parent,
+    )
     chats = [s for s in spans if s.name == "chat fake-chat-1"]
-    assert [("tool_calls",), ("stop",)] == [s.attributes["gen_ai.response.finish_reasons"] for s in sorted(chats, key=lambda s: s.start_time)]
+    assert [("tool_calls",), ("stop",)] == [
+        s.attributes["gen_ai.response.finish_reasons"] for s in sorted(chats, key=lambda s: s.start_time)
+    ]
 
 
 @pytest.mark.parametrize("handler_cls", HANDLERS)
@@ -241,7 +267,9 @@ def test_agent_actions_mark_the_run_as_an_agent(handler_cls, make_handler, expor
     """A run that reports agent actions becomes an invoke_agent span with the actions as events."""
 
     def agent_step(question: str, run_manager: Any) -> str:
-        run_manager.on_agent_action(AgentAction(tool="flower_price", tool_input={"flower": "rose"}, log="look up price"))
+        run_manager.on_agent_action(
+            AgentAction(tool="flower_price", tool_input={"flower": "rose"}, log="look up price")
+        )
         run_manager.on_agent_finish(AgentFinish(return_values={"output": "3.50"}, log="done"))
         return "3.50"
 
@@ -271,7 +299,10 @@ def test_retriever_span(handler_cls, mode, make_handler, exporter):
     span = spans_by_name(exporter)["retrieval FlowerRetriever"]
     assert SpanKind.CLIENT == span.kind
     assert "roses" == span.attributes["gen_ai.retrieval.query.text"]
-    assert '[{"page_content":"Roses mean love.","metadata":{"source":"florist.md"}}]' == span.attributes["gen_ai.retrieval.documents"]
+    assert (
+        '[{"page_content":"Roses mean love.","metadata":{"source":"florist.md"}}]'
+        == span.attributes["gen_ai.retrieval.documents"]
+    )
 
 
 @tool
@@ -282,7 +313,12 @@ def broken_vase(size: str) -> str:
 
 ERROR_CASES = {
     "chain": (lambda: RunnableLambda(lambda x: {}[x], name="lookup"), "missing", KeyError, "lookup"),
-    "chat_model": (lambda: FakeChatModel(fail_with=ConnectionError("provider 503")), "hi", ConnectionError, "chat fake-chat-1"),
+    "chat_model": (
+        lambda: FakeChatModel(fail_with=ConnectionError("provider 503")),
+        "hi",
+        ConnectionError,
+        "chat fake-chat-1",
+    ),
     "tool": (lambda: broken_vase, {"size": "XL"}, RuntimeError, "execute_tool broken_vase"),
     "retriever": (lambda: FlowerRetriever(), "thorns", LookupError, "retrieval FlowerRetriever"),
 }
@@ -294,7 +330,9 @@ ERROR_CASES = {
 def test_errors_mark_span_and_reach_user_unchanged(case, handler_cls, mode, make_handler, exporter):
     """Every run type's error gives status ERROR, error.type and an exception event; the user gets the same exception."""
     build, value, exc_type, span_name = ERROR_CASES[case]
-    wrapper = RunnableLambda(lambda v, config: build().invoke(v, config), afunc=lambda v, config: build().ainvoke(v, config), name="shop")
+    wrapper = RunnableLambda(
+        lambda v, config: build().invoke(v, config), afunc=lambda v, config: build().ainvoke(v, config), name="shop"
+    )
     with pytest.raises(exc_type) as caught:
         call(wrapper, value, {"callbacks": [make_handler(handler_cls)]}, mode)
     spans = spans_by_name(exporter)
@@ -352,7 +390,7 @@ def test_astream_left_early_closes_every_span_without_error(handler_cls, make_ha
     chain = flower_chain(FakeChatModel(responses=["a very long answer about roses"]))
 
     async def main() -> str:
-        async for chunk in chain.astream({"who": "mom"}, {"callbacks": [handler]}):
+        async for chunk in chain.astream({"who": "mom"}, {"callbacks": [handler]}):  # noqa: B007 (returned after the break)
             break
         await asyncio.sleep(0.05)
         return chunk
@@ -407,7 +445,10 @@ def test_text_llm_span_and_error(handler_cls, mode, make_handler, exporter):
     ok, failed = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time)
     assert ("text_completion", SpanKind.CLIENT) == (ok.name, ok.kind)
     assert "text_completion" == ok.attributes["gen_ai.operation.name"]
-    assert '[{"role":"user","parts":[{"type":"text","content":"Spring flowers?"}]}]' == ok.attributes["gen_ai.input.messages"]
+    assert (
+        '[{"role":"user","parts":[{"type":"text","content":"Spring flowers?"}]}]'
+        == ok.attributes["gen_ai.input.messages"]
+    )
     assert StatusCode.ERROR == failed.status.status_code
     assert "TimeoutError" == failed.attributes["error.type"]
 

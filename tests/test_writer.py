@@ -43,7 +43,10 @@ class TestLineWriter:
     def test_emit_from_many_threads(self, tmp_path):
         """Eight threads emitting at once lose nothing."""
         writer = LineWriter(tmp_path / "threads.jsonl")
-        threads = [threading.Thread(target=lambda k=k: [writer.emit(line(k * 10_000 + i)) for i in range(2_000)]) for k in range(8)]
+        threads = [
+            threading.Thread(target=lambda k=k: [writer.emit(line(k * 10_000 + i)) for i in range(2_000)])
+            for k in range(8)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -53,7 +56,12 @@ class TestLineWriter:
 
     def test_full_queue_drops_are_counted_and_reported_in_the_file(self, tmp_path, caplog):
         """With a tiny queue, every dropped line is counted and the count is written into the log itself."""
-        writer = LineWriter(tmp_path / "small.jsonl", queue_size=8, max_batch=8, drop_line=lambda new, total: json.dumps({"dropped": new, "total": total}).encode() + b"\n")
+        writer = LineWriter(
+            tmp_path / "small.jsonl",
+            queue_size=8,
+            max_batch=8,
+            drop_line=lambda new, total: json.dumps({"dropped": new, "total": total}).encode() + b"\n",
+        )
         with caplog.at_level(logging.WARNING, logger="lc_trace"):
             for i in range(5_000):
                 writer.emit(line(i))
@@ -228,7 +236,15 @@ def run_script(body: str, tmp_path: Path, **kwargs: object) -> subprocess.Popen[
     script = tmp_path / "app.py"
     script.write_text(textwrap.dedent(body))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
+    return subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        **kwargs,
+    )  # type: ignore[call-overload]
 
 
 def test_asyncio_run_without_close_ends_with_every_line_on_disk(tmp_path):
@@ -273,7 +289,9 @@ def test_a_killed_process_leaves_only_whole_lines(tmp_path):
     )
     assert "ready\n" == proc.stdout.readline()
     deadline = time.monotonic() + 30
-    while (not (tmp_path / "out.jsonl").exists() or (tmp_path / "out.jsonl").stat().st_size < 2_000_000) and time.monotonic() < deadline:
+    while (
+        not (tmp_path / "out.jsonl").exists() or (tmp_path / "out.jsonl").stat().st_size < 2_000_000
+    ) and time.monotonic() < deadline:
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=30)
