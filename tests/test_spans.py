@@ -470,3 +470,28 @@ def test_retries_and_text_are_span_events(handler_cls, make_handler, exporter):
     assert ["retry", "text"] == [e.name for e in span.events]
     assert 2 == span.events[0].attributes["langchain.retry.attempt"]
     assert "Thinking about roses" == span.events[1].attributes["langchain.text"]
+
+
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+def test_threads_and_parallel_branches(handler_cls, make_handler, exporter):
+    """Sync RunnableParallel branches (run on a thread pool) and app threads sharing one handler nest correctly."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from langchain_core.runnables import RunnableParallel
+
+    handler = make_handler(handler_cls)
+    shop = RunnableParallel(card=flower_chain(), price=RunnableLambda(lambda d: 3.5, name="price"))
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda i: shop.invoke({"who": f"guest {i}"}, {"callbacks": [handler]}), range(40)))
+    assert [{"card": "A red rose.", "price": 3.5}] * 40 == results
+    spans = exporter.get_finished_spans()
+    by_trace: dict[int, list[Any]] = {}
+    for span in spans:
+        by_trace.setdefault(span.context.trace_id, []).append(span)
+    assert 40 == len(by_trace)
+    for members in by_trace.values():
+        names = {s.name: s for s in members}
+        assert 6 == len(members)  # parallel, sequence, prompt, chat, parser, price
+        assert "RunnableParallel<card,price>" == parent_name(names["price"], exporter)
+        assert "RunnableSequence" == parent_name(names["chat fake-chat-1"], exporter)
+    assert 0 == handler.open_runs

@@ -300,3 +300,31 @@ def test_a_killed_process_leaves_only_whole_lines(tmp_path):
     rows = read_log(tmp_path / "out.jsonl")
     assert len(rows) > 500
     assert {"chain_start", "chain_end"} == {r["event.action"] for r in rows}
+
+
+def test_a_forked_worker_writes_its_own_lines(tmp_path):
+    """After fork (gunicorn-style workers), parent and child each get every one of their own lines written."""
+    proc = run_script(
+        """
+        import os
+        from lc_trace import TraceHandler
+        from langchain_core.runnables import RunnableLambda
+        handler = TraceHandler(log_path="out.jsonl")
+        step = RunnableLambda(lambda x: x, name="step")
+        step.invoke("before fork", {"callbacks": [handler]})
+        pid = os.fork()
+        who = "child" if pid == 0 else "parent"
+        for _ in range(100):
+            step.invoke(who, {"callbacks": [handler]})
+        handler.close()
+        if pid == 0:
+            os._exit(0)
+        os.waitpid(pid, 0)
+        """,
+        tmp_path,
+    )
+    _, err = proc.communicate(timeout=120)
+    assert 0 == proc.returncode, err
+    inputs = [l["langchain.input"] for l in read_log(tmp_path / "out.jsonl") if l["event.action"] == "chain_start"]
+    assert 1 == inputs.count('"before fork"')
+    assert 100 == inputs.count('"child"') == inputs.count('"parent"')
