@@ -410,6 +410,14 @@ class _TraceCore:
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._recorder.error(run_id, error)
 
+    def on_stream_event(self, event: Any, *, run_id: UUID, **kwargs: Any) -> None:
+        """
+        Protocol events of ``stream_events(version="v3")`` and LangGraph's messages stream: not
+        recorded (tokens and ends carry what we need), but defined here as a plain function,
+        because the coroutine inherited from AsyncCallbackHandler would make the sync API build
+        an event loop for every one of them.
+        """
+
     # -- tools and retrievers ---------------------------------------------------------------
 
     def on_tool_start(

@@ -330,7 +330,7 @@ def llm_end(response: LLMResult, *, serializer: Serializer, capture: bool) -> tu
     found_usage = False
     model: Any = None
     response_id: Any = None
-    for generations in response.generations:
+    for generations in getattr(response, "generations", None) or ():
         for gen in generations:
             info = gen.generation_info or {}
             reason = info.get("finish_reason") or info.get("stop_reason")
@@ -355,7 +355,7 @@ def llm_end(response: LLMResult, *, serializer: Serializer, capture: bool) -> tu
                 outputs.append(out)
             if reason:
                 finish.append(str(reason))
-    llm_output = response.llm_output or {}
+    llm_output = getattr(response, "llm_output", None) or {}
     if not found_usage:
         counts = llm_output.get("token_usage") or llm_output.get("usage")
         if isinstance(counts, Mapping):
