@@ -164,7 +164,12 @@ class Recorder:
         """
         ns = now_ns()
         parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
-        record = build()
+        try:
+            record = build()
+        except Exception:  # the run must still exist, or its children would start new traces
+            self.stats.add("internal_errors")
+            report_once(self.stats, "internal:map_start", "could not map a run start", exc_info=True)
+            record = Start(CHAIN, "unknown", "unknown", False, {A.LC_RUN_ID: str(run_id), A.LC_RUN_TYPE: CHAIN})
         span = self.spans.start(record, parent.span if parent is not None else None, ns)
         context = span.get_span_context()
         if context.is_valid:

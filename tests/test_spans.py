@@ -495,3 +495,23 @@ def test_threads_and_parallel_branches(handler_cls, make_handler, exporter):
         assert "RunnableParallel<card,price>" == parent_name(names["price"], exporter)
         assert "RunnableSequence" == parent_name(names["chat fake-chat-1"], exporter)
     assert 0 == handler.open_runs
+
+
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+def test_a_start_that_cannot_be_mapped_still_nests_its_children(handler_cls, make_handler, exporter, caplog):
+    """If lc_trace fails to map a run's start, the run still gets a span, so its children stay in its trace."""
+
+    class Weird(dict):  # a 'serialized' whose .get explodes
+        def get(self, *args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("odd serialized")
+
+    handler = make_handler(handler_cls)
+    root, child = __import__("uuid").uuid4(), __import__("uuid").uuid4()
+    handler.on_chain_start(Weird(name="root"), {}, run_id=root)
+    handler.on_chain_start(None, {}, run_id=child, parent_run_id=root, name="child")
+    handler.on_chain_end({}, run_id=child)
+    handler.on_chain_end({}, run_id=root)
+    spans = spans_by_name(exporter)
+    assert "unknown" == parent_name(spans["child"], exporter)
+    assert 1 == handler.stats.internal_errors
+    assert 1 == len([r for r in caplog.records if "could not map" in r.message])
