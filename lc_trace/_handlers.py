@@ -22,6 +22,7 @@ reference/langchain-callbacks.md):
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import sys
@@ -38,7 +39,7 @@ from opentelemetry.trace import TracerProvider
 from lc_trace import _attributes as A
 from lc_trace import _env, _mapping
 from lc_trace._content import Serializer
-from lc_trace._log_sink import LogSink, Processor
+from lc_trace._log_sink import ClosedLogSink, LogSink, Processor
 from lc_trace._recorder import Recorder
 from lc_trace._span_sink import SpanSink
 from lc_trace._stats import Stats
@@ -239,8 +240,6 @@ class _TraceCore:
         """
         ``flush()`` for async code; the event loop keeps running meanwhile.
         """
-        import asyncio
-
         lines = await self._writer.aflush(timeout_millis) if self._writer is not None else True
         spans = await asyncio.to_thread(self._spans.force_flush, timeout_millis)
         return spans and lines
@@ -255,6 +254,8 @@ class _TraceCore:
             return True
         self._closed = True
         self._recorder.close_all()
+        if self._recorder.logs is not None:
+            self._recorder.logs = ClosedLogSink(self.stats)
         spans = self._spans.force_flush(timeout_millis)
         lines = _release_writer(self._writer, timeout_millis) if self._writer is not None else True
         return spans and lines
@@ -263,8 +264,6 @@ class _TraceCore:
         """
         ``close()`` for async code; the event loop keeps running meanwhile.
         """
-        import asyncio
-
         return await asyncio.to_thread(self.close, timeout_millis)
 
     def __repr__(self) -> str:

@@ -15,8 +15,9 @@ import structlog
 
 from lc_trace import _attributes as A
 from lc_trace._processors import EcsShaper, render_json_line
+from lc_trace._stats import Stats, report_once
 
-__all__ = ["LogSink"]
+__all__ = ["ClosedLogSink", "LogSink"]
 
 Processor = Callable[[Any, str, Any], Any]
 
@@ -66,3 +67,26 @@ class LogSink:
         """
         event = {"event": message, **fields}
         return render_json_line(None, level, self._shaper(None, level, event))
+
+
+class ClosedLogSink:
+    """
+    What a handler logs to after ``close()``: nothing is written, every line is counted and
+    the first reported (the file may still be open for other handlers sharing it).
+    """
+
+    __slots__ = ("_stats",)
+
+    def __init__(self, stats: Stats) -> None:
+        self._stats = stats
+
+    def emit(self, level: str, message: str, fields: Mapping[str, Any]) -> None:
+        """
+        Count the line as dropped after close.
+        """
+        self._stats.add("dropped_after_close")
+        report_once(
+            self._stats,
+            "after_close",
+            "log lines emitted after close() are dropped (counted in stats.dropped_after_close)",
+        )

@@ -25,7 +25,7 @@ from opentelemetry.trace import Span
 
 from lc_trace import _attributes as A
 from lc_trace._content import Serializer
-from lc_trace._log_sink import LogSink
+from lc_trace._log_sink import ClosedLogSink, LogSink
 from lc_trace._mapping import (
     AGENT,
     CHAIN,
@@ -128,7 +128,7 @@ class Recorder:
     def __init__(
         self,
         spans: SpanSink,
-        logs: LogSink | None,
+        logs: LogSink | ClosedLogSink | None,
         serializer: Serializer,
         *,
         capture: bool,

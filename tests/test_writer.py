@@ -202,7 +202,9 @@ class TestHandlerLifecycle:
         assert threads == threading.active_count()
         first.close()
         flower_chain().invoke({"who": "mom"}, {"callbacks": [second]})
+        flower_chain().invoke({"who": "dad"}, {"callbacks": [first]})  # closed: counted, not written
         assert 8 == len(log_lines(second))
+        assert 8 == first.stats.dropped_after_close
 
     def test_after_close_spans_flow_and_lines_are_counted(self, make_handler, exporter, caplog):
         """A closed handler still makes spans; its lines are dropped, counted and reported once."""
