@@ -48,6 +48,8 @@ class FakeChatModel(BaseChatModel):
     provider: str = "fake"
     temperature: float = 0.2
     max_tokens: int = 256
+    streaming: bool = False
+    """Stream even under ``invoke``/``agenerate``, as ``ChatOpenAI(streaming=True)`` does."""
     delay_s: float = 0.0
     fail_with: BaseException | None = None
     calls: int = 0
