@@ -47,8 +47,8 @@ class LogSink:
 
     def __init__(self, emit: Callable[[bytes], None], service_name: str, processors: Iterable[Processor] = ()) -> None:
         self._shaper = EcsShaper({A.SERVICE_NAME: service_name, A.EVENT_DATASET: "lc_trace"})
-        # wrap_logger() returns a lazy proxy that rebuilds the bound logger on every call
-        # (~29 us a line, measured); bind() once gives the real one (~6 us).
+        # wrap_logger() returns a lazy proxy that resolves the bound logger on every call
+        # (~1 us a line more than binding once, measured, even with caching on).
         self._log = structlog.wrap_logger(
             _QueueLogger(emit),
             processors=[self._shaper, *processors, render_json_line],
