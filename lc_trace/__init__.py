@@ -5,16 +5,43 @@ conventions) and ECS JSON log lines written in the background.
     from lc_trace import AsyncTraceHandler
     handler = AsyncTraceHandler(service_name="flower-shop")
     await chain.ainvoke({"flower": "rose"}, config={"callbacks": [handler]})
+
+The public names load on first use (PEP 562), so the ``lc-trace`` log viewer, which needs
+none of them, starts without importing LangChain and the OpenTelemetry SDK.
 """
 
-from lc_trace._config import configure
-from lc_trace._handlers import AsyncTraceHandler, TraceHandler
-from lc_trace._stats import Stats
-from lc_trace._writer import LogPathError
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lc_trace._config import configure
+    from lc_trace._handlers import AsyncTraceHandler, TraceHandler
+    from lc_trace._stats import Stats
+    from lc_trace._writer import LogPathError
 
 __all__ = ["AsyncTraceHandler", "LogPathError", "Stats", "TraceHandler", "configure"]
 __version__ = "0.1.0"
 
-for _name in __all__:
-    globals()[_name].__module__ = "lc_trace"
-del _name
+_HOMES = {
+    "AsyncTraceHandler": "lc_trace._handlers",
+    "LogPathError": "lc_trace._writer",
+    "Stats": "lc_trace._stats",
+    "TraceHandler": "lc_trace._handlers",
+    "configure": "lc_trace._config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'lc_trace' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    value.__module__ = "lc_trace"  # public objects print as lc_trace.X
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

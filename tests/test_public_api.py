@@ -23,3 +23,20 @@ def test_handlers_are_langchain_handlers():
     assert issubclass(lc_trace.AsyncTraceHandler, AsyncCallbackHandler)
     assert issubclass(lc_trace.TraceHandler, BaseCallbackHandler)
     assert not issubclass(lc_trace.TraceHandler, AsyncCallbackHandler)
+
+
+def test_the_viewer_does_not_import_langchain():
+    """`lc-trace traces` starts fast: importing the CLI loads neither LangChain nor the OTel SDK."""
+    import subprocess
+    import sys
+
+    code = "import sys, lc_trace._cli; print(sorted(m for m in ('langchain_core', 'opentelemetry.sdk') if m in sys.modules))"
+    assert "[]" == subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    """A misspelt name fails like any module attribute would."""
+    import pytest
+
+    with pytest.raises(AttributeError, match="no attribute 'TraceHandlr'"):
+        lc_trace.TraceHandlr  # noqa: B018
