@@ -34,12 +34,14 @@ from uuid import UUID
 from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.callbacks.manager import AsyncCallbackManager
 from opentelemetry import trace
+from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from lc_trace import _attributes as A
 from lc_trace import _env, _mapping
 from lc_trace._content import Serializer
 from lc_trace._log_sink import ClosedLogSink, LogSink, Processor
+from lc_trace._metric_sink import MetricSink
 from lc_trace._recorder import Recorder
 from lc_trace._span_sink import SpanSink
 from lc_trace._stats import Stats
@@ -120,6 +122,7 @@ class _TraceCore:
         self,
         *,
         tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
         log_path: str | os.PathLike[str] | None = _UNSET,
         service_name: str | None = None,
         capture_content: bool | None = None,
@@ -137,6 +140,8 @@ class _TraceCore:
         Args:
             tracer_provider: where spans go; default: the global provider (set by the app, or
                 by ``lc_trace.configure()``). The library itself never sets a global.
+            meter_provider: where the GenAI client metrics go (operation duration, token
+                usage); default: the global provider (a no-op until the app sets one).
             log_path: the JSON-lines file; default ``$LC_TRACE_LOG_PATH`` or
                 ``./lc_trace_logs/lc_trace.jsonl``; None turns file logging off.
             service_name: ``service.name`` on log lines; default ``$OTEL_SERVICE_NAME``, then
@@ -169,6 +174,7 @@ class _TraceCore:
         )
         self._serializer = Serializer(length)
         self._spans = SpanSink(tracer_provider)
+        self._metrics = MetricSink(meter_provider)
         self.service_name = service_name or _service_name(tracer_provider)
         if log_path is _UNSET:
             log_path = os.environ.get(_env.LC_TRACE_LOG_PATH, "").strip() or _DEFAULT_LOG_PATH
@@ -198,6 +204,7 @@ class _TraceCore:
             self._spans,
             logs,
             self._serializer,
+            metrics=self._metrics,
             capture=capture,
             log_tokens=tokens,
             stats=self.stats,
@@ -234,7 +241,7 @@ class _TraceCore:
         the span processors (and exported, for an SDK provider); False if the timeout passed.
         """
         lines = self._writer.flush(timeout_millis) if self._writer is not None else True
-        return self._spans.force_flush(timeout_millis) and lines
+        return self._spans.force_flush(timeout_millis) and self._metrics.force_flush(timeout_millis) and lines
 
     async def aflush(self, timeout_millis: int = 30_000) -> bool:
         """
@@ -242,7 +249,8 @@ class _TraceCore:
         """
         lines = await self._writer.aflush(timeout_millis) if self._writer is not None else True
         spans = await asyncio.to_thread(self._spans.force_flush, timeout_millis)
-        return spans and lines
+        metrics = await asyncio.to_thread(self._metrics.force_flush, timeout_millis)
+        return spans and metrics and lines
 
     def close(self, timeout_millis: int = 30_000) -> bool:
         """
@@ -256,7 +264,7 @@ class _TraceCore:
         self._recorder.close_all()
         if self._recorder.logs is not None:
             self._recorder.logs = ClosedLogSink(self.stats)
-        spans = self._spans.force_flush(timeout_millis)
+        spans = self._spans.force_flush(timeout_millis) and self._metrics.force_flush(timeout_millis)
         lines = _release_writer(self._writer, timeout_millis) if self._writer is not None else True
         return spans and lines
 

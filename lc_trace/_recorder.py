@@ -39,6 +39,7 @@ from lc_trace._mapping import (
     classify_error,
     error_attributes,
 )
+from lc_trace._metric_sink import MetricSink
 from lc_trace._span_sink import SpanSink, now_ns
 from lc_trace._stats import Stats, report_once
 
@@ -131,6 +132,7 @@ class Recorder:
         logs: LogSink | ClosedLogSink | None,
         serializer: Serializer,
         *,
+        metrics: MetricSink,
         capture: bool,
         log_tokens: bool,
         stats: Stats,
@@ -139,6 +141,7 @@ class Recorder:
         if max_open_runs < 1:
             raise ValueError(f"max_open_runs must be at least 1, got {max_open_runs}")
         self.spans = spans
+        self.metrics = metrics
         self.logs = logs
         self.serializer = serializer
         self.capture = capture
@@ -265,6 +268,8 @@ class Recorder:
                 attributes[A.GEN_AI_REQUEST_STREAM] = False
         if end_reason is not None:
             attributes[A.LC_END_REASON] = end_reason
+        if run.run_type in (CHAT_MODEL, LLM):
+            self.metrics.model_call(run.attributes, attributes, (ns - run.start_ns) / 1e9)
         span_attributes = {**attributes, **content} if content else attributes
         self.spans.end(run.span, span_attributes, reason, ns)
         fields = dict(attributes)

@@ -15,9 +15,13 @@ from tests.conftest import flower_chain
 
 @pytest.fixture
 def fresh_global(monkeypatch):
-    """Let a test set the global tracer provider once, and restore the untouched global after."""
+    """Let a test set the global tracer and meter providers once, and restore the untouched globals after."""
+    from opentelemetry.metrics import _internal as metrics_internal
+
     monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
     monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", trace.Once())
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER", None)
+    monkeypatch.setattr(metrics_internal, "_METER_PROVIDER_SET_ONCE", trace.Once())
 
 
 def test_configure_exports_through_its_provider(tmp_path, fresh_global):
@@ -34,9 +38,12 @@ def test_configure_exports_through_its_provider(tmp_path, fresh_global):
 
 
 def test_configure_sets_the_global_provider_once(tmp_path, fresh_global, caplog):
-    """The first configure() sets the global provider; a second one warns and keeps its own."""
+    """The first configure() sets the global providers; a second one warns and keeps its own."""
+    from opentelemetry import metrics
+
     first = lc_trace.configure("a", exporter="none", log_path=None)
     assert trace.get_tracer_provider() is first._spans._provider
+    assert metrics.get_meter_provider() is first._metrics._provider
     with caplog.at_level(logging.WARNING, logger="lc_trace"):
         second = lc_trace.configure("b", exporter="none", log_path=None)
     assert trace.get_tracer_provider() is first._spans._provider
@@ -99,3 +106,32 @@ class TestEnvironmentParsing:
         monkeypatch.delenv(_env.LC_TRACE_CAPTURE_CONTENT, raising=False)
         monkeypatch.setenv(_env.OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT, value)
         assert expected is _env.capture_content_from_env()
+
+
+def test_configure_sends_metrics_to_the_reader(tmp_path, fresh_global):
+    """configure(metric_reader=...) gets the GenAI metrics, under the service's resource."""
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    reader = InMemoryMetricReader()
+    handler = lc_trace.configure("flower-shop", exporter="none", metric_reader=reader, log_path=None)
+    flower_chain().invoke({"who": "mom"}, {"callbacks": [handler]})
+    handler.close()
+    (resource_metrics,) = reader.get_metrics_data().resource_metrics
+    assert "flower-shop" == resource_metrics.resource.attributes["service.name"]
+    names = {m.name for scope in resource_metrics.scope_metrics for m in scope.metrics}
+    assert {"gen_ai.client.operation.duration", "gen_ai.client.token.usage"} == names
+
+
+def test_configure_keeps_an_app_s_own_meter_provider(fresh_global, caplog):
+    """An app that set its own global MeterProvider keeps it; configure() warns and uses a private one."""
+    from opentelemetry import metrics
+    from opentelemetry.sdk.metrics import MeterProvider
+
+    apps = MeterProvider()
+    metrics.set_meter_provider(apps)
+    with caplog.at_level(logging.WARNING, logger="lc_trace"):
+        handler = lc_trace.configure("x", exporter="none", log_path=None)
+    assert metrics.get_meter_provider() is apps
+    assert handler._metrics._provider is not apps
+    assert "MeterProvider is already set" in caplog.text
+    handler.close()

@@ -361,6 +361,14 @@ def test_langgraph_interrupt_is_not_an_error(handler_cls, make_handler, exporter
     assert "interrupted" == span.attributes["langchain.run.end_reason"]
 
 
+async def until(condition: Any, timeout_s: float = 10.0) -> None:
+    """Wait for *condition* to hold, instead of guessing with a fixed sleep."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.005)
+
+
 @pytest.mark.parametrize("handler_cls", HANDLERS)
 def test_cancelled_ainvoke_closes_every_span(handler_cls, make_handler, exporter):
     """Cancelling an ainvoke mid-model-call leaves no open run: the model span is closed as cancelled."""
@@ -369,8 +377,12 @@ def test_cancelled_ainvoke_closes_every_span(handler_cls, make_handler, exporter
 
     async def main() -> None:
         task = asyncio.create_task(chain.ainvoke({"who": "mom"}, {"callbacks": [handler]}))
-        await asyncio.sleep(0.2)
-        task.cancel()
+        await until(
+            lambda: (
+                any(s.name == "ChatPromptTemplate" for s in exporter.get_finished_spans()) and handler.open_runs == 2
+            )
+        )
+        task.cancel()  # while the model call (and its sequence) is in flight
         with pytest.raises(asyncio.CancelledError):
             await task
 
@@ -392,7 +404,7 @@ def test_astream_left_early_closes_every_span_without_error(handler_cls, make_ha
     async def main() -> str:
         async for chunk in chain.astream({"who": "mom"}, {"callbacks": [handler]}):  # noqa: B007 (returned after the break)
             break
-        await asyncio.sleep(0.05)
+        await until(lambda: handler.open_runs == 0)  # the abandoned generator is finalised by the loop
         return chunk
 
     assert "a" == asyncio.run(main())
@@ -410,7 +422,7 @@ def test_run_table_is_capped(handler_cls, make_handler, exporter):
 
     async def main() -> None:
         tasks = [asyncio.create_task(model.ainvoke("hi", {"callbacks": [handler]})) for _ in range(5)]
-        await asyncio.sleep(0.2)
+        await until(lambda: handler.stats.runs_evicted == 2)  # all five model calls started
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,95 @@
+"""GenAI client metrics (semantic conventions v1.41): operation duration and token usage per model call."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from lc_trace.testing import FakeChatModel
+from tests.conftest import HANDLERS, flower_chain
+
+
+@pytest.fixture
+def reader() -> InMemoryMetricReader:
+    return InMemoryMetricReader()
+
+
+@pytest.fixture
+def meter_provider(reader: InMemoryMetricReader) -> MeterProvider:
+    return MeterProvider(metric_readers=[reader])
+
+
+def points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    data = reader.get_metrics_data()
+    if data is None:
+        return []
+    return [
+        point
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == name
+        for point in metric.data.data_points
+    ]
+
+
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+def test_model_call_records_duration_and_tokens(handler_cls, make_handler, meter_provider, reader, exporter):
+    """One chat call gives one duration point and input/output token points, with the conventions' attributes."""
+    handler = make_handler(handler_cls, meter_provider=meter_provider)
+    flower_chain().invoke({"who": "mom"}, {"callbacks": [handler]})
+    (duration,) = points(reader, "gen_ai.client.operation.duration")
+    expected = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": "fake",
+        "gen_ai.request.model": "fake-chat-1",
+        "gen_ai.response.model": "fake-chat-1-2026-11-01",
+    }
+    assert expected == dict(duration.attributes)
+    assert 1 == duration.count
+    span = next(s for s in exporter.get_finished_spans() if s.name == "chat fake-chat-1")
+    assert pytest.approx((span.end_time - span.start_time) / 1e9) == duration.sum
+    tokens = {p.attributes["gen_ai.token.type"]: p for p in points(reader, "gen_ai.client.token.usage")}
+    assert (8, 3) == (tokens["input"].sum, tokens["output"].sum)
+    assert {**expected, "gen_ai.token.type": "input"} == dict(tokens["input"].attributes)
+    assert (0.01, 0.02, 0.04) == tuple(duration.explicit_bounds[:3])  # the conventions' advisory buckets
+
+
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+def test_failed_call_carries_error_type(handler_cls, make_handler, meter_provider, reader):
+    """A failed model call's duration point carries error.type and no token points."""
+    handler = make_handler(handler_cls, meter_provider=meter_provider)
+    with pytest.raises(ConnectionError):
+        FakeChatModel(fail_with=ConnectionError("503")).invoke("hi", {"callbacks": [handler]})
+    (duration,) = points(reader, "gen_ai.client.operation.duration")
+    assert "ConnectionError" == duration.attributes["error.type"]
+    assert [] == points(reader, "gen_ai.client.token.usage")
+
+
+def test_token_totals_across_gather(make_handler, meter_provider, reader):
+    """Thirty concurrent calls: the token histogram's sums equal the usage the models reported."""
+    from lc_trace import AsyncTraceHandler
+
+    handler = make_handler(AsyncTraceHandler, meter_provider=meter_provider)
+    model = FakeChatModel(responses=["One rose.", "Two red tulips.", "Three white lilies today."])
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(*(model.ainvoke(f"for sister {i}", {"callbacks": [handler]}) for i in range(30)))
+
+    replies = asyncio.run(main())
+    tokens = {p.attributes["gen_ai.token.type"]: p for p in points(reader, "gen_ai.client.token.usage")}
+    assert sum(r.usage_metadata["input_tokens"] for r in replies) == tokens["input"].sum
+    assert sum(r.usage_metadata["output_tokens"] for r in replies) == tokens["output"].sum
+    assert 30 == tokens["input"].count
+
+
+def test_chains_tools_and_retrievers_record_no_client_metrics(make_handler, meter_provider, reader):
+    """Only model calls are GenAI client operations; a plain chain records nothing."""
+    from langchain_core.runnables import RunnableLambda
+
+    RunnableLambda(lambda x: x, name="step").invoke(1, {"callbacks": [make_handler(meter_provider=meter_provider)]})
+    assert [] == points(reader, "gen_ai.client.operation.duration")
