@@ -27,7 +27,7 @@ import inspect
 import os
 import sys
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 from uuid import UUID
 
@@ -41,6 +41,7 @@ from lc_trace import _attributes as A
 from lc_trace import _env, _mapping
 from lc_trace._content import Serializer
 from lc_trace._log_sink import ClosedLogSink, LogSink, Processor
+from lc_trace._mapping import Start
 from lc_trace._metric_sink import MetricSink
 from lc_trace._recorder import Recorder
 from lc_trace._span_sink import SpanSink
@@ -293,6 +294,35 @@ class _TraceCore:
         handlers = getattr(frame.f_locals.get("self"), "handlers", ())
         return any(h.run_inline for h in handlers if not isinstance(h, _TraceCore))
 
+    def _start(
+        self,
+        mapper: Callable[..., Start],
+        serialized: dict[str, Any] | None,
+        payload: Any,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        # LangChain's keywords go to the mapping as they came; each mapper names what it uses.
+        recorder = self._recorder
+        recorder.start(
+            lambda: mapper(
+                serialized,
+                payload,
+                run_id=run_id,
+                parent_run_id=parent_run_id,
+                serializer=self._serializer,
+                capture=recorder.capture,
+                **kwargs,
+            ),
+            run_id,
+            parent_run_id,
+        )
+
+    def _end(self, mapper: Callable[..., tuple[dict[str, Any], dict[str, str]]], payload: Any, run_id: UUID) -> None:
+        recorder = self._recorder
+        recorder.end(run_id, lambda: mapper(payload, serializer=self._serializer, capture=recorder.capture))
+
     # -- chains -----------------------------------------------------------------------------
 
     def on_chain_start(
@@ -302,30 +332,9 @@ class _TraceCore:
         *,
         run_id: UUID,
         parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        name: str | None = None,
-        run_type: str | None = None,
-        defers_inputs: bool = False,
         **kwargs: Any,
     ) -> None:
-        capture = self._recorder.capture and not defers_inputs  # streaming starts carry a placeholder
-        self._recorder.start(
-            lambda: _mapping.chain_start(
-                serialized,
-                inputs,
-                run_id=run_id,
-                parent_run_id=parent_run_id,
-                tags=tags,
-                metadata=metadata,
-                name=name,
-                run_type=run_type,
-                serializer=self._serializer,
-                capture=capture,
-            ),
-            run_id,
-            parent_run_id,
-        )
+        self._start(_mapping.chain_start, serialized, inputs, run_id, parent_run_id, kwargs)
 
     def on_chain_end(self, outputs: Any, *, run_id: UUID, inputs: Any = None, **kwargs: Any) -> None:
         self._recorder.end(run_id, lambda: ({}, self._io(inputs, outputs)))
@@ -352,28 +361,9 @@ class _TraceCore:
         *,
         run_id: UUID,
         parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        name: str | None = None,
-        invocation_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._recorder.start(
-            lambda: _mapping.chat_model_start(
-                serialized,
-                messages,
-                run_id=run_id,
-                parent_run_id=parent_run_id,
-                tags=tags,
-                metadata=metadata,
-                name=name,
-                invocation_params=invocation_params,
-                serializer=self._serializer,
-                capture=self._recorder.capture,
-            ),
-            run_id,
-            parent_run_id,
-        )
+        self._start(_mapping.chat_model_start, serialized, messages, run_id, parent_run_id, kwargs)
 
     def on_llm_start(
         self,
@@ -382,37 +372,16 @@ class _TraceCore:
         *,
         run_id: UUID,
         parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        name: str | None = None,
-        invocation_params: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
-        self._recorder.start(
-            lambda: _mapping.llm_start(
-                serialized,
-                prompts,
-                run_id=run_id,
-                parent_run_id=parent_run_id,
-                tags=tags,
-                metadata=metadata,
-                name=name,
-                invocation_params=invocation_params,
-                serializer=self._serializer,
-                capture=self._recorder.capture,
-            ),
-            run_id,
-            parent_run_id,
-        )
+        self._start(_mapping.llm_start, serialized, prompts, run_id, parent_run_id, kwargs)
 
     def on_llm_new_token(self, token: Any = "", *args: Any, run_id: UUID, **kwargs: Any) -> None:
         # ``token`` is a keyword on LangChain's sync path and positional on its async one.
         self._recorder.token(run_id, token)
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.end(
-            run_id, lambda: _mapping.llm_end(response, serializer=self._serializer, capture=self._recorder.capture)
-        )
+        self._end(_mapping.llm_end, response, run_id)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._recorder.error(run_id, error)
@@ -434,35 +403,12 @@ class _TraceCore:
         *,
         run_id: UUID,
         parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        name: str | None = None,
-        inputs: dict[str, Any] | None = None,
-        tool_call_id: str | None = None,
         **kwargs: Any,
     ) -> None:
-        self._recorder.start(
-            lambda: _mapping.tool_start(
-                serialized,
-                input_str,
-                run_id=run_id,
-                parent_run_id=parent_run_id,
-                tags=tags,
-                metadata=metadata,
-                name=name,
-                inputs=inputs,
-                tool_call_id=tool_call_id,
-                serializer=self._serializer,
-                capture=self._recorder.capture,
-            ),
-            run_id,
-            parent_run_id,
-        )
+        self._start(_mapping.tool_start, serialized, input_str, run_id, parent_run_id, kwargs)
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.end(
-            run_id, lambda: _mapping.tool_end(output, serializer=self._serializer, capture=self._recorder.capture)
-        )
+        self._end(_mapping.tool_end, output, run_id)
 
     def on_tool_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._recorder.error(run_id, error)
@@ -474,32 +420,12 @@ class _TraceCore:
         *,
         run_id: UUID,
         parent_run_id: UUID | None = None,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        name: str | None = None,
         **kwargs: Any,
     ) -> None:
-        self._recorder.start(
-            lambda: _mapping.retriever_start(
-                serialized,
-                query,
-                run_id=run_id,
-                parent_run_id=parent_run_id,
-                tags=tags,
-                metadata=metadata,
-                name=name,
-                serializer=self._serializer,
-                capture=self._recorder.capture,
-            ),
-            run_id,
-            parent_run_id,
-        )
+        self._start(_mapping.retriever_start, serialized, query, run_id, parent_run_id, kwargs)
 
     def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._recorder.end(
-            run_id,
-            lambda: _mapping.retriever_end(documents, serializer=self._serializer, capture=self._recorder.capture),
-        )
+        self._end(_mapping.retriever_end, documents, run_id)
 
     def on_retriever_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._recorder.error(run_id, error)

@@ -135,17 +135,21 @@ def chain_start(
     inputs: Any,
     *,
     run_id: Any,
-    parent_run_id: Any,
-    tags: Sequence[str] | None,
-    metadata: Mapping[str, Any] | None,
-    name: str | None,
-    run_type: str | None,
+    parent_run_id: Any = None,
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    run_type: str | None = None,
+    defers_inputs: bool = False,
     serializer: Serializer,
     capture: bool,
+    **_: Any,
 ) -> Start:
     """
-    A chain, runnable, prompt, parser or graph node; ``AgentExecutor`` is an agent.
+    A chain, runnable, prompt, parser or graph node; ``AgentExecutor`` is an agent. A streaming
+    start (``defers_inputs``) carries a placeholder input: the real one comes with the end.
     """
+    capture = capture and not defers_inputs
     label = run_name(name, serialized, "chain")
     kind = run_type or CHAIN
     if label in _AGENT_NAMES:
@@ -228,12 +232,13 @@ def _model_start(
     serialized: Mapping[str, Any] | None,
     *,
     run_id: Any,
-    parent_run_id: Any,
-    tags: Sequence[str] | None,
-    metadata: Mapping[str, Any] | None,
-    name: str | None,
-    invocation_params: Mapping[str, Any] | None,
+    parent_run_id: Any = None,
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    invocation_params: Mapping[str, Any] | None = None,
     serializer: Serializer,
+    **_: Any,
 ) -> Start:
     label = run_name(name, serialized, run_type)
     attrs = _model_attributes(operation, invocation_params, metadata)
@@ -399,14 +404,15 @@ def tool_start(
     input_str: str,
     *,
     run_id: Any,
-    parent_run_id: Any,
-    tags: Sequence[str] | None,
-    metadata: Mapping[str, Any] | None,
-    name: str | None,
-    inputs: Any,
-    tool_call_id: str | None,
+    parent_run_id: Any = None,
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    inputs: Any = None,
+    tool_call_id: str | None = None,
     serializer: Serializer,
     capture: bool,
+    **_: Any,
 ) -> Start:
     """
     A tool execution: ``execute_tool {tool}``, INTERNAL, with the tool call id.
@@ -447,12 +453,13 @@ def retriever_start(
     query: str,
     *,
     run_id: Any,
-    parent_run_id: Any,
-    tags: Sequence[str] | None,
-    metadata: Mapping[str, Any] | None,
-    name: str | None,
+    parent_run_id: Any = None,
+    tags: Sequence[str] | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    name: str | None = None,
     serializer: Serializer,
     capture: bool,
+    **_: Any,
 ) -> Start:
     """
     A retriever query: ``retrieval {name}``, CLIENT.

@@ -17,6 +17,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 
 from lc_trace import _attributes as A
+from lc_trace._flush import flush_provider
 
 __all__ = ["MetricSink"]
 
@@ -65,11 +66,4 @@ class MetricSink:
         """
         Ask the provider (the given one, else the current global one) to export what it holds.
         """
-        provider = self._provider or metrics.get_meter_provider()
-        flush = getattr(provider, "force_flush", None)
-        if flush is None:
-            return True
-        try:
-            return bool(flush(timeout_millis))
-        except Exception:
-            return False
+        return flush_provider(self._provider or metrics.get_meter_provider(), timeout_millis)

@@ -17,6 +17,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from lc_trace import _attributes as A
+from lc_trace._flush import flush_provider
 from lc_trace._mapping import FAILED, Start
 
 __all__ = ["SpanSink"]
@@ -95,14 +96,7 @@ class SpanSink:
         """
         Ask the provider (the given one, else the current global one) to export ended spans.
         """
-        provider = self._provider or trace.get_tracer_provider()
-        flush = getattr(provider, "force_flush", None)
-        if flush is None:
-            return True
-        try:
-            return bool(flush(timeout_millis))
-        except Exception:
-            return False
+        return flush_provider(self._provider or trace.get_tracer_provider(), timeout_millis)
 
 
 def now_ns() -> int:
