@@ -165,6 +165,8 @@ class Recorder:
         """
         Open a run: map the start, start its span under its parent's, log ``<kind>_start``.
         """
+        if run_id in self._runs:  # a duplicate start (a handler registered twice by hand): keep the first
+            return
         ns = now_ns()
         parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
         try:

@@ -527,3 +527,18 @@ def test_a_start_that_cannot_be_mapped_still_nests_its_children(handler_cls, mak
     assert "unknown" == parent_name(spans["child"], exporter)
     assert 1 == handler.stats.internal_errors
     assert 1 == len([r for r in caplog.records if "could not map" in r.message])
+
+
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+def test_a_duplicate_start_does_not_leak_a_span(handler_cls, make_handler, exporter):
+    """The same start delivered twice (a hand-built manager listing the handler twice) gives one span, ended."""
+    import uuid
+
+    handler = make_handler(handler_cls)
+    run_id = uuid.uuid4()
+    handler.on_chain_start(None, {}, run_id=run_id, name="once")
+    handler.on_chain_start(None, {}, run_id=run_id, name="once")
+    handler.on_chain_end({}, run_id=run_id)
+    handler.on_chain_end({}, run_id=run_id)
+    assert ["once"] == [s.name for s in exporter.get_finished_spans()]
+    assert 0 == handler.open_runs
