@@ -59,7 +59,7 @@ _UNSET: Any = object()
 # Handlers are often built per request; they share one writer (one thread) per file, which
 # stops when the last handler using it closes, or at interpreter exit.
 
-_writers: dict[str, tuple[LineWriter, LogSink, int]] = {}
+_writers: dict[str, tuple[LineWriter, int]] = {}  # path -> (writer, handlers using it)
 _writers_lock = threading.Lock()
 
 
@@ -70,42 +70,35 @@ def _acquire_writer(
     with _writers_lock:
         entry = _writers.get(key)
         if entry is not None and not entry[0].closed:
-            writer, first_sink, users = entry
-            _writers[key] = (writer, first_sink, users + 1)
-            return writer, LogSink(writer.emit, service_name, processors)
-        stats = Stats()
-        holder: list[LogSink] = []
+            writer, users = entry
+        else:
+            reporter = LogSink(lambda line: None, service_name)  # renders the writer's own drop lines
 
-        def drop_line(new: int, total: int) -> bytes:
-            return holder[0].render(
-                "warning",
-                f"lc_trace dropped {new} log lines: the writer queue was full",
-                {
-                    A.EVENT_ACTION: "lc_trace_dropped",
-                    A.LC_TRACE_DROPPED_QUEUE_FULL: new,
-                    A.LC_TRACE_DROPPED_TOTAL: total,
-                },
-            )
+            def drop_line(new: int, total: int) -> bytes:
+                return reporter.render(
+                    "warning",
+                    f"lc_trace dropped {new} log lines: the writer queue was full",
+                    {
+                        A.EVENT_ACTION: "lc_trace_dropped",
+                        A.LC_TRACE_DROPPED_QUEUE_FULL: new,
+                        A.LC_TRACE_DROPPED_TOTAL: total,
+                    },
+                )
 
-        writer = LineWriter(key, stats=stats, drop_line=drop_line, **options)
-        sink = LogSink(writer.emit, service_name, processors)
-        holder.append(sink)
-        _writers[key] = (writer, sink, 1)
-        return writer, sink
+            writer, users = LineWriter(key, stats=Stats(), drop_line=drop_line, **options), 0
+        _writers[key] = (writer, users + 1)
+    return writer, LogSink(writer.emit, service_name, processors)
 
 
 def _release_writer(writer: LineWriter, timeout_millis: int) -> bool:
     with _writers_lock:
         key = str(writer.path)
         entry = _writers.get(key)
-        if entry is None or entry[0] is not writer:
-            return writer.flush(timeout_millis)
-        if entry[2] > 1:
-            _writers[key] = (entry[0], entry[1], entry[2] - 1)
-            last = False
-        else:
+        last = entry is not None and entry[0] is writer and entry[1] == 1
+        if last:
             del _writers[key]
-            last = True
+        elif entry is not None and entry[0] is writer:
+            _writers[key] = (writer, entry[1] - 1)
     return writer.close(timeout_millis) if last else writer.flush(timeout_millis)
 
 

@@ -330,3 +330,21 @@ def test_a_forked_worker_writes_its_own_lines(tmp_path):
     inputs = [l["langchain.input"] for l in read_log(tmp_path / "out.jsonl") if l["event.action"] == "chain_start"]
     assert 1 == inputs.count('"before fork"')
     assert 100 == inputs.count('"child"') == inputs.count('"parent"')
+
+
+def test_handler_writes_its_drop_count_as_an_ecs_line(make_handler, tmp_path):
+    """With a tiny queue, the handler's file says how many lines were dropped, in an ECS line of its own."""
+    from langchain_core.runnables import RunnableLambda
+
+    handler = make_handler(log_path=tmp_path / "tiny.jsonl", queue_size=4, flush_interval_ms=60_000)
+    step = RunnableLambda(lambda x: x, name="step")
+    for i in range(200):
+        step.invoke(i, {"callbacks": [handler]})
+    handler.close()
+    rows = read_log(tmp_path / "tiny.jsonl")
+    reports = [r for r in rows if r["event.action"] == "lc_trace_dropped"]
+    assert handler.stats.dropped_queue_full > 0
+    assert handler.stats.dropped_queue_full == sum(r["lc_trace.dropped.queue_full"] for r in reports)
+    assert {"warning"} == {r["log.level"] for r in reports}
+    assert all(r["ecs.version"] and r["service.name"] and r["@timestamp"] for r in reports)
+    assert 400 == handler.stats.dropped_queue_full + len(rows) - len(reports)
