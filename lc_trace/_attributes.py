@@ -4,6 +4,10 @@ The one vocabulary of lc_trace: every name a span attribute or a log field can c
 Spans and log lines use the same names (design principle 7), so a Kibana query and a Jaeger
 tag search mean the same thing. GenAI names follow the OpenTelemetry semantic conventions
 v1.41.0; LangChain-specific facts live under ``langchain.*``; log-only fields are ECS names.
+
+No name is both a value and the dotted prefix of another (Elasticsearch maps ``a.b`` as a value
+or as an object, never both). deploy/elasticsearch/lc-trace-logs.schema.json lists every name
+with its type and its mapping; a new name goes there too, or the tests fail.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ LC_AGENT_TOOL = "langchain.agent.tool"
 LC_AGENT_TOOL_INPUT = "langchain.agent.tool_input"
 LC_AGENT_LOG = "langchain.agent.log"
 LC_AGENT_OUTPUT = "langchain.agent.output"
-LC_TOKEN = "langchain.token"
+LC_TOKEN = "langchain.token.text"
 LC_TOKEN_INDEX = "langchain.token.index"
 
 # --- GenAI semantic conventions v1.41.0 --------------------------------------------------

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+import bisect
+import datetime as dt
+import fnmatch
+import functools
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
@@ -15,7 +22,10 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from lc_trace import AsyncTraceHandler, TraceHandler
+from lc_trace._writer import _LIVE
 from lc_trace.testing import FakeChatModel, in_memory_tracing, read_log
+
+pytest_plugins = ["tests.stack.fixtures"]
 
 HANDLERS = [TraceHandler, AsyncTraceHandler]
 MODES = ["invoke", "ainvoke"]
@@ -83,3 +93,179 @@ def parent_name(span: ReadableSpan, exporter: InMemorySpanExporter) -> str | Non
 def log_lines(handler: Any) -> list[dict[str, Any]]:
     assert handler.flush(), "flush timed out"
     return read_log(handler.log_path)
+
+
+# --- every log line a test leaves behind is checked against the index template's schema ----
+# deploy/elasticsearch/lc-trace-logs.schema.json is the one source of both the Elasticsearch
+# index template and this check, so a line that would be rejected for a type conflict (or a
+# field nobody added to the schema) fails the test that wrote it.
+
+REPO = Path(__file__).resolve().parents[1]
+LOG_SCHEMA_PATH = REPO / "deploy" / "elasticsearch" / "lc-trace-logs.schema.json"
+_ROTATED = re.compile(r"\.jsonl(\.\d+)?$")
+_LC_TRACE_LINE_START = b'{"@timestamp":'  # EcsShaper puts @timestamp first, whatever the file is named
+
+
+@functools.cache
+def log_schema() -> dict[str, Any]:
+    """The log-line JSON Schema, parsed once."""
+    schema: dict[str, Any] = json.loads(LOG_SCHEMA_PATH.read_text(encoding="utf-8"))
+    return schema
+
+
+_NOT_IN_SCHEMA = (
+    "not a field of the log-line schema (add it to deploy/elasticsearch/lc-trace-logs.schema.json, "
+    "or declare a test's own processor fields with @pytest.mark.log_schema_extra_keys)"
+)
+_FORMATS = jsonschema.FormatChecker(formats=())
+
+
+@_FORMATS.checks("date-time", raises=ValueError)
+def _date_time(value: object) -> bool:
+    # jsonschema checks date-time only with an extra package; the stdlib parser is enough here.
+    if isinstance(value, str):
+        dt.datetime.fromisoformat(value)
+    return True
+
+
+@functools.cache
+def _validator(extra_keys: frozenset[str]) -> jsonschema.Draft202012Validator:
+    schema = log_schema()
+    if extra_keys:
+        schema = {**schema, "properties": {**schema["properties"], **dict.fromkeys(extra_keys, True)}}
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema, format_checker=_FORMATS)
+
+
+def _error_key(error: jsonschema.ValidationError, line: dict[str, Any], schema: dict[str, Any]) -> str:
+    """The key a validation error is about, to name it in the report."""
+    if error.absolute_path:
+        return str(error.absolute_path[0])
+    if error.validator == "additionalProperties":
+        patterns = [re.compile(p) for p in schema.get("patternProperties", {})]
+        return ", ".join(k for k in line if k not in schema["properties"] and not any(p.search(k) for p in patterns))
+    if error.validator == "required":  # one error per missing key, named first in its message
+        return next((k for k in error.validator_value if error.message.startswith(repr(k))), "<line>")
+    return "<line>"
+
+
+def key_problems(keys: Iterable[str]) -> list[str]:
+    """
+    Keys Elasticsearch would refuse side by side: one that is both a value and the prefix of
+    another (``a.b`` and ``a.b.c``), or one with an empty part (``a..b``, ``a.``).
+    """
+    ordered = sorted(set(keys))
+    problems = [f"{key}: a dotted key with an empty part" for key in ordered if not all(key.split("."))]
+    for key in ordered:
+        index = bisect.bisect_left(ordered, key + ".")
+        if index < len(ordered) and ordered[index].startswith(key + "."):
+            problems.append(f"{key}: a value here, and the object holding {ordered[index]} elsewhere")
+    return problems
+
+
+def log_schema_violations(
+    path: Path, *, extra_keys: Iterable[str] = (), torn_tail: bool = False, name: str | None = None
+) -> list[str]:
+    """
+    Every way the lines of one log file break the schema, as ``file:line: key: reason``; also
+    keys that conflict across the file's lines. *extra_keys* are fields of the test's own
+    structlog processors; *torn_tail* allows an unterminated last line (a crash's).
+    """
+    label = name or str(path)
+    data = path.read_bytes()
+    rows = data.split(b"\n")
+    tail = rows.pop()  # b"" when the file ends with a newline, as lc_trace always leaves it
+    problems: list[str] = []
+    validator = _validator(frozenset(extra_keys))
+    keys: set[str] = set()
+    for number, raw in enumerate(rows, 1):
+        try:
+            line = json.loads(raw)
+        except ValueError as exc:
+            problems.append(f"{label}:{number}: <line>: not JSON ({exc})")
+            continue
+        if not isinstance(line, dict):
+            problems.append(f"{label}:{number}: <line>: not a JSON object")
+            continue
+        keys.update(line)
+        for error in sorted(validator.iter_errors(line), key=lambda e: list(e.absolute_path)):
+            if error.validator == "additionalProperties":
+                reason = _NOT_IN_SCHEMA
+            else:
+                reason = error.message if len(error.message) <= 300 else error.message[:300] + "…"
+            problems.append(f"{label}:{number}: {_error_key(error, line, validator.schema)}: {reason}")
+    if tail and not torn_tail:
+        problems.append(f"{label}:{len(rows) + 1}: <line>: no final newline (a torn line)")
+    if keys:  # the fields Filebeat adds share the document: lc_trace's keys must not collide with them either
+        keys.update(log_schema()["x-elasticsearch-shipper-fields"]["properties"])
+    problems.extend(f"{label}: {problem}" for problem in key_problems(keys))
+    return problems
+
+
+def _is_log_file(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    if _ROTATED.search(path.name):
+        return True
+    with open(path, "rb") as file:
+        return file.read(len(_LC_TRACE_LINE_START)) == _LC_TRACE_LINE_START
+
+
+def _exempt_files(marks: list[pytest.Mark]) -> tuple[list[str] | None, list[str]]:
+    """
+    From the test's ``log_schema_exempt`` marks: globs of files not checked at all (None: every
+    file) and globs of files whose unterminated last line is allowed.
+    """
+    skipped: list[str] | None = []
+    torn: list[str] = []
+    for mark in marks:
+        reason = mark.args[0] if mark.args else mark.kwargs.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise pytest.UsageError("log_schema_exempt needs a reason string")
+        files = list(mark.kwargs.get("files", ["*"]))
+        if mark.kwargs.get("torn_tail", False):
+            torn.extend(files)
+        elif "files" not in mark.kwargs:
+            skipped = None
+        elif skipped is not None:
+            skipped.extend(files)
+    return skipped, torn
+
+
+def _matches(relative: str, globs: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatch(relative, glob) or fnmatch.fnmatch(relative.rsplit("/", 1)[-1], glob) for glob in globs)
+
+
+@pytest.fixture(autouse=True)
+def _log_lines_match_the_schema(request: pytest.FixtureRequest) -> Iterator[None]:
+    """
+    After a test that used ``tmp_path``, every lc_trace log file it left there (``*.jsonl``,
+    rotated ``*.jsonl.N``, or any file of lc_trace lines, subprocesses' too) must validate
+    against the index template's schema. Opt-outs: ``@pytest.mark.log_schema_exempt(reason,
+    files=[globs], torn_tail=bool)``; user processors' fields: ``@pytest.mark.log_schema_extra_keys(*keys)``.
+    """
+    if "tmp_path" not in request.fixturenames:
+        yield
+        return
+    root: Path = request.getfixturevalue("tmp_path")
+    yield
+    skipped, torn = _exempt_files(list(request.node.iter_markers("log_schema_exempt")))
+    if skipped is None:
+        return
+    extra = [key for mark in request.node.iter_markers("log_schema_extra_keys") for key in mark.args]
+    for writer in list(_LIVE):  # a handler the test left open: its queued lines count too
+        if writer.path.is_relative_to(root):
+            writer.flush(5_000)
+    problems: list[str] = []
+    for path in sorted(root.rglob("*")):
+        relative = path.relative_to(root).as_posix()
+        if _matches(relative, skipped) or not _is_log_file(path):
+            continue
+        problems.extend(
+            log_schema_violations(path, extra_keys=extra, torn_tail=_matches(relative, torn), name=relative)
+        )
+    if problems:
+        shown = "\n  ".join(problems[:20]) + (f"\n  … and {len(problems) - 20} more" if len(problems) > 20 else "")
+        pytest.fail(
+            f"log lines under {root} do not match {LOG_SCHEMA_PATH.relative_to(REPO)}:\n  {shown}", pytrace=False
+        )

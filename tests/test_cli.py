@@ -211,6 +211,9 @@ class TestTracesCommand:
         assert 2 == code
         assert str(missing) in err
 
+    @pytest.mark.log_schema_exempt(
+        "a crash's torn last line, written on purpose", files=["crashed.jsonl"], torn_tail=True
+    )
     def test_truncated_last_line_is_skipped_and_counted(self, demo: tuple[Path, str], tmp_path: Path) -> None:
         """A last line cut short by a crash is skipped with a note on stderr, and the rest of the file is still read."""
         path = tmp_path / "crashed.jsonl"
@@ -221,6 +224,9 @@ class TestTracesCommand:
         assert "skipped 1 invalid line(s)" in err
         assert 5 == len(out.splitlines()[1:])
 
+    @pytest.mark.log_schema_exempt(
+        "a crash's torn last line, written on purpose", files=["crashed.jsonl"], torn_tail=True
+    )
     def test_run_whose_end_was_lost_is_shown_as_open(self, demo: tuple[Path, str], tmp_path: Path) -> None:
         """When the truncated line was a root's end, `show` still draws the tree and says that run has no end."""
         lines = demo[0].read_text(encoding="utf-8").splitlines(keepends=True)
@@ -286,6 +292,9 @@ class TestShowCommand:
         assert (6, ["FlowerCatalog", "[retriever]", "retriever_end"]) in tree
         assert (2, ["FakeChatModel", "[chat_model]", "llm_end"]) in tree
 
+    @pytest.mark.log_schema_exempt(
+        "hand-written minimal lines for the viewer, not lc_trace's output", files=["two.jsonl"]
+    )
     def test_unknown_or_ambiguous_prefix(self, tmp_path: Path) -> None:
         """A prefix that matches no trace, or more than one, exits 1 and says which."""
         path = tmp_path / "two.jsonl"

@@ -108,7 +108,7 @@ def test_token_lines_are_off_by_default_and_on_when_asked(handler_cls, make_hand
     loud = make_handler(handler_cls, log_path=tmp_path / "tokens.jsonl", log_tokens=True)
     list(flower_chain(FakeChatModel(responses=["red rose"])).stream({"who": "mom"}, {"callbacks": [loud]}))
     tokens = [l for l in log_lines(loud) if l["event.action"] == "llm_new_token"]
-    assert ['"red"', '" rose"', '""'] == [t["langchain.token"] for t in tokens]
+    assert ['"red"', '" rose"', '""'] == [t["langchain.token.text"] for t in tokens]
     assert [0, 1, 2] == [t["langchain.token.index"] for t in tokens]
 
 

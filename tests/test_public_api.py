@@ -31,7 +31,9 @@ def test_the_viewer_does_not_import_langchain():
     import sys
 
     code = "import sys, lc_trace._cli; print(sorted(m for m in ('langchain_core', 'opentelemetry.sdk') if m in sys.modules))"
-    assert "[]" == subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert (
+        "[]" == subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    )
 
 
 def test_unknown_attribute_is_an_attribute_error():

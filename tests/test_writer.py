@@ -29,7 +29,13 @@ def line(i: int) -> bytes:
     return json.dumps({"n": i, "pad": "x" * 100}).encode() + b"\n"
 
 
+raw_lines = pytest.mark.log_schema_exempt(
+    "a LineWriter unit test: its file holds the test's own raw lines, not log lines"
+)
+
+
 class TestLineWriter:
+    @raw_lines
     def test_burst_is_written_whole_and_in_order(self, tmp_path):
         """20,000 lines emitted at once all reach the file, in order."""
         writer = LineWriter(tmp_path / "burst.jsonl", flush_interval_s=0.05)
@@ -40,6 +46,7 @@ class TestLineWriter:
         assert 20_000 == writer.stats.lines_written
         assert writer.close()
 
+    @raw_lines
     def test_emit_from_many_threads(self, tmp_path):
         """Eight threads emitting at once lose nothing."""
         writer = LineWriter(tmp_path / "threads.jsonl")
@@ -54,6 +61,7 @@ class TestLineWriter:
         writer.close()
         assert 16_000 == len(read_log(writer.path))
 
+    @raw_lines
     def test_full_queue_drops_are_counted_and_reported_in_the_file(self, tmp_path, caplog):
         """With a tiny queue, every dropped line is counted and the count is written into the log itself."""
         writer = LineWriter(
@@ -74,6 +82,7 @@ class TestLineWriter:
         assert writer.stats.dropped_queue_full == sum(r["dropped"] for r in reports)
         assert 1 == sum("queue is full" in r.message for r in caplog.records)  # reported once, not per line
 
+    @raw_lines
     def test_wait_policy_loses_nothing(self, tmp_path):
         """on_full='wait' makes the producer wait for room instead of dropping."""
         writer = LineWriter(tmp_path / "wait.jsonl", queue_size=8, max_batch=8, on_full="wait")
@@ -93,6 +102,7 @@ class TestLineWriter:
         assert 2 == writer.stats.dropped_after_close
         assert 1 == len(caplog.records)
 
+    @raw_lines
     def test_rotation_keeps_the_configured_number_of_files(self, tmp_path):
         """Past max_bytes the file rotates to .1, .2…; only `backups` old files are kept, every line intact."""
         path = tmp_path / "rot.jsonl"
@@ -108,6 +118,7 @@ class TestLineWriter:
         assert numbers == sorted(numbers) and 999 == numbers[-1]
         assert all(p.stat().st_size <= 20_000 for p in tmp_path.iterdir())
 
+    @raw_lines
     def test_one_large_batch_still_respects_the_size_limit(self, tmp_path):
         """A batch bigger than max_bytes is split at line boundaries across rotated files."""
         path = tmp_path / "big.jsonl"
@@ -120,6 +131,7 @@ class TestLineWriter:
         assert all(p.stat().st_size <= 10_000 for p in files)
         assert 500 == sum(len(read_log(p)) for p in files)
 
+    @raw_lines
     def test_a_failing_rotation_is_counted_and_the_writer_goes_on(self, tmp_path, caplog):
         """When rotation fails (the backup name is a folder), the lost batch is counted, reported once, and writing continues."""
         path = tmp_path / "stuck.jsonl"
@@ -143,6 +155,7 @@ class TestLineWriter:
         assert 0o700 == stat.S_IMODE((tmp_path / "private").stat().st_mode)
         assert 0o600 == stat.S_IMODE(writer.path.stat().st_mode)
 
+    @raw_lines
     def test_half_line_left_by_a_crash_is_cut_at_open(self, tmp_path):
         """A partial last line (a killed writer) is removed when the file is opened again."""
         path = tmp_path / "crashed.jsonl"
