@@ -110,7 +110,8 @@ def _metadata(attrs: dict[str, Any], metadata: Mapping[str, Any], serializer: Se
     Scalar metadata as ``langchain.metadata.<key>`` strings (one type per key, always: a
     user's ``user_id`` may be 42 in one call and "abc" in the next, and Elasticsearch rejects
     the second). Secret keys are redacted; ``ls_*``/``lc_*`` are LangChain's own and mapped
-    elsewhere. Dots in keys become ``_`` so ``a`` and ``a.b`` cannot collide.
+    elsewhere. Dots in keys become ``_`` so ``a`` and ``a.b`` cannot collide, and an empty key
+    is ``_`` (a field name may not end in a dot).
     """
     for key, value in metadata.items():
         if not isinstance(key, str) or key.startswith(_METADATA_SKIP_PREFIXES):
@@ -121,7 +122,7 @@ def _metadata(attrs: dict[str, Any], metadata: Mapping[str, Any], serializer: Se
             text = str(value)
         else:
             continue
-        name = A.LC_METADATA_PREFIX + key.replace(".", "_")
+        name = A.LC_METADATA_PREFIX + (key.replace(".", "_") or "_")
         attrs[name] = REDACTED if is_secret_key(key) else serializer.text(text)
         if key in _CONVERSATION_KEYS and A.GEN_AI_CONVERSATION_ID not in attrs:
             attrs[A.GEN_AI_CONVERSATION_ID] = attrs[name]

@@ -65,7 +65,7 @@ class TestChainSpans:
         handler = make_handler(handler_cls)
         config = {
             "callbacks": [handler],
-            "metadata": {"session_id": "s-42", "shop": "north", "user": 7, "nested": {"x": 1}},
+            "metadata": {"session_id": "s-42", "shop": "north", "user": 7, "nested": {"x": 1}, "": "blank", "a.b": "c"},
         }
         call(flower_chain(), {"who": "mom"}, config, mode)
         for span in exporter.get_finished_spans():
@@ -74,6 +74,8 @@ class TestChainSpans:
             assert "north" == attrs["langchain.metadata.shop"]
             assert "7" == attrs["langchain.metadata.user"]
             assert "langchain.metadata.nested" not in attrs
+            # Field names Elasticsearch can take: no trailing dot, no key both a value and an object.
+            assert ("blank", "c") == (attrs["langchain.metadata._"], attrs["langchain.metadata.a_b"])
 
 
 @pytest.mark.parametrize("handler_cls", HANDLERS)
