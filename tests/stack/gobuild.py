@@ -46,7 +46,13 @@ def collector() -> Path:
         build = folder / "build"
         manifest["dist"]["output_path"] = str(build)
         (folder / "builder-config.yaml").write_text(yaml.safe_dump(manifest))
-        _go("run", f"go.opentelemetry.io/collector/cmd/builder@v{version}", "--config", "builder-config.yaml", cwd=folder)
+        _go(
+            "run",
+            f"go.opentelemetry.io/collector/cmd/builder@v{version}",
+            "--config",
+            "builder-config.yaml",
+            cwd=folder,
+        )
         (build / "otelcol-lc-trace").rename(binary)
         shutil.rmtree(build, ignore_errors=True)
         return binary
@@ -74,6 +80,8 @@ def jaeger() -> Path:
             for path in source.rglob("*"):
                 path.chmod(path.stat().st_mode | 0o200)
             ldflags = f"-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v{version}"
-            _go("build", "-trimpath", "-ldflags", ldflags, "-o", str(folder / "jaeger.part"), "./cmd/jaeger", cwd=source)
+            _go(
+                "build", "-trimpath", "-ldflags", ldflags, "-o", str(folder / "jaeger.part"), "./cmd/jaeger", cwd=source
+            )
         (folder / "jaeger.part").rename(binary)
         return binary

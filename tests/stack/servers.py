@@ -49,7 +49,9 @@ class Server:
                 return self
             time.sleep(0.1)
         self.stop()
-        raise RuntimeError(f"{self.name} not healthy at {self.health_url} after {START_TIMEOUT_S:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(
+            f"{self.name} not healthy at {self.health_url} after {START_TIMEOUT_S:.0f} s:\n{self.log_tail()}"
+        )
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
