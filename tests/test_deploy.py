@@ -1,0 +1,300 @@
+"""
+docker-compose.yml and deploy/, each checked by the real program that will run it.
+
+No Docker engine runs here, so: the compose file by Docker Compose v2 itself (``config``), the
+collector config by a collector built with the same version and components (``validate``),
+Filebeat's config by Filebeat (``test config``, then a real run that ships a real log file),
+Kibana's saved objects against the log schema. Jaeger's config is started for real by the
+end-to-end test (test_e2e_jaeger.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from lc_trace import TraceHandler
+from lc_trace.testing import FakeChatModel, read_log
+from tests.conftest import flower_chain
+from tests.stack import gobuild, packaged
+from tests.stack.cache import DEPLOY, ROOT, versions
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+
+
+def run(*command: str | Path, env: dict[str, str] | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(c) for c in command],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+# --- docker-compose.yml -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose_config() -> dict[str, Any]:
+    """The compose file as Compose v2 resolves it (.env applied), the demo profile included."""
+    done = run(packaged.compose(), "-f", COMPOSE_FILE, "--profile", "demo", "config", "--format", "json")
+    assert 0 == done.returncode, done.stderr
+    return dict(json.loads(done.stdout))
+
+
+def test_compose_file_is_valid_for_docker_compose():
+    done = run(packaged.compose(), "-f", COMPOSE_FILE, "config", "--quiet")
+    assert (0, "") == (done.returncode, done.stderr)
+
+
+def test_compose_validation_rejects_a_broken_file(tmp_path):
+    """The check above can fail: a misspelt key is refused."""
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text(COMPOSE_FILE.read_text().replace("    healthcheck:\n", "    healthchek:\n", 1))
+    (tmp_path / ".env").write_text((ROOT / ".env").read_text())
+    done = run(packaged.compose(), "-f", broken, "config", "--quiet", cwd=tmp_path)
+    assert 0 != done.returncode
+    assert "healthchek" in done.stderr
+
+
+def test_every_image_is_pinned_to_the_versions_in_env(compose_config):
+    pinned = versions()
+    for name, service in compose_config["services"].items():
+        image = service["image"]
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+", image), (name, image)
+        assert not image.endswith(":latest"), name
+    images = {s["image"] for s in compose_config["services"].values()}
+    assert f"otel/opentelemetry-collector-contrib:{pinned['OTELCOL_VERSION']}" in images
+    assert f"jaegertracing/jaeger:{pinned['JAEGER_VERSION']}" in images
+    for part in ("elasticsearch/elasticsearch", "kibana/kibana", "beats/filebeat"):
+        assert f"docker.elastic.co/{part}:{pinned['ELASTIC_VERSION']}" in images
+
+
+def test_services_wait_for_healthy_dependencies(compose_config):
+    services = compose_config["services"]
+    # The collector image has no shell to run a check in: a sidecar probes it from outside.
+    without_check = {"otel-collector", "setup", "demo"}
+    for name, service in services.items():
+        if name not in without_check:
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
+        for dependency, condition in service.get("depends_on", {}).items():
+            expected = {"setup": "service_completed_successfully", "otel-collector": "service_started"}
+            assert expected.get(dependency, "service_healthy") == condition["condition"], (name, dependency)
+    assert "http://otel-collector:13133/" in services["otel-collector-ready"]["healthcheck"]["test"]
+    assert "service_completed_successfully" == services["filebeat"]["depends_on"]["setup"]["condition"]
+
+
+def test_ports_are_the_documented_ones_on_loopback_only(compose_config):
+    published = {
+        (name, int(port["published"]))
+        for name, service in compose_config["services"].items()
+        for port in service.get("ports", [])
+        if port.get("host_ip") == "127.0.0.1"
+    }
+    every = [p for s in compose_config["services"].values() for p in s.get("ports", [])]
+    assert len(every) == len(published), "a port is published beyond 127.0.0.1"
+    assert {
+        ("otel-collector", 4317),
+        ("otel-collector", 4318),
+        ("otel-collector", 13133),
+        ("jaeger", 16686),
+        ("elasticsearch", 9200),
+        ("kibana", 5601),
+    } == published
+    readme = (ROOT / "README.md").read_text()
+    for _, port in published:
+        assert str(port) in readme, f"port {port} is not documented in the README"
+
+
+def test_named_volumes_keep_state(compose_config):
+    assert {"esdata", "filebeat-data"} <= set(compose_config["volumes"])
+
+
+def test_demo_service_sends_to_the_collector_and_writes_where_filebeat_reads(compose_config):
+    demo, filebeat = compose_config["services"]["demo"], compose_config["services"]["filebeat"]
+    assert ["demo"] == demo["profiles"]
+    assert "http://otel-collector:4317" == demo["environment"]["OTEL_EXPORTER_OTLP_ENDPOINT"]
+    log_dir = Path(demo["environment"]["LC_TRACE_LOG_PATH"]).parent
+    demo_mount = next(v for v in demo["volumes"] if v["target"] == str(log_dir))
+    filebeat_mount = next(v for v in filebeat["volumes"] if v["target"] == "/var/log/lc_trace")
+    assert demo_mount["source"] == filebeat_mount["source"]
+    dockerfile = ROOT / demo["build"]["dockerfile"]
+    assert dockerfile.is_file() and "constraints.txt" in dockerfile.read_text()
+
+
+# --- the collector ------------------------------------------------------------------------
+
+
+def test_collector_builder_manifest_is_at_the_image_version():
+    version = versions()["OTELCOL_VERSION"]
+    manifest = yaml.safe_load(gobuild.COLLECTOR_MANIFEST.read_text())
+    modules = [
+        entry["gomod"] for kind in ("receivers", "processors", "exporters", "extensions") for entry in manifest[kind]
+    ]
+    assert modules and all(module.endswith(f" v{version}") for module in modules), modules
+
+
+def test_collector_config_validates_with_the_real_collector(tmp_path):
+    done = run(gobuild.collector(), "validate", f"--config={DEPLOY / 'otel-collector' / 'config.yaml'}", cwd=tmp_path)
+    assert 0 == done.returncode, done.stderr
+
+
+def test_collector_validate_rejects_an_unknown_component(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text((DEPLOY / "otel-collector" / "config.yaml").read_text().replace("debug:", "debugg:", 1))
+    done = run(gobuild.collector(), "validate", f"--config={config}", cwd=tmp_path)
+    assert 0 != done.returncode
+    assert "debugg" in done.stderr
+
+
+# --- Filebeat -----------------------------------------------------------------------------
+
+
+def test_filebeat_config_passes_filebeats_own_check(tmp_path):
+    done = run(
+        packaged.filebeat(),
+        "test",
+        "config",
+        "-c",
+        DEPLOY / "filebeat" / "filebeat.yml",
+        "--strict.perms=false",
+        "--path.data",
+        tmp_path,
+    )
+    assert (0, "Config OK") == (done.returncode, done.stdout.strip()), done.stderr
+
+
+def ship_with_filebeat(log_dir: Path, workdir: Path, expect: int) -> list[dict[str, Any]]:
+    """
+    Run the real Filebeat with deploy/filebeat/filebeat.yml on *log_dir*, its output switched
+    from Elasticsearch to a file (the only change), until *expect* documents are out.
+    """
+    out = workdir / "out"
+    command = [
+        packaged.filebeat(),
+        "-e",
+        "-c",
+        DEPLOY / "filebeat" / "filebeat.yml",
+        "--strict.perms=false",
+        "--path.data",
+        workdir / "data",
+        "--path.logs",
+        workdir,
+        "-E",
+        "output.elasticsearch.enabled=false",
+        "-E",
+        f"output.file.path={out}",
+        "-E",
+        "output.file.filename=documents",
+    ]
+    with open(workdir / "filebeat.log", "wb") as log:
+        process = subprocess.Popen(
+            [str(c) for c in command], env={**os.environ, "LC_TRACE_LOG_DIR": str(log_dir)}, stdout=log, stderr=log
+        )
+    try:
+        deadline = time.monotonic() + 60
+        documents: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and len(documents) < expect:
+            time.sleep(0.3)
+            assert process.poll() is None, (workdir / "filebeat.log").read_text()[-3000:]
+            written = "".join(path.read_text() for path in sorted(out.glob("documents*")))
+            documents = [json.loads(line) for line in written.splitlines(keepends=True) if line.endswith("\n")]
+        return documents
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def flatten(document: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def test_filebeat_ships_every_line_with_lc_traces_fields_intact(tmp_path, tmp_path_factory, elasticsearch):
+    """
+    A real traced run, rotated mid-way, tailed by the real Filebeat: one document per line, fields
+    unchanged, and Elasticsearch under our template accepts every document Filebeat made.
+    (Filebeat 8.1 refuses to talk to the 7.10 node itself, so its documents go in through _bulk.)
+    """
+    log_dir = tmp_path / "lc_trace_logs"
+    handler = TraceHandler(log_path=log_dir / "lc_trace.jsonl", capture_content=True, log_max_bytes=8_000)
+    chain = flower_chain(FakeChatModel(responses=["A red rose, or tulips if she prefers.\nWith a card."]))
+    for who in ("mum", "a friend", "Ada", "Grace", "Linus"):
+        chain.invoke({"who": who}, {"callbacks": [handler]})
+    handler.close()
+    lines = [line for path in sorted(log_dir.iterdir()) for line in read_log(path)]
+    assert len(list(log_dir.iterdir())) > 1, "the run should have rotated the file"
+
+    documents = ship_with_filebeat(log_dir, tmp_path_factory.mktemp("filebeat"), len(lines))
+
+    assert len(lines) == len(documents)
+
+    def order(fields: dict[str, Any]) -> tuple[str, str, str]:
+        return (fields["span.id"], fields["message"], fields["@timestamp"][:23])
+
+    shipped = sorted((flatten(doc) for doc in documents), key=order)
+    for line, document in zip(sorted(lines, key=order), shipped, strict=True):
+        # Filebeat keeps @timestamp to the millisecond (lc_trace writes microseconds).
+        assert line["@timestamp"][:23] == document["@timestamp"][:23]
+        assert {k: v for k, v in line.items() if k != "@timestamp"} == {
+            k: document[k] for k in line if k != "@timestamp"
+        }
+        assert document["log.file.path"].startswith(str(log_dir))
+    assert not any("error.message" in d and "error.type" not in d for d in shipped), "a line failed to parse"
+
+    setup = run("sh", DEPLOY / "setup" / "setup.sh", env={"ELASTICSEARCH_URL": elasticsearch.url, "KIBANA_URL": ""})
+    assert 0 == setup.returncode, setup.stderr
+    index = "lc-trace-logs-filebeat"
+    actions: list[dict[str, Any]] = []
+    for document in documents:
+        actions += [{"index": {"_index": index}}, {k: v for k, v in document.items() if k != "@metadata"}]
+    status, response = elasticsearch.request("POST", "/_bulk?refresh=true", actions)
+    assert 200 == status and not response["errors"], [i for i in response["items"] if i["index"].get("error")][:3]
+    trace_id = lines[0]["trace.id"]
+    status, found = elasticsearch.request("POST", f"/{index}/_count", {"query": {"term": {"trace.id": trace_id}}})
+    assert (200, sum(line["trace.id"] == trace_id for line in lines)) == (status, found["count"])
+
+
+# --- Kibana saved objects -----------------------------------------------------------------
+
+
+def saved_objects() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (DEPLOY / "kibana" / "saved-objects.ndjson").read_text().splitlines()]
+
+
+def test_kibana_objects_reference_each_other_and_the_logged_fields():
+    objects = {(o["type"], o["id"]): o for o in saved_objects()}
+    data_view = objects[("index-pattern", "lc-trace-logs")]["attributes"]
+    assert ("lc-trace-logs-*", "@timestamp") == (data_view["title"], data_view["timeFieldName"])
+    template = json.loads((DEPLOY / "elasticsearch" / "index-template.json").read_text())
+    assert any(re.fullmatch(p.replace("*", ".*"), "lc-trace-logs-2026.11.22") for p in template["index_patterns"])
+    search = objects[("search", "lc-trace-events")]
+    for reference in search["references"]:
+        assert (reference["type"], reference["id"]) in objects
+    schema = json.loads((DEPLOY / "elasticsearch" / "lc-trace-logs.schema.json").read_text())
+    for column in search["attributes"]["columns"]:
+        assert column in schema["properties"], column
+
+
+def test_trace_id_opens_the_trace_in_jaeger(compose_config):
+    data_view = next(o for o in saved_objects() if o["type"] == "index-pattern")["attributes"]
+    trace_format = json.loads(data_view["fieldFormatMap"])["trace.id"]
+    assert "url" == trace_format["id"]
+    jaeger_port = next(int(p["published"]) for p in compose_config["services"]["jaeger"]["ports"])
+    assert f"http://localhost:{jaeger_port}/trace/{{{{value}}}}" == trace_format["params"]["urlTemplate"]
