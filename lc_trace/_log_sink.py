@@ -33,6 +33,21 @@ class _QueueLogger:
         self.info = self.warning = self.error = self.msg = emit
 
 
+class _LineLogger(structlog.BoundLoggerBase):
+    """
+    A structlog bound logger whose one method takes the event's fields as a mapping.
+
+    structlog's own ``info(message, **fields)`` packs and unpacks the fields as keywords and goes
+    through level-method dispatch; calling ``_process_event`` (the hook structlog documents for
+    custom bound loggers) runs the same processor chain with the same semantics, ``DropEvent``
+    included, for ~2.0 us a line instead of ~3.3 (measured, docs/decisions.md).
+    """
+
+    def line(self, level: str, message: str, fields: Mapping[str, Any]) -> None:
+        args, kwargs = self._process_event(level, message, fields)  # type: ignore[arg-type]
+        self._logger.msg(*args, **kwargs)
+
+
 class LogSink:
     """
     Renders events to ECS JSON lines through structlog and emits them to *emit*.
@@ -47,19 +62,16 @@ class LogSink:
 
     def __init__(self, emit: Callable[[bytes], None], service_name: str, processors: Iterable[Processor] = ()) -> None:
         self._shaper = EcsShaper({A.SERVICE_NAME: service_name, A.EVENT_DATASET: "lc_trace"})
-        # wrap_logger() returns a lazy proxy that resolves the bound logger on every call
-        # (~1 us a line more than binding once, measured, even with caching on).
-        self._log = structlog.wrap_logger(
-            _QueueLogger(emit),
-            processors=[self._shaper, *processors, render_json_line],
-            wrapper_class=structlog.make_filtering_bound_logger(0),
-        ).bind()
+        self._log = _LineLogger(_QueueLogger(emit), [self._shaper, *processors, render_json_line], {})
 
     def emit(self, level: str, message: str, fields: Mapping[str, Any]) -> None:
         """
-        One line at *level* (``info`` or ``error``) with *fields*.
+        One line at *level* (``info``, ``warning`` or ``error``) with *fields*.
         """
-        getattr(self._log, level)(message, **fields)
+        try:
+            self._log.line(level, message, fields)
+        except structlog.DropEvent:  # a user's processor dropped the line, as structlog allows
+            return
 
     def render(self, level: str, message: str, fields: Mapping[str, Any]) -> bytes:
         """

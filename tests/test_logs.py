@@ -265,3 +265,30 @@ def test_async_handler_survives_event_loop_closing(make_handler):
     for who in ("mom", "dad"):
         asyncio.run(flower_chain().ainvoke({"who": who}, {"callbacks": [handler]}))
     assert 16 == len(log_lines(handler))
+
+
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+@pytest.mark.log_schema_extra_keys("deployment")
+def test_user_structlog_processors_shape_and_drop_lines(handler_cls, make_handler):
+    """
+    ``log_processors`` are plain structlog processors: one adds a field, one drops lines with
+    structlog's own DropEvent; the rest of the line is lc_trace's, and nothing counts as lost.
+    """
+    import structlog
+
+    def add_deployment(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        event["deployment"] = "eu-1"
+        return event
+
+    def drop_prompt_lines(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("langchain.run.type") == "prompt":
+            raise structlog.DropEvent
+        return event
+
+    handler = make_handler(handler_cls, log_processors=[add_deployment, drop_prompt_lines])
+    flower_chain().invoke({"who": "mum"}, {"callbacks": [handler]})
+    lines = log_lines(handler)
+    assert 6 == len(lines)  # 4 runs x (start, end), minus the prompt's two
+    assert {"eu-1"} == {line["deployment"] for line in lines}
+    assert "prompt" not in {line["langchain.run.type"] for line in lines}
+    assert (0, 0) == (handler.stats.dropped, handler.stats.internal_errors)
