@@ -1,0 +1,382 @@
+"""
+Turns the workers' JSON into BENCHMARKS.md: medians over rounds, overhead per event, ratios to
+lc_trace, and the issue's goals checked against the measured numbers.
+
+Within one process a figure is the best of its samples (noise on a shared machine only ever
+adds time); across processes it is the median over rounds.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Overheads", "overheads", "render"]
+
+LC_TRACE = "lc_trace"
+CONTENT_PEERS = ("openinference", "openllmetry")
+SCENARIO_ORDER = ("chain", "nested", "stream", "agent", "gather")
+MODE_ORDER = ("sync", "async")
+
+
+def _median(values: Iterable[float]) -> float:
+    items = list(values)
+    return float(statistics.median(items)) if items else math.nan
+
+
+@dataclass
+class Overheads:
+    """
+    Per contender and case (``scenario/mode``): median µs per event over the bare chain, and
+    the figures behind it.
+    """
+
+    per_event_us: dict[str, dict[str, float]] = field(default_factory=dict)
+    rounds: dict[str, dict[str, int]] = field(default_factory=dict)
+    bare_us: dict[str, float] = field(default_factory=dict)  # median bare µs per call, every process
+    events: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, list[str]] = field(default_factory=dict)
+    info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    cases: list[str] = field(default_factory=list)
+
+
+def overheads(results: Sequence[dict[str, Any]], contenders: Sequence[str]) -> Overheads:
+    """
+    Reduce worker results: per process, (best contender − best bare) / events; then medians.
+    """
+    out = Overheads()
+    raw: dict[str, dict[str, list[float]]] = {c: {} for c in contenders}
+    bare: dict[str, list[float]] = {}
+    for result in results:
+        name = result["contender"]
+        if "error" in result:
+            out.errors.setdefault(name, []).append(result["error"])
+        for case, entry in result.get("cases", {}).items():
+            out.events[case] = entry["events"]
+            if "bare" not in entry:
+                continue
+            best_bare = min(entry["bare"])
+            bare.setdefault(case, []).append(best_bare / 1e3)
+            if "error" in entry:
+                out.errors.setdefault(name, []).append(f"{case}: {entry['error']}")
+            elif "contender" in entry:
+                best = min(entry["contender"])
+                raw[name].setdefault(case, []).append((best - best_bare) / entry["events"] / 1e3)
+        info = out.info.setdefault(name, {})
+        for key, value in (result.get("info") or {}).items():
+            info.setdefault(key, []).append(value)
+        complaints = result.get("complaints") or {}
+        if complaints.get("count"):
+            info.setdefault("complaints", []).append(complaints)
+    out.cases = [f"{s}/{m}" for s in SCENARIO_ORDER for m in MODE_ORDER if f"{s}/{m}" in out.events]
+    for name, cases in raw.items():
+        out.per_event_us[name] = {case: _median(values) for case, values in cases.items()}
+        out.rounds[name] = {case: len(values) for case, values in cases.items()}
+    out.bare_us = {case: _median(values) for case, values in bare.items()}
+    return out
+
+
+# -- formatting -------------------------------------------------------------------------------
+
+
+def _us(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "—"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def _ratio(value: float | None) -> str:
+    if value is None or math.isnan(value) or math.isinf(value):
+        return "—"
+    return f"{value:.2f}×"
+
+
+def _div(a: float | None, b: float | None) -> float:
+    if a is None or b is None or math.isnan(a) or math.isnan(b) or b <= 0:
+        return math.nan
+    return a / b
+
+
+def _geomean(values: Iterable[float]) -> float:
+    items = list(values)
+    if not items or any(math.isnan(v) or v <= 0 for v in items):
+        return math.nan
+    return math.exp(sum(math.log(v) for v in items) / len(items))
+
+
+def _case_header(case: str, scenarios: dict[str, dict[str, str]]) -> str:
+    key, mode = case.split("/")
+    meta = scenarios.get(key, {})
+    label = meta.get("sync_label" if mode == "sync" else "async_label", mode)
+    return f"{SCENARIO_ORDER.index(key) + 1} {label}" if key in SCENARIO_ORDER else case
+
+
+def overhead_tables(ov: Overheads, labels: dict[str, str], scenarios: dict[str, dict[str, str]]) -> list[str]:
+    """
+    µs per event per contender and case, then each as a ratio to lc_trace's.
+    """
+    heads = [_case_header(c, scenarios) for c in ov.cases]
+    ref = ov.per_event_us.get(LC_TRACE, {})
+    lines = [
+        "### Overhead: µs per event over the no-callback run (median over rounds; lower is better)",
+        "",
+        "| contender | " + " | ".join(heads) + " |",
+        "|---|" + "---:|" * len(heads),
+    ]
+    for name, label in labels.items():
+        values = ov.per_event_us.get(name, {})
+        if not values:
+            lines.append(f"| {label} | " + " | ".join(["—"] * len(heads)) + " |")
+            continue
+        lines.append(f"| {label} | " + " | ".join(_us(values.get(c)) for c in ov.cases) + " |")
+    lines += [
+        "",
+        "### Each contender's overhead as a ratio to lc_trace's (TraceHandler, content on)",
+        "",
+        "| contender | " + " | ".join(heads) + " | geometric mean |",
+        "|---|" + "---:|" * (len(heads) + 1),
+    ]
+    for name, label in labels.items():
+        values = ov.per_event_us.get(name, {})
+        ratios = [_div(values.get(c), ref.get(c)) for c in ov.cases]
+        cells = [_ratio(r) for r in ratios]
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {_ratio(_geomean(ratios))} |")
+    events = " | ".join(str(ov.events.get(c, "—")) for c in ov.cases)
+    bare = " | ".join(_us(ov.bare_us.get(c)) for c in ov.cases)
+    lines += [
+        "",
+        "### The bare chain (no callbacks), for scale",
+        "",
+        "| | " + " | ".join(heads) + " |",
+        "|---|" + "---:|" * len(heads),
+        f"| events per call (counted) | {events} |",
+        f"| µs per call, bare (median of all processes) | {bare} |",
+    ]
+    return lines
+
+
+def contender_notes(ov: Overheads, labels: dict[str, str]) -> list[str]:
+    """
+    One line per contender: did it trace (spans exported, lines written), did it complain, fail.
+    """
+    lines = ["| contender | rounds | spans exported | log lines written / dropped | warnings logged | problems |"]
+    lines.append("|---|---:|---:|---:|---:|---|")
+    for name, label in labels.items():
+        info = ov.info.get(name, {})
+        rounds = ov.rounds.get(name, {})
+        n = f"{min(rounds.values())}–{max(rounds.values())}" if rounds else "0"
+        spans = f"{sum(info['spans_exported']):,}" if "spans_exported" in info else "—"
+        lines_ = f"{sum(info['lines_written']):,} / {sum(info['lines_dropped']):,}" if "lines_written" in info else "—"
+        complaints = info.get("complaints", [])
+        count = sum(c["count"] for c in complaints)
+        first = complaints[0]["first"][0] if complaints and complaints[0]["first"] else ""
+        problems = sorted(set(ov.errors.get(name, [])))
+        if first:
+            problems.append(f"first warning: {first[:160]}")
+        if info.get("internal_errors") and sum(info["internal_errors"]):
+            problems.append(f"internal_errors={sum(info['internal_errors'])}")
+        if info.get("open_runs") and sum(info["open_runs"]):
+            problems.append(f"open_runs left={sum(info['open_runs'])}")
+        text = "; ".join(p.replace("|", "/") for p in problems) or "none"
+        lines.append(f"| {label} | {n} | {spans} | {lines_} | {count:,} | {text} |")
+    return lines
+
+
+# -- goals ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Goal:
+    text: str
+    ok: bool | None  # None: not measured
+    detail: str
+
+
+def _mark(ok: bool | None) -> str:
+    return "—" if ok is None else ("✓" if ok else "✗")
+
+
+def _per_case_goal(
+    ov: Overheads, text: str, num: str, den: str | Sequence[str], limit: float, cases: Sequence[str]
+) -> Goal:
+    mine, checked, worst = ov.per_event_us.get(num, {}), [], 0.0
+    for case in cases:
+        dens = [den] if isinstance(den, str) else list(den)
+        others = [ov.per_event_us.get(d, {}).get(case, math.nan) for d in dens]
+        others = [o for o in others if not math.isnan(o)]
+        ratio = _div(mine.get(case), min(others) if others else math.nan)
+        if math.isnan(ratio):
+            continue
+        checked.append(f"{case} {ratio:.2f}")
+        worst = max(worst, ratio)
+    if not checked:
+        return Goal(text, None, "not measured")
+    held = sum(1 for c in checked if float(c.split()[-1]) <= limit)
+    detail = f"holds in {held} of {len(checked)} cases, worst {worst:.2f} (limit {limit:.2f}): " + ", ".join(checked)
+    return Goal(text, held == len(checked), detail)
+
+
+def goals(ov: Overheads, writer: dict[str, Any] | None, memory: dict[str, Any] | None) -> list[Goal]:
+    """
+    The issue's goals, each checked case by case against the measured numbers.
+    """
+    found = [
+        _per_case_goal(
+            ov, "lc_trace's overhead per event ≤ 1.5× the span floor's", LC_TRACE, "span-floor", 1.5, ov.cases
+        ),
+        _per_case_goal(
+            ov,
+            "lc_trace's overhead per event ≤ ⅓ of the fastest content-capturing peer's",
+            LC_TRACE,
+            CONTENT_PEERS,
+            1 / 3,
+            ov.cases,
+        ),
+        _per_case_goal(
+            ov,
+            "AsyncTraceHandler under ainvoke within 1.2× of TraceHandler (both under ainvoke)",
+            "lc_trace-async",
+            LC_TRACE,
+            1.2,
+            [c for c in ov.cases if c.endswith("/async")],
+        ),
+    ]
+    if writer:
+        t = writer["throughput"]
+        share = t["writer_lines_per_s"] / t["floor_lines_per_s"]
+        found.append(
+            Goal(
+                "the writer sustains ≥ ½ the plain-write floor",
+                share >= 0.5,
+                f"{t['writer_lines_per_s']:,.0f} lines/s vs {t['floor_lines_per_s']:,.0f} floor = {share:.2f}×",
+            )
+        )
+        lag = writer["lag"]
+        mine, bare = lag["lc_trace"], lag["bare"]
+        found.append(
+            Goal(
+                "event-loop lag < 1 ms during a 10,000 events/s burst",
+                mine["max_lag_ms"] < 1.0,
+                f"max lag {mine['max_lag_ms']:.2f} ms with lc_trace (median of {lag['reps']} bursts), "
+                f"{bare['max_lag_ms']:.2f} ms with no handler, "
+                f"{lag['span-floor']['max_lag_ms']:.2f} ms with the span floor; outside garbage-collector "
+                f"pauses {mine['max_lag_outside_gc_ms']:.2f} ms with lc_trace, "
+                f"{bare['max_lag_outside_gc_ms']:.2f} ms with none",
+            )
+        )
+    if memory:
+        flat = memory["flat"]
+        ok = flat["slope_mib_per_100k"] <= FLAT_SLOPE_MIB_PER_100K
+        found.append(
+            Goal(
+                f"memory flat across {flat['runs']:,} runs",
+                ok,
+                f"second-half slope {flat['slope_mib_per_100k']:+.2f} MiB per 100k runs "
+                f"(flat: ≤ {FLAT_SLOPE_MIB_PER_100K}); RSS {flat['rss_warm_mib']:.0f} MiB after warm-up, "
+                f"{flat['rss_end_mib']:.0f} MiB at the end",
+            )
+        )
+        stall = memory["stalled"]
+        found.append(
+            Goal(
+                "the queue's bound holds under a stalled writer",
+                stall["queue_peak"] <= stall["queue_bound"],
+                f"peak {stall['queue_peak']:,} lines, bound {stall['queue_bound']:,}",
+            )
+        )
+    return found
+
+
+FLAT_SLOPE_MIB_PER_100K = 0.5  # ≤ ~5 bytes a run: a leak of one small object a run would show
+
+
+# -- writer and memory sections ----------------------------------------------------------------
+
+
+def writer_section(writer: dict[str, Any]) -> list[str]:
+    t, lag = writer["throughput"], writer["lag"]
+    lines = [
+        f"Throughput: {t['lines']:,} real lc_trace lines ({t['mean_line_bytes']} bytes on average), median of "
+        f"{len(t['writer_all'])} interleaved repetitions.",
+        "",
+        "| | lines per second (median) | range over repetitions |",
+        "|---|---:|---:|",
+        f"| plain buffered write, one `write` a line (the floor) | {t['floor_lines_per_s']:,.0f} | "
+        f"{min(t['floor_all']):,.0f} – {max(t['floor_all']):,.0f} |",
+        f"| lc_trace `LineWriter`: `emit` each line, then `flush` | {t['writer_lines_per_s']:,.0f} | "
+        f"{min(t['writer_all']):,.0f} – {max(t['writer_all']):,.0f} |",
+        "",
+        f"Loop lag: a paced burst of {lag['target_events_per_s']:,} events/s ({lag['seconds']} s, "
+        f"{lag['reps']} bursts each, interleaved) through `ainvoke` of a one-runnable chain, five calls a "
+        "millisecond, each its own loop step; a probe task yields with `sleep(0)` and records how long the "
+        "loop took to come back to it.",
+        "",
+        "| | events/s reached | max lag, ms (median of bursts) | worst burst, ms | max lag outside GC pauses, ms "
+        "| p99.9, ms | gaps > 1 ms per s | full GCs | longest GC pause, ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in ("bare", "span-floor", "lc_trace"):
+        r = lag[name]
+        lines.append(
+            f"| {name} | {r['events_per_s']:,.0f} | {r['max_lag_ms']:.2f} | {r['worst_lag_ms']:.2f} | "
+            f"{r['max_lag_outside_gc_ms']:.2f} | {r['p999_lag_ms']:.3f} | {r['over_1ms_per_s']:.1f} | "
+            f"{r['gc_full_collections']} | {r['gc_max_pause_ms']:.1f} |"
+        )
+    return lines
+
+
+def memory_section(memory: dict[str, Any]) -> list[str]:
+    flat, stall = memory["flat"], memory["stalled"]
+    series = flat["series"]
+    step = max(1, len(series) // 10)
+    points = ", ".join(f"{x // 1000:,}k: {y / 2**20:.0f}" for x, y in series[::step])
+    return [
+        f"Flat: {flat['runs']:,} sync runs of a one-runnable chain with a TraceHandler (content on, log file with "
+        f"the default rotation) in {flat['wall_s']:.0f} s; RSS sampled every {series[1][0]:,} runs.",
+        "",
+        "| RSS start | after warm-up (10%) | end | max | growth after warm-up | slope, 2nd half |",
+        "|---:|---:|---:|---:|---:|---:|",
+        f"| {flat['rss_start_mib']:.1f} MiB | {flat['rss_warm_mib']:.1f} MiB | {flat['rss_end_mib']:.1f} MiB | "
+        f"{flat['rss_max_mib']:.1f} MiB | {flat['growth_after_warmup_mib']:+.1f} MiB | "
+        f"{flat['slope_mib_per_100k']:+.2f} MiB/100k runs |",
+        "",
+        f"RSS (MiB) by runs: {points}. Lines written {flat['lines_written']:,}, dropped {flat['lines_dropped']:,}, "
+        f"runs left open {flat['open_runs']}, spans exported {flat['spans_exported']:,}.",
+        "",
+        f"Stalled writer: the log path is a FIFO read 64 KiB per 100 ms; {stall['threads']} app threads make "
+        f"{stall['runs']:,} runs ({stall['lines_emitted']:,} lines).",
+        "",
+        "| queue bound | peak queue length | dropped (counted) | `lc_trace_dropped` lines in the file "
+        "| app µs per run while stalled | bytes of the queued lines | RSS growth | drained and closed after |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {stall['queue_bound']:,} | {stall['queue_peak']:,} | {stall['dropped_queue_full']:,} | "
+        f"{stall['drop_lines_in_file']} | {stall['app_us_per_run']:.0f} | "
+        f"{stall.get('queued_mib', math.nan):.0f} MiB | {stall['rss_growth_mib']:.0f} MiB | "
+        f"{stall['drain_s']:.1f} s ({'clean' if stall['closed_cleanly'] else 'timed out'}) |",
+    ]
+
+
+# -- the whole document -----------------------------------------------------------------------
+
+
+def render(run: dict[str, Any]) -> str:
+    """
+    BENCHMARKS.md from one run's collected results (see ``bench.__main__``).
+    """
+    labels: dict[str, str] = run["labels"]
+    ov = overheads(run["workers"], list(labels))
+    writer, memory = run.get("writer"), run.get("memory")
+    out = [*run["preamble"], "", "## Goals", "", "| goal | | measured |", "|---|:-:|---|"]
+    for goal in goals(ov, writer, memory):
+        out.append(f"| {goal.text} | {_mark(goal.ok)} | {goal.detail} |")
+    out += ["", "## Overhead per event", "", *overhead_tables(ov, labels, run["scenarios"]), ""]
+    out += ["### Did each contender trace?", "", *contender_notes(ov, labels), ""]
+    if writer:
+        out += ["## The writer", "", *writer_section(writer), ""]
+    if memory:
+        out += ["## Memory", "", *memory_section(memory), ""]
+    out += [*run["epilogue"]]
+    return "\n".join(out).rstrip() + "\n"
