@@ -1,7 +1,7 @@
 """
 Real provider payloads through the real LangChain clients, offline.
 
-Each test replays a vcrpy cassette from ``shared/fixtures/provider-recordings`` (see its
+Each test replays a vcrpy cassette from ``tests/fixtures/provider-recordings`` (see its
 README.md for what every recording holds and what a handler receives on replay) through
 ``ChatOpenAI`` / ``ChatAnthropic`` / ``OpenAIEmbeddings`` with lc_trace's handler in
 ``config["callbacks"]``, then checks the spans and the log lines against the recorded facts.
@@ -43,13 +43,8 @@ from lc_trace import AsyncTraceHandler, TraceHandler
 from lc_trace import _attributes as A
 from lc_trace.testing import in_memory_tracing, read_log
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "provider-recordings"
-
-pytestmark = pytest.mark.skipif(
-    not FIXTURES.is_dir(),
-    reason=f"provider recordings not found at {FIXTURES} (expected shared/ beside the repository)",
-)
+# Kept in the repository (with their licence notes in its README) so every clone runs these tests.
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "provider-recordings"
 
 # Key-shaped dummies: if lc_trace ever leaked the client's key, the secret scan would see it.
 OPENAI_KEY = "sk-proj-lctraceDummyKeyNotARealKey0123456789"
