@@ -177,11 +177,12 @@ class Recorder:
             record = Start(CHAIN, "unknown", "unknown", False, {A.LC_RUN_ID: str(run_id), A.LC_RUN_TYPE: CHAIN})
         span = self.spans.start(record, parent.span if parent is not None else None, ns)
         context = span.get_span_context()
-        if context.is_valid:
-            trace_id, span_id = format(context.trace_id, "032x"), format(context.span_id, "016x")
-        else:  # no SDK configured: the log lines still need ids that group and nest
-            trace_id = parent.trace_id if parent is not None else format(random.getrandbits(128), "032x")
-            span_id = format(random.getrandbits(64), "016x")
+        valid = context.is_valid  # False with no SDK: the log lines still need ids that group and nest
+        if parent is not None:  # a child shares its parent's trace: reuse the formatted id
+            trace_id = parent.trace_id
+        else:
+            trace_id = format(context.trace_id if valid else random.getrandbits(128), "032x")
+        span_id = format(context.span_id if valid else random.getrandbits(64), "016x")
         run = Run(run_id, parent, record, span, ns, trace_id, span_id)
         evicted: list[Run] = []
         with self._lock:

@@ -67,6 +67,12 @@ class TestRedactText:
             "AIzaSyA1234567890abcdefghijklmnopqrstuv",
             "xoxb-123456789012-abcdefghij",
             "hf_abcdefghijklmnopqrstuvwxyzABCDEF",
+            "pk-live-abcdefghijklmnopqrstuv",
+            "BEARER abcdefgh12345678",
+            "bEaReR abcdefgh12345678",
+            "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==",
+            "github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz",
+            "gho_abcdefghijklmnopqrstuvwxyz0123456789",
         ],
     )
     def test_credential_shapes_are_replaced(self, secret):

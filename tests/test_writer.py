@@ -12,8 +12,10 @@ import sys
 import textwrap
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
+import orjson
 import pytest
 
 from lc_trace import AsyncTraceHandler, LogPathError, TraceHandler
@@ -164,6 +166,36 @@ class TestLineWriter:
         writer.emit(line(4))
         writer.close()
         assert [1, 2, 4] == [d["n"] for d in read_log(path)]
+
+    @raw_lines
+    def test_backlog_on_a_stalled_disk_is_held_at_the_lines_own_size(self, tmp_path):
+        """
+        While the disk stalls, 20,000 waiting lines of ~300 bytes hold under 20 MiB, not the ~80
+        MiB of orjson's 4 KiB output buffers. The slow disk is a FIFO nobody reads.
+        """
+        fifo = tmp_path / "stalled.jsonl"
+        os.mkfifo(fifo)
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open but unread: the pipe fills, writes block
+        writer = LineWriter(fifo, queue_size=30_000)
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            for i in range(20_000):  # rendered as the LogSink renders them
+                writer.emit(orjson.dumps({"n": i, "pad": "x" * 280}, option=orjson.OPT_APPEND_NEWLINE))
+            held = tracemalloc.get_traced_memory()[0] - before
+        finally:
+            tracemalloc.stop()
+            drained = bytearray()
+            os.set_blocking(reader, True)
+            drain = threading.Thread(
+                target=lambda: [drained.extend(b) for b in iter(lambda: os.read(reader, 1 << 16), b"")]
+            )
+            drain.start()
+            assert writer.close()
+            drain.join(30)
+            os.close(reader)
+        assert held < 20 * 1024 * 1024, f"{held / 2**20:.1f} MiB held for 20,000 queued lines"
+        assert list(range(20_000)) == [json.loads(x)["n"] for x in drained.splitlines()]
 
     def test_bad_arguments_are_refused(self, tmp_path):
         """Out-of-range settings fail at construction with a message naming the setting."""
