@@ -333,7 +333,9 @@ EXPLANATION = """## What the figures mean
 - **Loop lag** is how long the event loop was held by other work before a probe task that only yields
   could run again; a burst of lc_trace events must not hold it for long. The loop's work includes each
   call itself (the "bare" row). The garbage collector's pauses stop every thread and walk the app's whole
-  heap, so they are timed separately, and the lag is also given outside them. "events/s reached" below
+  heap, so they are timed separately, and the lag is also given outside them. The `lc_trace+freeze`
+  row is the same handler in an app that called `gc.freeze()` after its start-up (docs/performance.md):
+  a full collection then skips the imported libraries' objects. "events/s reached" below
   the target means the loop was saturated: the calls and their handlers took all of it.
 - **Memory**: resident size sampled across a million runs must not grow after warm-up (the slope of
   its second half is the test); with the disk stalled, the writer's queue must stay within its bound

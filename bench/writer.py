@@ -30,6 +30,9 @@ from lc_trace import AsyncTraceHandler, TraceHandler
 from lc_trace._writer import LineWriter
 
 
+FROZEN = "lc_trace+freeze"
+
+
 def sample_lines(workdir: Path, count: int) -> list[bytes]:
     """
     *count* real lc_trace lines (content on), made by tracing scenarios 1 and 4, cycled.
@@ -185,17 +188,31 @@ async def _burst(handler: BaseCallbackHandler | None, seconds: float, rate: int)
 def loop_lag(workdir: Path, seconds: float, rate: int, reps: int) -> dict[str, Any]:
     """
     The same paced burst with no handler, with the span floor, and with an AsyncTraceHandler
-    logging to a real file; ``reps`` rounds, interleaved, so machine noise hits all three.
+    logging to a real file; ``reps`` rounds, interleaved, so machine noise hits all of them.
+
+    ``lc_trace+freeze`` is the same handler in an app that called ``gc.freeze()`` once its
+    start-up was done (the mitigation docs/performance.md suggests): a full collection then walks
+    only what was made since, not the ~100k objects of the imported libraries.
     """
     floor_provider, _ = counting_provider()
     provider, _ = counting_provider()
     handler = AsyncTraceHandler(tracer_provider=provider, log_path=workdir / "lag.jsonl", service_name="bench")
-    variants: dict[str, Any] = {"bare": None, "span-floor": SpanFloorHandler(floor_provider), "lc_trace": handler}
+    variants: dict[str, Any] = {
+        "bare": None,
+        "span-floor": SpanFloorHandler(floor_provider),
+        "lc_trace": handler,
+        FROZEN: handler,
+    }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     for _ in range(reps):
         for name, callback in variants.items():
             gc.collect()
-            runs[name].append(asyncio.run(_burst(callback, seconds, rate)))
+            if name == FROZEN:
+                gc.freeze()
+            try:
+                runs[name].append(asyncio.run(_burst(callback, seconds, rate)))
+            finally:
+                gc.unfreeze()
     handler.close()
     result: dict[str, Any] = {"target_events_per_s": rate, "seconds": seconds, "reps": reps}
     for name, rounds in runs.items():
