@@ -15,8 +15,9 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import orjson
 import pytest
+from langchain_core.runnables import RunnableLambda
+from opentelemetry.sdk.trace import TracerProvider
 
 from lc_trace import AsyncTraceHandler, LogPathError, TraceHandler
 from lc_trace._stats import Stats
@@ -166,36 +167,6 @@ class TestLineWriter:
         writer.emit(line(4))
         writer.close()
         assert [1, 2, 4] == [d["n"] for d in read_log(path)]
-
-    @raw_lines
-    def test_backlog_on_a_stalled_disk_is_held_at_the_lines_own_size(self, tmp_path):
-        """
-        While the disk stalls, 20,000 waiting lines of ~300 bytes hold under 20 MiB, not the ~80
-        MiB of orjson's 4 KiB output buffers. The slow disk is a FIFO nobody reads.
-        """
-        fifo = tmp_path / "stalled.jsonl"
-        os.mkfifo(fifo)
-        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open but unread: the pipe fills, writes block
-        writer = LineWriter(fifo, queue_size=30_000)
-        tracemalloc.start()
-        try:
-            before = tracemalloc.get_traced_memory()[0]
-            for i in range(20_000):  # rendered as the LogSink renders them
-                writer.emit(orjson.dumps({"n": i, "pad": "x" * 280}, option=orjson.OPT_APPEND_NEWLINE))
-            held = tracemalloc.get_traced_memory()[0] - before
-        finally:
-            tracemalloc.stop()
-            drained = bytearray()
-            os.set_blocking(reader, True)
-            drain = threading.Thread(
-                target=lambda: [drained.extend(b) for b in iter(lambda: os.read(reader, 1 << 16), b"")]
-            )
-            drain.start()
-            assert writer.close()
-            drain.join(30)
-            os.close(reader)
-        assert held < 20 * 1024 * 1024, f"{held / 2**20:.1f} MiB held for 20,000 queued lines"
-        assert list(range(20_000)) == [json.loads(x)["n"] for x in drained.splitlines()]
 
     def test_bad_arguments_are_refused(self, tmp_path):
         """Out-of-range settings fail at construction with a message naming the setting."""
@@ -393,3 +364,41 @@ def test_handler_writes_its_drop_count_as_an_ecs_line(make_handler, tmp_path):
     assert {"warning"} == {r["log.level"] for r in reports}
     assert all(r["ecs.version"] and r["service.name"] and r["@timestamp"] for r in reports)
     assert 400 == handler.stats.dropped_queue_full + len(rows) - len(reports)
+
+
+def test_lines_waiting_for_a_stalled_disk_hold_only_their_own_bytes(tmp_path):
+    """
+    While the disk stalls, the 10,000 lines of 5,000 traced calls wait in the queue at about
+    their own size (~5 MiB), not in orjson's 4 KiB output buffers (59 MiB before the fix). The
+    stalled disk is a FIFO nobody reads; once it is drained, every line arrives.
+    """
+    fifo = tmp_path / "stalled.jsonl"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # open but unread: the pipe fills, writes block
+    handler = TraceHandler(tracer_provider=TracerProvider(), log_path=fifo, queue_size=20_000)
+    step = RunnableLambda(lambda x: x + 1, name="step")
+    step.invoke(0, {"callbacks": [handler]})  # first-call caches are not the backlog
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(5_000):
+            step.invoke(i, {"callbacks": [handler]})
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        drained = bytearray()
+        os.set_blocking(reader, True)
+        drain = threading.Thread(
+            target=lambda: [drained.extend(b) for b in iter(lambda: os.read(reader, 1 << 16), b"")]
+        )
+        drain.start()
+        handler.close()
+        drain.join(30)
+        os.close(reader)
+    assert held < 16 * 1024 * 1024, f"{held / 2**20:.1f} MiB held by 10,000 queued lines"
+    (tmp_path / "drained.jsonl").write_bytes(drained)  # the schema check reads it after the test
+    lines = read_log(tmp_path / "drained.jsonl")
+    assert 10_002 == len(lines)
+    assert list(range(5_000)) == [
+        json.loads(d["langchain.input"]) for d in lines[2:] if d["event.action"] == "chain_start"
+    ]
