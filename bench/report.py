@@ -296,8 +296,8 @@ def goals(ov: Overheads, writer: dict[str, Any] | None, memory: dict[str, Any] |
     return found
 
 
-FLAT_SLOPE_MIB_PER_100K = 0.5
-FROZEN = "lc_trace+freeze"  # bench.writer.FROZEN (the report imports nothing from LangChain's side)  # ≤ ~5 bytes a run: a leak of one small object a run would show
+FLAT_SLOPE_MIB_PER_100K = 0.5  # ≤ ~5 bytes a run: a leak of one small object a run would show
+FROZEN = "lc_trace+freeze"  # bench.writer.FROZEN (the report imports nothing from LangChain's side)
 
 
 # -- writer and memory sections ----------------------------------------------------------------

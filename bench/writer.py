@@ -29,7 +29,6 @@ from bench.scenarios import SCENARIOS
 from lc_trace import AsyncTraceHandler, TraceHandler
 from lc_trace._writer import LineWriter
 
-
 FROZEN = "lc_trace+freeze"
 
 
