@@ -341,6 +341,9 @@ EXPLANATION = """## What the figures mean
   its second half is the test); with the disk stalled, the writer's queue must stay within its bound
   (lines beyond it are dropped and counted, and the count reaches the file once the disk recovers).
 - The goals are checked case by case; one noisy case can fail a goal, so read the per-case figures.
+  Where a goal fails, `docs/decisions.md` ("Performance") says what the profile shows standing in
+  the way (the OTel SDK's per-attribute validation; full garbage collections of the app's heap), and
+  `docs/performance.md` gives the knobs and the `gc.freeze()` advice.
 - Regenerate with `--smoke` for a quick check that everything still runs (numbers meaningless);
   `--profile NAME --case SCENARIO/MODE` writes a pyinstrument profile of one contender
   (`docs/profiling.md`).
