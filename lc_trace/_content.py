@@ -247,6 +247,11 @@ class Serializer:
         return out
 
     def _field(self, value: Any, depth: int, path: set[int]) -> Any:
+        kind = type(value)
+        if kind is str and len(value) <= self.max_length:  # most leaves: no walk, no try
+            return value
+        if value is None or kind is int or kind is bool:
+            return value
         try:
             return self._walk(value, depth, path)
         except Exception as exc:
