@@ -103,7 +103,7 @@ def _may_hold_secret(text: str) -> bool:
     """
     False only when *text* lacks a literal that every ``_SECRET_VALUE`` branch needs. The
     regex tries all its branches at every position (~5 us for a 130-character prompt); these
-    substring searches skip it for ordinary text in ~0.4 us (measured, docs/decisions.md).
+    substring searches skip it for ordinary text in ~1 us (measured, docs/decisions.md).
     """
     if (
         "k-" in text  # sk- pk- rk-
