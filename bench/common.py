@@ -1,5 +1,5 @@
 """
-Small helpers the writer and memory parts share: a counting tracer provider, RSS, medians.
+Small helpers the bench parts share: a counting tracer provider, RSS, medians.
 """
 
 from __future__ import annotations
@@ -8,14 +8,28 @@ import os
 import statistics
 from collections.abc import Sequence
 
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from bench.contenders import CountingExporter
-
-__all__ = ["counting_provider", "median", "rss_bytes"]
+__all__ = ["CountingExporter", "counting_provider", "median", "rss_bytes"]
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class CountingExporter(SpanExporter):
+    """
+    Exports nowhere; counts spans, so the report can show each contender really traced.
+    """
+
+    def __init__(self) -> None:
+        self.spans = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.spans += len(spans)
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
 
 
 def counting_provider() -> tuple[TracerProvider, CountingExporter]:

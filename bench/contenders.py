@@ -11,7 +11,7 @@ provider: metrics (lc_trace's and OpenLLMetry's) go to OTel's default no-op mete
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,28 +19,13 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import TracerProvider
 
-__all__ = ["CONTENDERS", "LC_TRACE", "Attached", "Contender", "CountingExporter"]
+from bench.common import CountingExporter, counting_provider
+
+__all__ = ["CONTENDERS", "LC_TRACE", "Attached", "Contender"]
 
 LC_TRACE = "lc_trace"  # the reference every overhead is divided by
-
-
-class CountingExporter(SpanExporter):
-    """
-    Exports nowhere; counts spans, so the report can show each contender really traced.
-    """
-
-    def __init__(self) -> None:
-        self.spans = 0
-
-    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        self.spans += len(spans)
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
 
 
 @dataclass
@@ -77,13 +62,6 @@ class Contender:
     setup: Callable[[Path], Attached]
     requires: tuple[str, ...] = ()
     note: str = ""
-
-
-def _provider() -> tuple[TracerProvider, CountingExporter]:
-    exporter = CountingExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(exporter))
-    return provider, exporter
 
 
 # -- floors -----------------------------------------------------------------------------------
@@ -151,7 +129,7 @@ def _noop_inline(workdir: Path) -> Attached:
 
 
 def _span_floor(workdir: Path) -> Attached:
-    provider, exporter = _provider()
+    provider, exporter = counting_provider()
     return Attached([SpanFloorHandler(provider)], provider, exporter)
 
 
@@ -162,7 +140,7 @@ def _lc_trace(async_class: bool, capture: bool) -> Callable[[Path], Attached]:
     def setup(workdir: Path) -> Attached:
         from lc_trace import AsyncTraceHandler, TraceHandler
 
-        provider, exporter = _provider()
+        provider, exporter = counting_provider()
         cls = AsyncTraceHandler if async_class else TraceHandler
         handler = cls(
             tracer_provider=provider,
@@ -194,7 +172,7 @@ def _lc_trace(async_class: bool, capture: bool) -> Callable[[Path], Attached]:
 def _openinference(workdir: Path) -> Attached:
     from openinference.instrumentation.langchain import LangChainInstrumentor
 
-    provider, exporter = _provider()
+    provider, exporter = counting_provider()
     LangChainInstrumentor().instrument(tracer_provider=provider)  # content on by default
     return Attached([], provider, exporter)
 
@@ -203,7 +181,7 @@ def _openllmetry(workdir: Path) -> Attached:
     os.environ["TRACELOOP_TRACE_CONTENT"] = "true"
     from opentelemetry.instrumentation.langchain import LangchainInstrumentor
 
-    provider, exporter = _provider()
+    provider, exporter = counting_provider()
     LangchainInstrumentor().instrument(tracer_provider=provider)
     return Attached([], provider, exporter)
 
