@@ -91,6 +91,7 @@ EVENT_DATASET = "event.dataset"
 TRACE_ID = "trace.id"
 SPAN_ID = "span.id"
 LC_TRACE_DROPPED_QUEUE_FULL = "lc_trace.dropped.queue_full"
+LC_TRACE_DROPPED_WRITE_ERROR = "lc_trace.dropped.write_error"
 LC_TRACE_DROPPED_TOTAL = "lc_trace.dropped.total"
 LC_TRACE_INTERNAL_ERRORS = "lc_trace.internal_errors"
 

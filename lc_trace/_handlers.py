@@ -27,7 +27,7 @@ import inspect
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal
 from uuid import UUID
 
@@ -74,13 +74,17 @@ def _acquire_writer(
         else:
             reporter = LogSink(lambda line: None, service_name)  # renders the writer's own drop lines
 
-            def drop_line(new: int, total: int) -> bytes:
+            def drop_line(new: Mapping[str, int], total: int) -> bytes:
+                full, refused = new["dropped_queue_full"], new["dropped_write_error"]
+                why = [f"{full} because the writer queue was full"] if full else []
+                why += [f"{refused} because the file could not be written"] if refused else []
                 return reporter.render(
                     "warning",
-                    f"lc_trace dropped {new} log lines: the writer queue was full",
+                    f"lc_trace dropped {full + refused} log lines: " + ", ".join(why),
                     {
                         A.EVENT_ACTION: "lc_trace_dropped",
-                        A.LC_TRACE_DROPPED_QUEUE_FULL: new,
+                        A.LC_TRACE_DROPPED_QUEUE_FULL: full,
+                        A.LC_TRACE_DROPPED_WRITE_ERROR: refused,
                         A.LC_TRACE_DROPPED_TOTAL: total,
                     },
                 )

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 __all__ = ["Stats", "report_once"]
 
 _logger = logging.getLogger("lc_trace")
+_DROP_NAMES = ("dropped_queue_full", "dropped_after_close", "dropped_write_error")
 
 
 @dataclass
@@ -46,6 +47,15 @@ class Stats:
         All lines lost, whatever the reason.
         """
         return self.dropped_queue_full + self.dropped_after_close + self.dropped_write_error
+
+    def reset_after_fork(self) -> None:
+        """
+        In a forked child: count only the child's own lines and errors from here on.
+        """
+        self._lock = threading.Lock()  # another thread may have held the parent's at fork
+        for name in ("lines_written", *_DROP_NAMES, "internal_errors", "runs_evicted"):
+            setattr(self, name, 0)
+        self._reported = set()
 
     def add(self, name: str, count: int = 1) -> None:
         """

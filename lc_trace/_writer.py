@@ -3,21 +3,18 @@ LineWriter: gets JSON lines from any thread onto disk without the caller ever wa
 
 The caller's side (``emit``) is one length check, one deque append and, once per batch, a
 wake-up. Everything slow happens on the writer's own thread, in its own event loop, where
-aiofiles writes whole batches (``await f.write(batch)``): one write per line would cost
-~70 us each; a joined batch ~0.2 us a line (reference/langchain-callbacks.md section 5).
-
-aiofiles runs its file calls through an executor; ours is *inline* (the call runs on the
-writer thread, which exists for nothing else). That saves a thread hop per batch and keeps
-the writer working during interpreter shutdown, when Python refuses new thread-pool work,
-which is exactly when the last lines must still be written.
+aiofiles writes whole batches: one write per line would cost ~70 us each; a joined batch
+~0.2 us a line (reference/langchain-callbacks.md section 5). What a batch does to be safe
+beside other processes, logrotate and failing disks is ``LogFile``'s job (``_logfile.py``).
 
 Full-queue policy: ``drop`` (default) refuses the newest line and counts it; ``wait`` makes
-the caller wait for room up to ``wait_timeout_s``, then drops and counts. Either way the
-count is written into the log file itself as an ``lc_trace_dropped`` line.
+the caller wait for room up to ``wait_timeout_s``, then drops and counts. Lines a failing disk
+refuses are counted too. Either way the count is written into the log file itself, as an
+``lc_trace_dropped`` line, as soon as the file takes lines again.
 
 A crash loses at most the lines still queued (bounded by the flush interval). Lines are only
-ever written whole, and a half line left at the end of the file by a killed process is cut
-off when the file is next opened, so a JSON-lines reader never meets a broken line mid-file.
+ever written whole: a half line left by a killed process is cut off before the next batch
+(or when the file is next opened), so a JSON-lines reader never meets a broken line mid-file.
 """
 
 from __future__ import annotations
@@ -25,18 +22,20 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
+import fcntl
+import logging
 import os
+import stat
 import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-import aiofiles
-import aiofiles.os
-
+from lc_trace._logfile import LogFile, PartialWrite, cut_partial_tail
 from lc_trace._stats import Stats, report_once
 
 __all__ = ["LineWriter", "LogPathError"]
@@ -48,7 +47,9 @@ _DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 _DEFAULT_BACKUPS = 5
 _DEFAULT_WAIT_TIMEOUT_S = 1.0
 _CLOSE_TIMEOUT_S = 10.0
-_TAIL_SCAN_BYTES = 1 << 20
+_DROP_REASONS = ("dropped_queue_full", "dropped_write_error")
+
+_logger = logging.getLogger("lc_trace")
 
 _LIVE: weakref.WeakSet[LineWriter] = weakref.WeakSet()
 
@@ -57,24 +58,6 @@ class LogPathError(OSError):
     """
     The log file cannot be created or written; raised when the handler is built, never later.
     """
-
-
-class _InlineExecutor(concurrent.futures.Executor):
-    """
-    Runs each submitted call at once on the calling (writer) thread.
-    """
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
-        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:
-            future.set_exception(exc)
-        return future
-
-
-def _open_private(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)
 
 
 def prepare_path(path: str | os.PathLike[str]) -> Path:
@@ -90,7 +73,9 @@ def prepare_path(path: str | os.PathLike[str]) -> Path:
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
-            _cut_partial_tail(fd)
+            if stat.S_ISREG(os.fstat(fd).st_mode):
+                with _folder_lock(target.parent):  # never cut a line another process is writing
+                    cut_partial_tail(fd)
         finally:
             os.close(fd)
     except OSError as exc:
@@ -102,14 +87,17 @@ def prepare_path(path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def _cut_partial_tail(fd: int) -> None:
-    size = os.fstat(fd).st_size
-    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
-        return
-    start = max(0, size - _TAIL_SCAN_BYTES)
-    tail = os.pread(fd, size - start, start)
-    keep = tail.rfind(b"\n")
-    os.ftruncate(fd, start + keep + 1 if keep >= 0 else start)
+@contextlib.contextmanager
+def _folder_lock(folder: Path) -> Iterator[None]:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError:
+            pass  # no flock on this file system: as LogFile, go on unlocked
+        yield
+    finally:
+        os.close(fd)
 
 
 class LineWriter:
@@ -124,7 +112,8 @@ class LineWriter:
         max_bytes: rotate when the file would grow past this size (0: never).
         backups: rotated files kept as ``path.1`` … ``path.N``.
         on_full: ``"drop"`` or ``"wait"`` (see the module docstring).
-        drop_line: renders the line that reports drops, given (new drops, total drops).
+        drop_line: renders the line that reports drops, given the new drops by reason
+            (``dropped_queue_full``, ``dropped_write_error``) and the total so far.
     """
 
     _wake_pending: bool
@@ -141,7 +130,7 @@ class LineWriter:
         backups: int = _DEFAULT_BACKUPS,
         on_full: Literal["drop", "wait"] = "drop",
         wait_timeout_s: float = _DEFAULT_WAIT_TIMEOUT_S,
-        drop_line: Callable[[int, int], bytes] | None = None,
+        drop_line: Callable[[Mapping[str, int], int], bytes] | None = None,
     ) -> None:
         if queue_size < 1 or max_batch < 1:
             raise ValueError("queue_size and max_batch must be at least 1")
@@ -163,9 +152,11 @@ class LineWriter:
         self._wait = on_full == "wait"
         self._wait_timeout = wait_timeout_s
         self._drop_line = drop_line
-        self._executor = _InlineExecutor()
+        self._log = LogFile(self.path, max_bytes=max_bytes, backups=backups)
         self._closed = False
-        self._reported_drops = 0
+        self._reported_drops = dict.fromkeys(_DROP_REASONS, 0)
+        self._failing: BaseException | None = None  # the error of the write-error episode under way
+        self._episode_lost = 0
         self._start_thread()
         _LIVE.add(self)
 
@@ -311,7 +302,10 @@ class LineWriter:
         self._wake.set()
 
     async def _main(self) -> None:
-        await self._open()
+        try:
+            await self._log.open()
+        except OSError as exc:  # prepare_path just opened it; a race with a deletion or a full disk
+            self._start_failing(exc)
         try:
             while True:
                 try:
@@ -329,86 +323,80 @@ class LineWriter:
                     break
             await self._drain()
         finally:
-            await self._file.close()
+            await self._log.close()
             for waiter in self._flush_waiters:
                 if not waiter.done():
                     waiter.set_result(not self._queue)
 
-    async def _open(self) -> None:
-        self._file = await aiofiles.open(self.path, "ab", opener=_open_private, executor=self._executor)
-        self._size = os.fstat(self._file.fileno()).st_size
-
     async def _drain(self) -> None:
         queue = self._queue
         pending = len(queue)
-        report = self._drop_report()
-        if report:
-            await self._write([report], counted=False)
+        await self._write_drop_report()
         while pending > 0:
             take = min(pending, self._max_batch)
             batch = [queue.popleft() for _ in range(take)]
             pending -= take
-            await self._write(batch, counted=True)
+            written = await self._write(batch)
+            self.stats.add("lines_written", written)
+            if written < len(batch):
+                self.stats.add("dropped_write_error", len(batch) - written)
+                self._episode_lost += len(batch) - written
 
-    def _drop_report(self) -> bytes | None:
-        total = self.stats.dropped_queue_full
-        new = total - self._reported_drops
-        if new <= 0 or self._drop_line is None:
-            return None
-        self._reported_drops = total
+    async def _write_drop_report(self) -> None:
+        if self._drop_line is None:
+            return
+        counts = {reason: getattr(self.stats, reason) for reason in _DROP_REASONS}
+        new = {reason: counts[reason] - self._reported_drops[reason] for reason in _DROP_REASONS}
+        if not any(new.values()):
+            return
         try:
-            return self._drop_line(new, total)
+            line = self._drop_line(new, sum(counts.values()))
         except Exception:
             self.stats.add("internal_errors")
-            return None
+            return
+        if await self._write([line]):  # not written: the next drain reports these drops again
+            self._reported_drops = counts
 
-    async def _write(self, batch: list[bytes], *, counted: bool) -> None:
-        written = 0
+    async def _write(self, batch: list[bytes]) -> int:
+        """
+        Write *batch*; return how many lines reached the file. Failures open a write-error
+        episode (one warning) that the next successful write closes (one more).
+        """
         try:
-            limit = self._max_bytes
-            if not limit or self._size + sum(map(len, batch)) <= limit:
-                written = await self._append(batch)
-            else:  # fill each file up to the limit, rotate between (lines stay whole)
-                while written < len(batch):
-                    if self._size and self._size + len(batch[written]) > limit:
-                        await self._rotate()
-                    room, end = limit - self._size, written
-                    while end < len(batch) and (end == written or len(batch[end]) <= room):
-                        room -= len(batch[end])
-                        end += 1
-                    written += await self._append(batch[written:end])
-        except Exception as exc:  # a full disk, a vanished folder: count, report once, keep going
-            if counted:
-                self.stats.add("dropped_write_error", len(batch) - written)
-            report_once(self.stats, "write_error", "cannot write %s: %s; lines are counted as dropped", self.path, exc)
-        if counted:
-            self.stats.add("lines_written", written)
+            written = await self._log.write(batch)
+        except PartialWrite as failure:
+            self._start_failing(failure.error)
+            return failure.written
+        except Exception as exc:  # a vanished folder, a refused open: nothing of this batch was written
+            self._start_failing(exc)
+            return 0
+        if self._failing is not None:
+            _logger.warning(
+                "lc_trace: writing %s again after %s; %d log lines were lost (counted in stats.dropped_write_error)",
+                self.path,
+                self._failing,
+                self._episode_lost,
+            )
+            self._failing = None
+        return written
 
-    async def _append(self, lines: list[bytes]) -> int:
-        data = b"".join(lines)
-        await self._file.write(data)
-        await self._file.flush()
-        self._size += len(data)
-        return len(lines)
-
-    async def _rotate(self) -> None:
-        await self._file.close()
-        path = str(self.path)
-        try:
-            if self._backups == 0:
-                os.truncate(path, 0)
-            else:
-                for index in range(self._backups - 1, 0, -1):
-                    older = f"{path}.{index}"
-                    if os.path.exists(older):
-                        await aiofiles.os.replace(older, f"{path}.{index + 1}", executor=self._executor)
-                await aiofiles.os.replace(path, f"{path}.1", executor=self._executor)
-        finally:  # rotated or not, the writer goes on with an open file
-            await self._open()
+    def _start_failing(self, error: BaseException) -> None:
+        if self._failing is None:
+            self._failing, self._episode_lost = error, 0
+            _logger.warning(
+                "lc_trace: cannot write %s: %s; log lines are dropped and counted until it can be written again",
+                self.path,
+                error,
+            )
 
     def _after_fork_in_child(self) -> None:
-        # The parent writes what it queued; the child starts clean with its own thread.
+        # The parent writes what it queued; the child starts clean, with its own descriptors
+        # (and so its own lock), its own thread, and counters of its own lines only.
         self._queue.clear()
+        self._log.forget_inherited()
+        self.stats.reset_after_fork()
+        self._reported_drops = dict.fromkeys(_DROP_REASONS, 0)
+        self._failing, self._episode_lost = None, 0
         if not self._closed:
             self._start_thread()
 

@@ -82,7 +82,7 @@ class TestLineWriter:
         reports = [r for r in rows if "dropped" in r]
         assert writer.stats.dropped_queue_full > 0
         assert 5_000 == len(written) + writer.stats.dropped_queue_full
-        assert writer.stats.dropped_queue_full == sum(r["dropped"] for r in reports)
+        assert writer.stats.dropped_queue_full == sum(r["dropped"]["dropped_queue_full"] for r in reports)
         assert 1 == sum("queue is full" in r.message for r in caplog.records)  # reported once, not per line
 
     @raw_lines
