@@ -40,6 +40,12 @@ _DEFAULT_MAX_LENGTH = 8192
 _DEFAULT_MAX_ITEMS = 100
 _MAX_DEPTH = 16
 _PLAIN_CONTAINERS = frozenset({dict, list, tuple})
+# Characters past the cut that are still scanned for secrets: longer than the shortest text
+# every _SECRET_VALUE branch matches (AIza + 35 = 39), so a secret straddling the cut is found.
+_SECRET_MARGIN = 256
+# A walk stops adding items once its strings and containers add up to max_length characters
+# (a key by its length, a container as eight: brackets, quotes, separators): the JSON text is cut there anyway, so a value of
+# any size costs about what one of max_length does.
 
 _SECRET_WORDS = frozenset(
     {
@@ -136,6 +142,18 @@ def message_role(message: BaseMessage) -> str:
     return str(getattr(message, "role", None) or message.type)
 
 
+class _Walk:
+    """
+    One walk's state: the containers on the current path (cycles) and the output budget left.
+    """
+
+    __slots__ = ("left", "path")
+
+    def __init__(self, budget: int) -> None:
+        self.left = budget
+        self.path: set[int] = set()
+
+
 class Serializer:
     """
     Converts any object to JSON-compatible data and JSON text, with secrets redacted and
@@ -160,17 +178,24 @@ class Serializer:
         """
         JSON text of *obj*: redacted, each string capped, the whole text capped and marked.
         """
+        if type(obj) is str and len(obj) > self.max_length:  # a long document: redacted once, as it is cut
+            return self.cut(orjson.dumps(self.text(obj)).decode())
         try:
             text = orjson.dumps(self.jsonable(obj)).decode()
         except Exception as exc:  # the walker only yields JSON types; this is a last resort
             text = orjson.dumps(f"<unserializable {type(obj).__name__}: {type(exc).__name__}>").decode()
-        return self.cut(redact_text(text))
+        return self.text(text)
 
     def text(self, value: str) -> str:
         """
-        A plain string (an error message, a stack trace) redacted and capped.
+        A plain string (an error message, a stack trace) redacted and capped. Only what is kept
+        (and a margin past the cut) is scanned, so a 50 MB text costs what an 8 KB one does.
         """
-        return self.cut(redact_text(value))
+        limit = self.max_length
+        if len(value) <= limit:
+            return redact_text(value)
+        kept = redact_text(value[: limit + _SECRET_MARGIN])[:limit]
+        return f"{kept}…[truncated {len(value) - limit} of {len(value)} chars]"
 
     def cut(self, text: str) -> str:
         """
@@ -184,21 +209,23 @@ class Serializer:
         """
         JSON-compatible data for *obj*; a field that cannot be converted becomes a marker string.
         """
-        return self._walk(obj, 0, set())
+        return self._walk(obj, 0, _Walk(self.max_length))
 
     # -- the walker -----------------------------------------------------------------------
 
-    def _walk(self, obj: Any, depth: int, path: set[int]) -> Any:
+    def _walk(self, obj: Any, depth: int, walk: _Walk) -> Any:
         if obj is None or obj is True or obj is False:
             return obj
         kind = type(obj)
         if kind is str:
-            return self._string(obj)
+            walk.left -= len(obj)
+            return obj if len(obj) <= self.max_length else self.text(obj)  # redacted only as far as it is kept
         if kind is int:
             return obj
         if kind is float:
             return obj if math.isfinite(obj) else str(obj)
         if depth > _MAX_DEPTH:
+            walk.left -= 16
             return f"<max depth: {kind.__name__}>"
         if kind not in _PLAIN_CONTAINERS:  # plain dicts and lists skip the subclass checks
             if isinstance(obj, (SecretStr, SecretBytes)):
@@ -208,97 +235,95 @@ class Serializer:
                 return self._walk(
                     str(obj) if isinstance(obj, str) else float(obj) if isinstance(obj, float) else int(obj),
                     depth,
-                    path,
+                    walk,
                 )
             if isinstance(obj, (bytes, bytearray, memoryview)):
                 return f"<{len(obj)} bytes>"
         oid = id(obj)
+        path = walk.path
         if oid in path:
             return f"<cycle: {kind.__name__}>"
         path.add(oid)
         try:
-            return self._container(obj, depth + 1, path)
+            return self._container(obj, depth + 1, walk)
         finally:
             path.discard(oid)
 
-    def _string(self, value: str) -> str:
-        if len(value) <= self.max_length:
-            return value
-        # Redact before cutting so a key split by the cut cannot escape the pattern.
-        return self.cut(redact_text(value))
-
-    def _mapping(self, items: Any, depth: int, path: set[int], size: int) -> dict[str, Any]:
+    def _mapping(self, items: Any, depth: int, walk: _Walk, size: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for index, (key, value) in enumerate(items):
-            if index >= self.max_items:
-                out["…"] = f"{size - self.max_items} more items"
+            if index >= self.max_items or walk.left < 0:
+                out["…"] = f"{size - index} more items"
                 break
             name = key if type(key) is str else self._safe_str(key)
-            out[name] = REDACTED if is_secret_key(name) else self._field(value, depth, path)
+            walk.left -= len(name)
+            out[name] = REDACTED if is_secret_key(name) else self._field(value, depth, walk)
         return out
 
-    def _sequence(self, items: Any, depth: int, path: set[int], size: int) -> list[Any]:
+    def _sequence(self, items: Any, depth: int, walk: _Walk, size: int) -> list[Any]:
         out = []
         for index, value in enumerate(items):
-            if index >= self.max_items:
-                out.append(f"… {size - self.max_items} more items")
+            if index >= self.max_items or walk.left < 0:
+                out.append(f"… {size - index} more items")
                 break
-            out.append(self._field(value, depth, path))
+            out.append(self._field(value, depth, walk))
         return out
 
-    def _field(self, value: Any, depth: int, path: set[int]) -> Any:
+    def _field(self, value: Any, depth: int, walk: _Walk) -> Any:
         kind = type(value)
         if kind is str and len(value) <= self.max_length:  # most leaves: no walk, no try
+            walk.left -= len(value)
             return value
         if value is None or kind is int or kind is bool:
             return value
         try:
-            return self._walk(value, depth, path)
+            return self._walk(value, depth, walk)
         except Exception as exc:
             return f"<unserializable {type(value).__name__}: {type(exc).__name__}>"
 
-    def _container(self, obj: Any, depth: int, path: set[int]) -> Any:
+    def _container(self, obj: Any, depth: int, walk: _Walk) -> Any:
         kind = type(obj)
+        walk.left -= 8  # brackets, quotes and separators; a wide tree of small containers spends its budget too
         if kind is dict:
-            return self._mapping(obj.items(), depth, path, len(obj))
+            return self._mapping(obj.items(), depth, walk, len(obj))
         if kind is list or kind is tuple:
-            return self._sequence(obj, depth, path, len(obj))
+            return self._sequence(obj, depth, walk, len(obj))
         if isinstance(obj, BaseMessage):  # before Mapping: each abstract check costs (pydantic's ABCMeta)
-            return self._walk(self.message(obj), depth, path)
+            return self._walk(self.message(obj), depth, walk)
         if isinstance(obj, Mapping):
-            return self._mapping(obj.items(), depth, path, len(obj))
+            return self._mapping(obj.items(), depth, walk, len(obj))
         if isinstance(obj, (list, tuple, set, frozenset)):
-            return self._sequence(obj, depth, path, len(obj))
+            return self._sequence(obj, depth, walk, len(obj))
         if isinstance(obj, Document):
             doc: dict[str, Any] = {"page_content": obj.page_content, "metadata": obj.metadata}
             if obj.id is not None:
                 doc["id"] = obj.id
-            return self._walk(doc, depth, path)
+            return self._walk(doc, depth, walk)
         if isinstance(obj, PromptValue):
-            return self._walk(obj.to_messages(), depth, path)
+            return self._walk(obj.to_messages(), depth, walk)
         if isinstance(obj, BaseModel):
             fields = type(obj).model_fields
-            return self._mapping(((name, getattr(obj, name, None)) for name in fields), depth, path, len(fields))
+            return self._mapping(((name, getattr(obj, name, None)) for name in fields), depth, walk, len(fields))
         if isinstance(obj, (_dt.datetime, _dt.date, _dt.time)):
             return obj.isoformat()
         if isinstance(obj, _dt.timedelta):
             return obj.total_seconds()
         if isinstance(obj, enum.Enum):
-            return self._walk(obj.value, depth, path)
+            return self._walk(obj.value, depth, walk)
         if isinstance(obj, (uuid.UUID, Decimal, PurePath)):
             return str(obj)
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             fields_ = dataclasses.fields(obj)
-            return self._mapping(((f.name, getattr(obj, f.name, None)) for f in fields_), depth, path, len(fields_))
+            return self._mapping(((f.name, getattr(obj, f.name, None)) for f in fields_), depth, walk, len(fields_))
         tolist = getattr(obj, "tolist", None)
         if callable(tolist) and hasattr(obj, "shape"):  # numpy-like arrays and scalars
             size = getattr(obj, "size", 0)
             if isinstance(size, int) and size > self.max_items * 10:
                 return f"<{kind_name(obj)} shape={getattr(obj, 'shape', '?')} dtype={getattr(obj, 'dtype', '?')}>"
-            return self._walk(tolist(), depth, path)
+            return self._walk(tolist(), depth, walk)
         if isinstance(obj, BaseException):
             return f"{type(obj).__name__}: {self._safe_str(obj)}"
-        return self._string(self._safe_repr(obj))
+        return self._walk(self._safe_repr(obj), depth, walk)
 
     # -- LangChain shapes ----------------------------------------------------------------
 

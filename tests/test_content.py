@@ -137,3 +137,69 @@ class TestSerializer:
     def test_non_string_keys_and_odd_numbers(self):
         """Non-string keys become strings; NaN and infinity become strings (strict JSON)."""
         assert {"1": "inf", "(1, 2)": "nan"} == json.loads(Serializer().dumps({1: float("inf"), (1, 2): float("nan")}))
+
+
+class TestHugeValues:
+    """A value of any size is cut to max_content_length before it costs more than one of that size."""
+
+    SECRET = "sk-proj-" + "A1b2C3d4" * 6
+
+    def test_a_50_mb_string_is_cut_and_says_its_size(self):
+        """A 50 MB document becomes max_length characters and a marker with its real length."""
+        text = Serializer(max_length=8192).text("rose " * 10_000_000)
+        assert text.startswith("rose rose") and text.endswith("…[truncated 49991808 of 50000000 chars]")
+        assert len(text) < 8192 + 50
+
+    @pytest.mark.parametrize("offset", [-30, -10, -3, 0, 5])
+    def test_a_secret_straddling_the_cut_is_redacted(self, offset):
+        """However the cut splits a key, no part of it that could identify it is kept."""
+        value = "x" * (100 + offset) + self.SECRET + "y" * 10_000_000
+        for out in (Serializer(max_length=100).text(value), Serializer(max_length=100).dumps({"doc": value})):
+            assert "A1b2C3d4" not in out
+            assert "sk-proj-A" not in out
+
+    def test_short_secrets_beside_a_huge_string_are_still_redacted(self):
+        """Only long strings are redacted as they are cut; short ones (and keys) are scanned in the JSON text."""
+        out = Serializer(max_length=200).dumps({"key": self.SECRET, self.SECRET: 1, "doc": "z" * 5_000_000})
+        assert self.SECRET not in out and out.count(REDACTED) >= 2
+
+    def test_a_secret_in_an_objects_repr_is_redacted(self):
+        """Text an object makes for itself (its repr) is scanned like any other."""
+
+        class Client:
+            def __repr__(self) -> str:
+                return f"Client(key={TestHugeValues.SECRET!r})"
+
+        assert self.SECRET not in Serializer().dumps([Client()])
+
+    def test_bytes_of_any_size_are_a_marker(self):
+        """bytes are never decoded or copied: a marker with their size."""
+        assert '"<50000000 bytes>"' == Serializer().dumps(b"\0" * 50_000_000)
+
+    def test_a_million_items_stop_at_the_content_limit(self):
+        """A very long list is walked only until its JSON would pass max_length, then says how many items are left."""
+        data = Serializer(max_length=1000, max_items=10**9).jsonable(["rose"] * 1_000_000)
+        assert 100 < len(data) < 300
+        assert data[-1].startswith("… ") and data[-1].endswith("more items")
+
+    def test_deep_and_wide_nesting_is_bounded(self):
+        """A value 2^20 leaves wide through shared references walks only as far as the limit."""
+        value: object = "leaf"
+        for _ in range(20):
+            value = [value, {"k": value}]
+        text = Serializer(max_length=4096).dumps(value)
+        assert len(text) < 4096 + 60 and "more items" in text and "<max depth: list>" in text
+
+
+def test_a_50_mb_input_through_a_traced_chain(make_handler, log_path):
+    """A 50 MB input to a real chain: the call works, the line holds max_content_length of it, no secret."""
+    from langchain_core.runnables import RunnableLambda
+
+    handler = make_handler(max_content_length=4096)
+    document = "Roses need sun. " * 3_000_000 + TestHugeValues.SECRET
+    assert 48_000_056 == RunnableLambda(len, name="count").invoke(document, {"callbacks": [handler]})
+    handler.close()
+    lines = [json.loads(raw) for raw in log_path.read_text().splitlines()]
+    start = next(l for l in lines if l["event.action"] == "chain_start")
+    assert start["langchain.input"].startswith('"Roses need sun.') and len(start["langchain.input"]) < 4200
+    assert all(len(raw) < 20_000 for raw in log_path.read_text().splitlines())
