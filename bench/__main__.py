@@ -58,7 +58,7 @@ SCENARIOS = {
         "async_label": "gather",
     },
 }
-PARTS = ("overhead", "writer", "memory")
+PARTS = ("overhead", "writer", "memory", "content")
 PEERS_OPTIONAL_IN_SMOKE = ("openinference", "openllmetry")
 
 
@@ -75,6 +75,7 @@ class Plan:
     gather_calls: int
     writer: list[str]
     memory: list[str]
+    content: list[str]
     merge_groups: bool = False  # one process per contender for all scenarios (smoke)
     timeout_s: int = 900
 
@@ -87,6 +88,7 @@ FULL = Plan(
     gather_calls=1_000,
     writer=["--lines", "200000", "--reps", "5", "--lag-seconds", "2"],
     memory=["--runs", "1000000", "--stall-runs", "100000", "--stall-threads", "4"],
+    content=["--reps", "21"],
 )
 SMOKE = Plan(
     rounds=1,
@@ -96,6 +98,7 @@ SMOKE = Plan(
     gather_calls=20,
     writer=["--lines", "5000", "--reps", "1", "--lag-seconds", "0.2"],
     memory=["--runs", "5000", "--stall-runs", "4000", "--stall-threads", "2", "--stall-queue-size", "1000"],
+    content=["--reps", "1"],
     merge_groups=True,
     timeout_s=180,
 )
@@ -113,6 +116,7 @@ class Run:
     workers: list[dict[str, Any]] = field(default_factory=list)
     writer: dict[str, Any] | None = None
     memory: dict[str, Any] | None = None
+    content: dict[str, Any] | None = None
     walls: dict[str, float] = field(default_factory=dict)
 
 
@@ -373,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke", action="store_true", help="tiny iterations, one round, every part (goals reported, not enforced)"
     )
     parser.add_argument("--rounds", type=int, help="rounds of the overhead part (default 4; gather: 3)")
-    parser.add_argument("--only", help="comma list of contenders, scenarios and parts (overhead, writer, memory)")
+    parser.add_argument("--only", help="comma list of contenders, scenarios and parts (overhead, writer, memory, content)")
     parser.add_argument("--out", help="write the markdown (or, with --profile, the profile) here; default stdout")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--python", help="measure with this interpreter instead of .venv-bench (no install)")
@@ -396,7 +400,11 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         run.workers, notes = overhead(python, plan, sel, args.smoke)
         run.walls["overhead"] = time.perf_counter() - started
-    for part, module, extra in (("writer", "bench.writer", plan.writer), ("memory", "bench.memory", plan.memory)):
+    for part, module, extra in (
+        ("writer", "bench.writer", plan.writer),
+        ("memory", "bench.memory", plan.memory),
+        ("content", "bench.content", plan.content),
+    ):
         if part in sel.parts:
             started = time.perf_counter()
             log(f"{part} ...")
@@ -420,6 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": run.workers,
         "writer": run.writer,
         "memory": run.memory,
+        "content": run.content,
         "epilogue": [EXPLANATION],
     }
     text = render(report)

@@ -219,7 +219,12 @@ def _per_case_goal(
     return Goal(text, held == len(checked), detail)
 
 
-def goals(ov: Overheads, writer: dict[str, Any] | None, memory: dict[str, Any] | None) -> list[Goal]:
+def goals(
+    ov: Overheads,
+    writer: dict[str, Any] | None,
+    memory: dict[str, Any] | None,
+    content: dict[str, Any] | None = None,
+) -> list[Goal]:
     """
     The issue's goals, each checked case by case against the measured numbers.
     """
@@ -291,6 +296,16 @@ def goals(ov: Overheads, writer: dict[str, Any] | None, memory: dict[str, Any] |
                 "the queue's bound holds under a stalled writer",
                 stall["queue_peak"] <= stall["queue_bound"],
                 f"peak {stall['queue_peak']:,} lines, bound {stall['queue_bound']:,}",
+            )
+        )
+    if content:
+        worst = max(content["cases"].items(), key=lambda item: item[1]["ratio"])
+        found.append(
+            Goal(
+                "a value of any size costs about one of `max_content_length` (huge within 2× of small, every shape)",
+                worst[1]["ratio"] <= 2.0,
+                f"worst: {worst[0]} at {worst[1]['ratio']:.2f}×; a 50 MB string "
+                f"{content['cases']['string: 8 KB / 50 MB']['ratio']:.2f}× an 8 KB one",
             )
         )
     return found
@@ -371,15 +386,31 @@ def memory_section(memory: dict[str, Any]) -> list[str]:
 # -- the whole document -----------------------------------------------------------------------
 
 
+def content_section(content: dict[str, Any]) -> list[str]:
+    """
+    What one captured value costs, small (within the limit) and huge, side by side.
+    """
+    out = [
+        f"`Serializer.dumps` (content capture: serialise, redact, truncate to {content['max_length']:,} characters), "
+        f"each shape small (within the limit) and huge, medians of {content['reps']} interleaved repetitions.",
+        "",
+        "| value | small µs | huge µs | huge ÷ small |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, case in content["cases"].items():
+        out.append(f"| {name} | {case['small_us']:,.1f} | {case['huge_us']:,.1f} | {case['ratio']:.2f}× |")
+    return out
+
+
 def render(run: dict[str, Any]) -> str:
     """
     BENCHMARKS.md from one run's collected results (see ``bench.__main__``).
     """
     labels: dict[str, str] = run["labels"]
     ov = overheads(run["workers"], list(labels))
-    writer, memory = run.get("writer"), run.get("memory")
+    writer, memory, content = run.get("writer"), run.get("memory"), run.get("content")
     out = [*run["preamble"], "", "## Goals", "", "| goal | | measured |", "|---|:-:|---|"]
-    for goal in goals(ov, writer, memory):
+    for goal in goals(ov, writer, memory, content):
         out.append(f"| {goal.text} | {_mark(goal.ok)} | {goal.detail} |")
     out += ["", "## Overhead per event", "", *overhead_tables(ov, labels, run["scenarios"]), ""]
     out += ["### Did each contender trace?", "", *contender_notes(ov, labels), ""]
@@ -387,5 +418,7 @@ def render(run: dict[str, Any]) -> str:
         out += ["## The writer", "", *writer_section(writer), ""]
     if memory:
         out += ["## Memory", "", *memory_section(memory), ""]
+    if content:
+        out += ["## Content size", "", *content_section(content), ""]
     out += [*run["epilogue"]]
     return "\n".join(out).rstrip() + "\n"
