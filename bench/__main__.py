@@ -377,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
         "--smoke", action="store_true", help="tiny iterations, one round, every part (goals reported, not enforced)"
     )
     parser.add_argument("--rounds", type=int, help="rounds of the overhead part (default 4; gather: 3)")
-    parser.add_argument("--only", help="comma list of contenders, scenarios and parts (overhead, writer, memory, content)")
+    parser.add_argument(
+        "--only", help="comma list of contenders, scenarios and parts (overhead, writer, memory, content)"
+    )
     parser.add_argument("--out", help="write the markdown (or, with --profile, the profile) here; default stdout")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--python", help="measure with this interpreter instead of .venv-bench (no install)")

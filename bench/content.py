@@ -14,7 +14,6 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,10 @@ def shapes(max_length: int) -> dict[str, tuple[Any, Any]]:
         ),
         "bytes: 8 KB / 50 MB": (b"\x00" * max_length, b"\x00" * (50 * MB)),
         "list of strings: 100 / 1,000,000": (["rose"] * 100, ["rose"] * MB),
-        "dict: 100 keys / 100,000 keys": ({f"k{i}": "petal" for i in range(100)}, {f"k{i}": "petal" for i in range(100_000)}),
+        "dict: 100 keys / 100,000 keys": (
+            {f"k{i}": "petal" for i in range(100)},
+            {f"k{i}": "petal" for i in range(100_000)},
+        ),
         "nested lists and dicts: 9 / 20 levels": (_nested(9), _nested(20)),
         "chat messages: 100 / 10,000": ([message] * 100, [message] * 10_000),
     }

@@ -43,9 +43,9 @@ _PLAIN_CONTAINERS = frozenset({dict, list, tuple})
 # Characters past the cut that are still scanned for secrets: longer than the shortest text
 # every _SECRET_VALUE branch matches (AIza + 35 = 39), so a secret straddling the cut is found.
 _SECRET_MARGIN = 256
-# A walk stops adding items once its strings and containers add up to max_length characters
-# (a key by its length, a container as eight: brackets, quotes, separators): the JSON text is cut there anyway, so a value of
-# any size costs about what one of max_length does.
+# A walk stops adding items once its strings, keys and containers (eight characters each:
+# brackets, quotes, separators) add up to max_length: the JSON text is cut there anyway, so a
+# value of any size costs about what one of max_length does.
 
 _SECRET_WORDS = frozenset(
     {

@@ -39,7 +39,6 @@ from typing import Any
 import aiofiles
 from aiofiles.threadpool.binary import AsyncFileIO
 
-
 __all__ = ["InlineExecutor", "LogFile", "PartialWrite", "cut_partial_tail"]
 
 _SCAN_CHUNK = 1 << 16

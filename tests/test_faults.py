@@ -43,7 +43,11 @@ def run_worker(*args: object, timeout: float = 300) -> subprocess.CompletedProce
 
 def start_worker(*args: object) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
-        [sys.executable, str(WORKER), *map(str, args)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, str(WORKER), *map(str, args)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert "ready\n" == proc.stdout.readline(), proc.stderr.read()  # type: ignore[union-attr]
     return proc
@@ -125,7 +129,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-GUNICORN_APP = '''
+GUNICORN_APP = """
 import atexit, json, os
 from langchain_core.runnables import RunnableLambda
 from lc_trace import TraceHandler
@@ -146,7 +150,7 @@ def report():  # what an app that wants the counts does: close, then read stats
     stats = {k: getattr(handler.stats, k) for k in ("lines_written", "dropped_queue_full", "dropped_write_error")}
     with open(os.path.join(os.environ["OUT"], f"stats-{os.getpid()}.json"), "w") as f:
         json.dump(stats, f)
-'''
+"""
 
 
 @exempt_rotated
@@ -296,7 +300,9 @@ def test_a_deleted_file_is_recreated(tmp_path):
 def small_filesystem(where: Path, size: str) -> Iterator[Path]:
     """A real tmpfs of *size*; skipped (saying why) where mounting is not allowed."""
     where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)], capture_output=True, text=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {done.stderr.strip()}")
     try:
@@ -310,7 +316,9 @@ def _traced_calls(handler, start: int, count: int) -> None:
 
     chain = RunnableLambda(lambda x: x.upper(), name="shout") | RunnableLambda(lambda x: x[:40], name="cut")
     for call in range(start, start + count):
-        chain.invoke("a long prompt about roses " * 20, {"callbacks": [handler], "metadata": {"worker": "w0", "call": call}})
+        chain.invoke(
+            "a long prompt about roses " * 20, {"callbacks": [handler], "metadata": {"worker": "w0", "call": call}}
+        )
 
 
 @pytest.mark.log_schema_exempt("the small file system is unmounted before the schema check", files=["disk/*"])
