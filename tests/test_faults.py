@@ -423,3 +423,70 @@ def test_a_file_made_read_only_underneath(tmp_path):
     assert 120 == handler.stats.lines_written == len(ledger.traced)
     assert 60 == ledger.drop_reports[0]["lc_trace.dropped.write_error"]
     assert {c: 6 for c in (*range(10), *range(20, 30))} == dict(ledger.calls("w0"))
+
+
+@contextlib.contextmanager
+def failing_disk(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+    """A real FUSE file system (tests/faults/eiofs.py) whose writes fail with EIO on demand."""
+    try:
+        import fuse  # noqa: F401  (fusepy; needs libfuse2 and /dev/fuse)
+    except (ImportError, OSError) as exc:
+        pytest.skip(f"no FUSE here (fusepy with libfuse2; .ci/run installs them): {exc}")
+    if not os.path.exists("/dev/fuse"):
+        pytest.skip("no /dev/fuse on this machine")
+    backing, mount = tmp_path / "backing", tmp_path / "mnt"
+    backing.mkdir()
+    mount.mkdir()
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "faults" / "eiofs.py"), str(backing), str(mount)],
+        env=ENV,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not os.path.ismount(mount):
+            if server.poll() is not None or time.monotonic() > deadline:
+                pytest.skip(f"cannot mount a FUSE file system here: {server.communicate()[1].strip()[-300:]}")
+            time.sleep(0.05)
+        yield backing, mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False, capture_output=True)
+        server.terminate()
+        server.communicate(timeout=30)
+
+
+@pytest.mark.log_schema_exempt("read back through the ledger before the file system is unmounted", files=["mnt/*"])
+def test_an_io_error_part_way_through_a_write(tmp_path, caplog):
+    """
+    A disk that fails with EIO 2,500 bytes into a batch (a real FUSE file system): the part of a
+    line it took is cut back, every line is written and counted or dropped and counted, writing
+    resumes when the disk does, one warning at each end.
+    """
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from lc_trace import TraceHandler
+
+    with failing_disk(tmp_path) as (backing, mount):
+        log = mount / "logs" / "lc_trace.jsonl"
+        handler = TraceHandler(tracer_provider=TracerProvider(), log_path=log, flush_interval_ms=60_000)
+        with caplog.at_level(logging.WARNING, logger="lc_trace"):
+            _traced_calls(handler, 0, 10)
+            assert handler.flush()
+            (backing / ".fail").write_text("2500")
+            _traced_calls(handler, 10, 10)
+            assert handler.flush()
+            failed = read_ledger(backing / "logs" / "lc_trace.jsonl")
+            (backing / ".fail").unlink()
+            _traced_calls(handler, 20, 10)
+            handler.close()
+        ledger = read_ledger(backing / "logs" / "lc_trace.jsonl")
+
+    assert [] == failed.torn and [] == ledger.torn
+    kept = len(failed.traced) - 60  # the whole lines within the 2,500 bytes the disk took; the rest was cut back
+    assert 1 <= kept < 5
+    assert 60 - kept == handler.stats.dropped_write_error
+    assert 120 + kept == handler.stats.lines_written == len(ledger.traced)
+    assert 60 - kept == ledger.drop_reports[0]["lc_trace.dropped.write_error"]
+    episode = [r.getMessage() for r in caplog.records if r.name == "lc_trace"]
+    assert 2 == len(episode) and "Input/output error" in episode[0] and "again" in episode[1]
