@@ -44,7 +44,7 @@ from lc_trace._log_sink import ClosedLogSink, LogSink, Processor
 from lc_trace._mapping import Start
 from lc_trace._metric_sink import MetricSink
 from lc_trace._recorder import Recorder
-from lc_trace._span_sink import SpanSink
+from lc_trace._span_sink import span_sink
 from lc_trace._stats import Stats
 from lc_trace._writer import LineWriter
 
@@ -171,7 +171,7 @@ class _TraceCore:
             else _env.env_int(_env.LC_TRACE_MAX_CONTENT_LENGTH, 8192, minimum=16)
         )
         self._serializer = Serializer(length)
-        self._spans = SpanSink(tracer_provider)
+        self._spans = span_sink(tracer_provider)
         self._metrics = MetricSink(meter_provider)
         self.service_name = service_name or _service_name(tracer_provider)
         if log_path is _UNSET:

@@ -2,7 +2,9 @@
 Pure functions from one LangChain callback's arguments to one normalised record.
 
 No I/O, no OpenTelemetry, no state: each function takes what the callback received and
-returns attribute dicts named from ``_attributes`` (design.md section 4). Content (prompts,
+returns attribute dicts named from ``_attributes`` (design.md section 4). Every value is already
+a valid OpenTelemetry attribute value in the form the SDK would store it (str, bool, int, float,
+or a tuple of str), so the finished-span path can hand it on unchanged. Content (prompts,
 outputs, documents) is built only when a ``Serializer`` is passed, so turning capture off
 also skips the work.
 """
@@ -99,7 +101,7 @@ def _common(
     if parent_run_id is not None:
         attrs[A.LC_RUN_PARENT_ID] = str(parent_run_id)
     if tags:
-        attrs[A.LC_TAGS] = [str(t) for t in tags]
+        attrs[A.LC_TAGS] = tuple(str(t) for t in tags)
     if metadata:
         _metadata(attrs, metadata, serializer)
     return attrs
@@ -215,7 +217,7 @@ def _model_attributes(
     if isinstance(stop, str):
         stop = [stop]
     if isinstance(stop, Sequence) and stop:
-        attrs[A.GEN_AI_REQUEST_STOP_SEQUENCES] = [str(s) for s in stop]
+        attrs[A.GEN_AI_REQUEST_STOP_SEQUENCES] = tuple(str(s) for s in stop)
     seed = params.get("seed")
     if isinstance(seed, int) and not isinstance(seed, bool):
         attrs[A.GEN_AI_REQUEST_SEED] = seed
@@ -375,7 +377,7 @@ def llm_end(response: LLMResult, *, serializer: Serializer, capture: bool) -> tu
     if response_id:
         attrs[A.GEN_AI_RESPONSE_ID] = str(response_id)
     if finish:
-        attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] = finish
+        attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(finish)
     if found_usage:
         attrs[A.GEN_AI_USAGE_INPUT_TOKENS] = int(usage["in"])
         attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] = int(usage["out"])

@@ -21,8 +21,6 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
-from opentelemetry.trace import Span
-
 from lc_trace import _attributes as A
 from lc_trace._content import Serializer
 from lc_trace._log_sink import ClosedLogSink, LogSink
@@ -40,7 +38,7 @@ from lc_trace._mapping import (
     error_attributes,
 )
 from lc_trace._metric_sink import MetricSink
-from lc_trace._span_sink import SpanSink, now_ns
+from lc_trace._span_sink import SpanHandle, SpanSink, now_ns
 from lc_trace._stats import Stats, report_once
 
 __all__ = ["Recorder", "Run"]
@@ -75,7 +73,14 @@ class Run:
     )
 
     def __init__(
-        self, run_id: UUID, parent: Run | None, record: Start, span: Span, start_ns: int, trace_id: str, span_id: str
+        self,
+        run_id: UUID,
+        parent: Run | None,
+        record: Start,
+        span: SpanHandle,
+        start_ns: int,
+        trace_id: str,
+        span_id: str,
     ) -> None:
         self.run_id = run_id
         self.parent = parent
