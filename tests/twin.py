@@ -20,7 +20,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Span, SpanContext
 
-from lc_trace._finished_spans import FinishedSpanSink
+from lc_trace._finished_spans import FinishedSpanSink, _Pending
 from lc_trace._mapping import Start
 from lc_trace._span_sink import ApiSpanSink, SpanSink, lc_trace_tracer
 
@@ -81,6 +81,9 @@ class _Matcher:
     def __init__(self) -> None:
         self.waiting: tuple[dict[tuple[int, int], ReadableSpan], dict[tuple[int, int], ReadableSpan]] = ({}, {})
         self.problems: list[str] = []
+        self.finished: set[tuple[int, int]] = (
+            set()
+        )  # spans the finished path made (others were API spans on both sides)
         self.compared = 0
         self.stopped = False
         self._lock = threading.Lock()
@@ -108,6 +111,8 @@ class _Matcher:
                 self.waiting[index][key] = span
                 return
         main, twin = (span, other) if index == 0 else (other, span)
+        if key not in self.finished:
+            return
         self.problems.extend(compare([main], [twin]))
         self.compared += 1
 
@@ -115,7 +120,7 @@ class _Matcher:
         """How the two exports differ (nothing, when the paths are equivalent)."""
         if self.stopped:  # the test shut its provider down: the twin's export is not comparable
             return []
-        main, twin = self.waiting
+        main, twin = ({k: s for k, s in side.items() if k in self.finished} for side in self.waiting)
         unpaired = [f"{s.name}: exported by the finished path only" for s in main.values()]
         unpaired += [f"{s.name}: exported by the API path only" for s in twin.values()]
         return self.problems + unpaired
@@ -152,6 +157,7 @@ class TwinSink:
         main._ids = twins.recording
         self.twin = ApiSpanSink(twins.twin_provider, lc_trace_tracer(twins.twin_provider))
         self._lock = twins.lock
+        self._finished = twins.matcher.finished
 
     @property
     def provider(self) -> Any:
@@ -161,6 +167,9 @@ class TwinSink:
         with self._lock:  # the twin replays the ids the main path just drew
             main = self.main.start(record, parent.main if parent else None, start_ns)
             twin = self.twin.start(record, self.twin.as_span(parent.twin) if parent else None, start_ns)
+        if type(main) is _Pending:
+            context = main.get_span_context()
+            self._finished.add((context.trace_id, context.span_id))
         return _Pair(main, twin)
 
     def end(self, span: _Pair, attributes: Mapping[str, Any], reason: str | None, end_ns: int) -> None:
