@@ -247,7 +247,9 @@ class FinishedSpanSink:
         )
         if not decision.is_recording():
             return NonRecordingSpan(span_context)
-        replay = not self._own_sampler and result.attributes != attributes
+        if self._own_sampler:  # its result wraps our dict in a proxy: keep the dict, one object fewer
+            return _Pending(name, span_context, parent_context, kind, attributes, start_ns, tracer.resource, False)
+        replay = result.attributes != attributes
         return _Pending(name, span_context, parent_context, kind, result.attributes, start_ns, tracer.resource, replay)
 
     # -- while open ---------------------------------------------------------------------------
