@@ -96,6 +96,8 @@ def span_sink(tracer_provider: TracerProvider | None = None) -> SpanSink:
     """
     from lc_trace._finished_spans import FinishedSpanSink
 
+    if tracer_provider is None and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return _UntilGlobalIsSet()
     tracer = lc_trace_tracer(tracer_provider)
     if FinishedSpanSink.supports(tracer):
         return FinishedSpanSink(tracer, tracer_provider)
@@ -190,6 +192,28 @@ class ApiSpanSink:
         Ask the provider (the given one, else the current global one) to export ended spans.
         """
         return flush_provider(self._provider or trace.get_tracer_provider(), timeout_millis)
+
+
+class _UntilGlobalIsSet(ApiSpanSink):
+    """
+    A handler built before the app set its global provider: the API path (the proxy tracer
+    hands out no-op spans) until the first run after the provider is set, then the sink that
+    provider gets, its methods bound in place of these. A span begun on the API path ends on
+    it: the finished-span sink hands live spans to the API path.
+    """
+
+    __slots__ = ("__dict__",)
+
+    def start(self, record: Start, parent: Span | None, start_ns: int) -> Span:
+        """
+        Start on the API path, or switch to the real sink once the global provider exists.
+        """
+        if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+            sink = span_sink(None)
+            for name in ("start", "end", "event", "rename", "as_span"):
+                setattr(self, name, getattr(sink, name))
+            return sink.start(record, parent, start_ns)  # type: ignore[no-any-return]
+        return super().start(record, parent, start_ns)
 
 
 def now_ns() -> int:

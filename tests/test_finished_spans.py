@@ -264,3 +264,17 @@ def log_path_lines(handler: Any) -> list[Any]:
     from lc_trace.testing import read_log
 
     return read_log(handler.log_path)
+
+
+@pytest.mark.usefixtures("fresh_global")
+def test_a_handler_built_before_the_global_provider_switches_when_it_is_set(log_path):
+    """Built before the app sets its global SDK provider: runs after it is set take the finished path."""
+    handler = TraceHandler(log_path=log_path)
+    flower_chain().invoke({"who": "mom"}, {"callbacks": [handler]})  # no provider yet: nothing to export
+    exporter = InMemorySpanExporter()
+    trace.set_tracer_provider(provider_with(exporter))
+    sink = handler._spans
+    assert isinstance(sink.start(START, None, 1), _Pending)
+    flower_chain().invoke({"who": "mom"}, {"callbacks": [handler]})
+    handler.close()
+    assert 4 == len(exporter.get_finished_spans())
