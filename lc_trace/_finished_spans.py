@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace import (
 )
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.sampling import (
+    Decision,
     ParentBased,
     ParentBasedTraceIdRatio,
     Sampler,
@@ -88,6 +89,23 @@ def _passes_attributes_through(sampler: Sampler) -> bool:
     if type(sampler) in _PARENT_BASED:
         return all(_passes_attributes_through(getattr(sampler, name, None)) for name in _DELEGATES)  # type: ignore[arg-type]
     return False
+
+
+def _fixed_decisions(sampler: Sampler) -> tuple[Decision, ...] | None:
+    """
+    For the SDK's fixed-decision samplers (``ALWAYS_ON``, ``ALWAYS_OFF``, and ``ParentBased``
+    over those: the default ``parentbased_always_on``), the decision for a root, a remote parent
+    sampled or not, a local parent sampled or not. Their answer depends on nothing else, and
+    their trace state is the parent's: computing it skips the calls and the context they need.
+    """
+    if type(sampler).should_sample is StaticSampler.should_sample:
+        decision = getattr(sampler, "_decision", None)
+        return (decision,) * 5 if isinstance(decision, Decision) else None
+    if type(sampler).should_sample is ParentBased.should_sample:
+        delegates = [_fixed_decisions(getattr(sampler, name, None)) for name in _DELEGATES]  # type: ignore[arg-type]
+        if all(d is not None for d in delegates):
+            return tuple(d[0] for d in delegates)  # type: ignore[index]
+    return None
 
 
 def _quiet(processor: SpanProcessor) -> bool:
@@ -160,6 +178,8 @@ class FinishedSpanSink:
         "_limits",
         "_multi",
         "_own_sampler",
+        "_sampler",
+        "_static",
         "_quiet",
         "_scope",
         "_info",
@@ -191,7 +211,15 @@ class FinishedSpanSink:
         self._enabled = getattr(tracer, "_is_enabled", None)
         self._checked: tuple[SpanProcessor, ...] | None = None
         self._quiet = False
-        self._own_sampler = _passes_attributes_through(tracer.sampler)
+        self._sampler: Any = None
+        self._own_sampler = False
+        self._static: tuple[Decision, ...] | None = None
+        self._use_sampler(tracer.sampler)
+
+    def _use_sampler(self, sampler: Sampler) -> None:
+        self._sampler = sampler
+        self._own_sampler = _passes_attributes_through(sampler)
+        self._static = _fixed_decisions(sampler)
 
     @property
     def provider(self) -> Any:
@@ -220,20 +248,31 @@ class FinishedSpanSink:
         name = record.span_name
         kind = SpanKind.CLIENT if record.client else SpanKind.INTERNAL
         ids = self._ids
-        if parent is not None:
-            context = trace.set_span_in_context(self.as_span(parent))
-            parent_context: SpanContext | None = parent.get_span_context()
-        else:
-            context = None
-            parent_context = trace.get_current_span().get_span_context()
+        tracer = self._tracer
+        if tracer.sampler is not self._sampler:
+            self._use_sampler(tracer.sampler)
+        parent_context: SpanContext | None = (
+            parent.get_span_context() if parent is not None else trace.get_current_span().get_span_context()
+        )
         if parent_context is None or not parent_context.is_valid:
             parent_context = None
             trace_id = ids.generate_trace_id()
         else:
             trace_id = parent_context.trace_id
-        tracer = self._tracer
-        result = tracer.sampler.should_sample(context, trace_id, name, kind, attributes, ())
-        decision = result.decision
+        static = self._static
+        result: Any = None
+        decision: Any
+        if static is not None:  # the SDK's fixed-decision samplers: their answer, without the call
+            if parent_context is None:
+                decision, trace_state = static[0], None
+            else:
+                sampled = parent_context.trace_flags.sampled
+                decision = static[(1 if sampled else 2) if parent_context.is_remote else (3 if sampled else 4)]
+                trace_state = parent_context.trace_state
+        else:
+            context = trace.set_span_in_context(self.as_span(parent)) if parent is not None else None
+            result = self._sampler.should_sample(context, trace_id, name, kind, attributes, ())
+            decision, trace_state = result.decision, result.trace_state
         if parent_context is None:
             random = _RANDOM and getattr(ids, "is_trace_id_random", bool)()
         else:
@@ -243,11 +282,11 @@ class FinishedSpanSink:
             ids.generate_span_id(),
             is_remote=False,
             trace_flags=_FLAGS[decision.is_sampled(), bool(random)],
-            trace_state=result.trace_state,
+            trace_state=trace_state,
         )
         if not decision.is_recording():
             return NonRecordingSpan(span_context)
-        if self._own_sampler:  # its result wraps our dict in a proxy: keep the dict, one object fewer
+        if result is None or self._own_sampler:  # the SDK's samplers pass our dict on (in a proxy): keep the dict
             return _Pending(name, span_context, parent_context, kind, attributes, start_ns, tracer.resource, False)
         replay = result.attributes != attributes
         return _Pending(name, span_context, parent_context, kind, result.attributes, start_ns, tracer.resource, replay)

@@ -278,3 +278,28 @@ def test_a_handler_built_before_the_global_provider_switches_when_it_is_set(log_
     flower_chain().invoke({"who": "mom"}, {"callbacks": [handler]})
     handler.close()
     assert 4 == len(exporter.get_finished_spans())
+
+
+@pytest.mark.parametrize("sampled", [True, False])
+def test_a_remote_parent_decides_under_the_default_sampler(sampled, make_handler):
+    """Under parentbased_always_on, a root below a remote parent follows its sampled flag and keeps its trace state."""
+    from opentelemetry import context as otel_context
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    exporter = InMemorySpanExporter()
+    handler = make_handler(tracer_provider=provider_with(exporter))
+    remote = SpanContext(
+        0x1234,
+        0x5678,
+        is_remote=True,
+        trace_flags=TraceFlags(TraceFlags.SAMPLED if sampled else TraceFlags.DEFAULT),
+        trace_state=TraceState([("vendor", "y")]),
+    )
+    token = otel_context.attach(trace.set_span_in_context(NonRecordingSpan(remote)))
+    try:
+        flower_chain().invoke({"who": "mom"}, {"callbacks": [handler]})
+    finally:
+        otel_context.detach(token)
+    spans = exporter.get_finished_spans()
+    assert (4 if sampled else 0) == len(spans)
+    assert all(0x1234 == s.context.trace_id and "vendor=y" == s.context.trace_state.to_header() for s in spans)
