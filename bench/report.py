@@ -17,7 +17,7 @@ from typing import Any
 __all__ = ["Overheads", "overheads", "render"]
 
 LC_TRACE = "lc_trace"
-CONTENT_PEERS = ("openinference", "openllmetry")
+CONTENT_PEERS = ("openinference", "openllmetry", "langfuse")
 SCENARIO_ORDER = ("chain", "nested", "stream", "agent", "gather")
 MODE_ORDER = ("sync", "async")
 

@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
+from opentelemetry.trace import Span
+
 from lc_trace import _attributes as A
 from lc_trace._content import Serializer
 from lc_trace._log_sink import ClosedLogSink, LogSink
@@ -171,6 +173,15 @@ class Recorder:
         Runs started and not yet ended.
         """
         return len(self._runs)
+
+    def span_of(self, run_id: UUID) -> Span | None:
+        """
+        An open run's span as an API ``Span``, to make current while the run's code runs: the
+        live span on the API path, a ``NonRecordingSpan`` with the span's context on the
+        finished-span path (its context exists from the run's start). None for an unknown run.
+        """
+        run = self._runs.get(run_id)
+        return self.spans.as_span(run.span) if run is not None else None
 
     # -- starts -----------------------------------------------------------------------------
 

@@ -303,3 +303,25 @@ def test_a_remote_parent_decides_under_the_default_sampler(sampled, make_handler
     spans = exporter.get_finished_spans()
     assert (4 if sampled else 0) == len(spans)
     assert all(0x1234 == s.context.trace_id and "vendor=y" == s.context.trace_state.to_header() for s in spans)
+
+
+def test_a_runs_span_context_exists_from_its_start(make_handler, exporter):
+    """While a run's code runs, its span (for making it current) carries the context it is exported with."""
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    handler = make_handler()
+    seen: dict[str, Any] = {}
+
+    class RunIds(BaseCallbackHandler):
+        def on_chain_start(self, serialized, inputs, *, run_id, **kwargs):
+            seen["run_id"] = run_id
+
+    def step(x: int) -> int:
+        seen["span"] = handler._recorder.span_of(seen["run_id"])
+        return x
+
+    RunnableLambda(step, name="step").invoke(1, {"callbacks": [RunIds(), handler]})
+    (span,) = exporter.get_finished_spans()
+    assert NonRecordingSpan is type(seen["span"])
+    assert span.context == seen["span"].get_span_context()
+    assert handler._recorder.span_of(seen["run_id"]) is None  # ended
