@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_core.messages import BaseMessage, ToolMessage
-from langchain_core.outputs import LLMResult
+from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, LLMResult
 
 from lc_trace import _attributes as A
 from lc_trace._content import REDACTED, Serializer, is_secret_key, message_role
@@ -314,7 +314,8 @@ def _message_parts(message: BaseMessage, finish_reason: str | None = None) -> di
         ]
     else:
         parts = _content_parts(message.content)
-        for call in getattr(message, "tool_calls", None) or ():
+        # Only AI messages have tool calls; getattr on another pydantic message misses slowly (~2.4 us).
+        for call in (message.tool_calls if isinstance(message, AIMessage) else None) or ():
             parts.append(
                 {"type": "tool_call", "id": call.get("id"), "name": call.get("name"), "arguments": call.get("args")}
             )
@@ -342,7 +343,7 @@ def llm_end(response: LLMResult, *, serializer: Serializer, capture: bool) -> tu
         for gen in generations:
             info = gen.generation_info or {}
             reason = info.get("finish_reason") or info.get("stop_reason")
-            message = getattr(gen, "message", None)
+            message = gen.message if isinstance(gen, ChatGeneration) else None  # a miss on pydantic is slow
             if message is not None:
                 meta = message.response_metadata or {}
                 reason = reason or meta.get("finish_reason") or meta.get("stop_reason")
