@@ -123,6 +123,7 @@ class _Pending:
 
     __slots__ = (
         "attributes",
+        "content",
         "context",
         "events",
         "kind",
@@ -151,6 +152,7 @@ class _Pending:
         self.parent = parent
         self.kind = kind
         self.attributes = attributes  # the sampler's result: the live span starts with these
+        self.content: Mapping[str, Any] | None = None  # more start attributes, after these
         self.start_ns = start_ns
         self.resource = resource
         self.events: list[Event] | None = None
@@ -243,8 +245,7 @@ class FinishedSpanSink:
         if not self._quiet or (self._enabled is not None and not self._enabled()):
             return self._api.start(record, self.as_span(parent) if parent is not None else None, start_ns)
         attributes = record.attributes
-        if record.content:
-            attributes = {**attributes, **record.content}
+        content = record.content
         name = record.span_name
         kind = SpanKind.CLIENT if record.client else SpanKind.INTERNAL
         ids = self._ids
@@ -271,6 +272,8 @@ class FinishedSpanSink:
                 trace_state = parent_context.trace_state
         else:
             context = trace.set_span_in_context(self.as_span(parent)) if parent is not None else None
+            if content:  # what start_span would be given
+                attributes, content = {**attributes, **content}, {}
             result = self._sampler.should_sample(context, trace_id, name, kind, attributes, ())
             decision, trace_state = result.decision, result.trace_state
         if parent_context is None:
@@ -287,7 +290,10 @@ class FinishedSpanSink:
         if not decision.is_recording():
             return NonRecordingSpan(span_context)
         if result is None or self._own_sampler:  # the SDK's samplers pass our dict on (in a proxy): keep the dict
-            return _Pending(name, span_context, parent_context, kind, attributes, start_ns, tracer.resource, False)
+            pending = _Pending(name, span_context, parent_context, kind, attributes, start_ns, tracer.resource, False)
+            if content:  # kept apart until the end: no merged copy while the run is open
+                pending.content = content
+            return pending
         replay = result.attributes != attributes
         return _Pending(name, span_context, parent_context, kind, result.attributes, start_ns, tracer.resource, replay)
 
@@ -379,6 +385,8 @@ class FinishedSpanSink:
         """
         updates = span.updates
         merged = dict(span.attributes)
+        if span.content:
+            merged.update(span.content)
         for update in (*updates, end) if updates else (end,):
             for key in update:
                 if key in merged:
@@ -393,7 +401,7 @@ class FinishedSpanSink:
             return merged  # nothing was ever dropped or cut: the dict only grew
         bounded = BoundedAttributes(  # a limit bites: replay the calls through the SDK's own type
             limits.max_span_attributes,
-            span.attributes,
+            {**span.attributes, **span.content} if span.content else span.attributes,
             immutable=False,
             max_value_len=limits.max_span_attribute_length,
         )
