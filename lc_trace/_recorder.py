@@ -301,10 +301,8 @@ class Recorder:
             attributes[A.LC_END_REASON] = end_reason
         if run.run_type in (CHAT_MODEL, LLM):
             self.metrics.model_call(run.attributes, attributes, (ns - run.start_ns) / 1e9)
-        span_attributes = {**attributes, **content} if content else attributes
-        self.spans.end(run.span, span_attributes, reason, ns)
-        fields = dict(attributes)
-        fields.update(content)
+        fields = {**attributes, **content} if content else attributes
+        self.spans.end(run.span, fields, reason, ns)  # sinks copy what they keep: the line reuses the dict
         fields[A.EVENT_OUTCOME] = (
             "success" if reason is None and end_reason is None else "failure" if reason == FAILED else "unknown"
         )

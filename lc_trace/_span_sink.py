@@ -59,7 +59,8 @@ class SpanSink(Protocol):
 
     def end(self, span: Any, attributes: Mapping[str, Any], reason: str | None, end_ns: int) -> None:
         """
-        Close it with the end attributes; ``reason`` as in :meth:`ApiSpanSink.end`.
+        Close it with the end attributes; ``reason`` as in :meth:`ApiSpanSink.end`. The sink
+        keeps no reference to *attributes*: the caller reuses the dict.
         """
 
     def event(self, span: Any, name: str, attributes: Mapping[str, Any], timestamp_ns: int) -> None:
