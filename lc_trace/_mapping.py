@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
@@ -264,9 +265,42 @@ def chat_model_start(
     """
     start = _model_start(CHAT_MODEL, A.OP_CHAT, serialized, serializer=serializer, **kwargs)
     if capture and messages:
-        parts = [_message_parts(m) for prompt in messages for m in prompt]
-        start.content[A.GEN_AI_INPUT_MESSAGES] = serializer.dumps(parts)
+        flat = [m for prompt in messages for m in prompt]
+        text = _text_messages_json(flat, serializer)
+        if text is None:
+            text = serializer.dumps([_message_parts(m) for m in flat])
+        start.content[A.GEN_AI_INPUT_MESSAGES] = text
     return start
+
+
+# What a text message's parts cost the walk's length budget besides its role and text: its keys
+# and three containers (48 today), with room to spare so a message near the budget is walked.
+_TEXT_MESSAGE_OVERHEAD = 64
+
+
+def _text_messages_json(messages: Sequence[BaseMessage], serializer: Serializer) -> str | None:
+    """
+    ``serializer.dumps`` of the messages' parts when every message is plain text (the usual
+    prompt), without the walk: parts of short strings under fixed keys, fewer than the item cap
+    and inside the length budget, which the walk returns unchanged. None for anything else
+    (tool calls, tool results, content blocks, long text), which takes the walk.
+    """
+    if len(messages) > serializer.max_items:
+        return None
+    out = []
+    size = 16  # the list around them
+    for message in messages:
+        content = message.content
+        if type(content) is not str or isinstance(message, ToolMessage):
+            return None
+        if isinstance(message, AIMessage) and message.tool_calls:
+            return None
+        role = message_role(message)
+        size += _TEXT_MESSAGE_OVERHEAD + len(role) + len(content)
+        out.append({"role": role, "parts": [{"type": "text", "content": content}] if content else []})
+    if size > serializer.max_length:
+        return None
+    return serializer.text(orjson.dumps(out).decode())
 
 
 def llm_start(
