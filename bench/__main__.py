@@ -41,6 +41,7 @@ CONTENDERS = {
     "lc_trace-async-no-content": "lc_trace AsyncTraceHandler, content off",
     "openinference": "OpenInference LangChainInstrumentor, content on",
     "openllmetry": "OpenLLMetry LangchainInstrumentor, content on",
+    "langfuse": "Langfuse langchain CallbackHandler, content on",
     "file-callback": "LangChain FileCallbackHandler",
 }
 SCENARIOS = {
@@ -59,7 +60,7 @@ SCENARIOS = {
     },
 }
 PARTS = ("overhead", "writer", "memory", "content")
-PEERS_OPTIONAL_IN_SMOKE = ("openinference", "openllmetry")
+PEERS_OPTIONAL_IN_SMOKE = ("openinference", "openllmetry", "langfuse")
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ def installed(python: Path, contender: str) -> bool:
     module = {
         "openinference": "openinference.instrumentation.langchain",
         "openllmetry": "opentelemetry.instrumentation.langchain",
+        "langfuse": "langfuse.langchain",
     }
     code = f"import importlib.util,sys; sys.exit(importlib.util.find_spec({module[contender]!r}) is None)"
     return subprocess.run([str(python), "-c", code], env=clean_env(), cwd=ROOT).returncode == 0
@@ -323,7 +325,9 @@ EXPLANATION = """## What the figures mean
   go to OTel's no-op meter. lc_trace writes its log lines to a real file in a temporary folder;
   `FileCallbackHandler` writes its text to a real file too.
 - **Content captured.** lc_trace by default (rows "content on"); OpenInference by default; OpenLLMetry
-  with `TRACELOOP_TRACE_CONTENT=true`. `FileCallbackHandler` writes chain enter/exit text only.
+  with `TRACELOOP_TRACE_CONTENT=true`; Langfuse's `CallbackHandler` by default (its client is given the
+  contender's provider and the counting exporter, so its own batch processor runs offline).
+  `FileCallbackHandler` writes chain enter/exit text only.
 - **Fresh processes.** The peers' instrumentors patch `BaseCallbackManager.__init__` globally and leave
   state behind (a bare chain timed after one instrument/uninstrument cycle ran 3× slower than in a clean
   process), so every contender runs in its own process, which first times the bare chain and only then

@@ -186,6 +186,30 @@ def _openllmetry(workdir: Path) -> Attached:
     return Attached([], provider, exporter)
 
 
+def _langfuse(workdir: Path) -> Attached:
+    # Langfuse's SDK is OTel-based and takes a provider and an exporter: its own batch processor
+    # (LangfuseSpanProcessor) exports into the counting exporter, so it runs offline. The keys
+    # and host are placeholders nothing is sent to.
+    from langfuse import Langfuse
+    from langfuse.langchain import CallbackHandler
+
+    exporter = CountingExporter()
+    provider = TracerProvider()
+    client = Langfuse(
+        public_key="pk-lf-bench",
+        secret_key="sk-lf-bench",
+        host="http://127.0.0.1:9",
+        tracer_provider=provider,
+        span_exporter=exporter,
+    )
+
+    def finish() -> dict[str, Any]:
+        client.flush()
+        return {}
+
+    return Attached([CallbackHandler(public_key="pk-lf-bench")], provider, exporter, finish)
+
+
 def _file_callback(workdir: Path) -> Attached:
     from langchain_core.callbacks import FileCallbackHandler
 
@@ -222,6 +246,13 @@ CONTENDERS: dict[str, Contender] = {
             "peer",
             _openllmetry,
             ("opentelemetry-instrumentation-langchain",),
+        ),
+        Contender(
+            "langfuse",
+            "Langfuse langchain CallbackHandler, content on",
+            "peer",
+            _langfuse,
+            ("langfuse",),
         ),
         Contender("file-callback", "LangChain FileCallbackHandler", "peer", _file_callback),
     )

@@ -17,7 +17,7 @@ from typing import Any
 __all__ = ["Overheads", "overheads", "render"]
 
 LC_TRACE = "lc_trace"
-CONTENT_PEERS = ("openinference", "openllmetry")
+CONTENT_PEERS = ("openinference", "openllmetry", "langfuse")
 SCENARIO_ORDER = ("chain", "nested", "stream", "agent", "gather")
 MODE_ORDER = ("sync", "async")
 
@@ -200,14 +200,26 @@ def _mark(ok: bool | None) -> str:
 
 
 def _per_case_goal(
-    ov: Overheads, text: str, num: str, den: str | Sequence[str], limit: float, cases: Sequence[str]
+    ov: Overheads,
+    text: str,
+    num: str,
+    den: str | Sequence[str],
+    limit: float,
+    cases: Sequence[str],
+    above: str | None = None,
 ) -> Goal:
+    """
+    ``num``'s per-event overhead over ``den``'s (the lowest of several) in each case, each less
+    ``above``'s first when given (what a contender adds above LangChain's own dispatch cost).
+    """
     mine, checked, worst = ov.per_event_us.get(num, {}), [], 0.0
+    base = ov.per_event_us.get(above, {}) if above else {}
     for case in cases:
+        floor = base.get(case, math.nan) if above else 0.0
         dens = [den] if isinstance(den, str) else list(den)
-        others = [ov.per_event_us.get(d, {}).get(case, math.nan) for d in dens]
+        others = [ov.per_event_us.get(d, {}).get(case, math.nan) - floor for d in dens]
         others = [o for o in others if not math.isnan(o)]
-        ratio = _div(mine.get(case), min(others) if others else math.nan)
+        ratio = _div(mine.get(case, math.nan) - floor, min(others) if others else math.nan)
         if math.isnan(ratio):
             continue
         checked.append(f"{case} {ratio:.2f}")
@@ -230,15 +242,23 @@ def goals(
     """
     found = [
         _per_case_goal(
-            ov, "lc_trace's overhead per event ≤ 1.5× the span floor's", LC_TRACE, "span-floor", 1.5, ov.cases
+            ov,
+            "lc_trace (content on, file log) costs ≤ 1.0× the span floor per event: cheaper than one bare SDK "
+            "span per run",
+            LC_TRACE,
+            "span-floor",
+            1.0,
+            ov.cases,
         ),
         _per_case_goal(
             ov,
-            "lc_trace's overhead per event ≤ ⅓ of the fastest content-capturing peer's",
+            "what lc_trace adds above LangChain's own dispatch (the inline no-op) ≤ ⅓ of what the fastest "
+            "content-capturing peer adds",
             LC_TRACE,
             CONTENT_PEERS,
             1 / 3,
             ov.cases,
+            above="noop-inline",
         ),
         _per_case_goal(
             ov,
@@ -261,10 +281,13 @@ def goals(
         )
         lag = writer["lag"]
         mine, bare = lag["lc_trace"], lag["bare"]
+        floor = lag["span-floor"]
+        p99 = mine.get("p99_lag_ms", math.nan)
         found.append(
             Goal(
-                "event-loop lag < 1 ms during a 10,000 events/s burst",
-                mine["max_lag_ms"] < 1.0,
+                "event-loop lag in a 10,000 events/s burst: max ≤ the span floor's, p99 < 1 ms",
+                mine["max_lag_ms"] <= floor["max_lag_ms"] and p99 < 1.0,
+                f"p99 {p99:.2f} ms with lc_trace, {floor.get('p99_lag_ms', math.nan):.2f} ms with the span floor; "
                 f"max lag {mine['max_lag_ms']:.2f} ms with lc_trace (median of {lag['reps']} bursts), "
                 f"{bare['max_lag_ms']:.2f} ms with no handler, "
                 f"{lag['span-floor']['max_lag_ms']:.2f} ms with the span floor; outside garbage-collector "

@@ -28,6 +28,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import CodeType
 from typing import Any, Literal
 from uuid import UUID
 
@@ -44,7 +45,7 @@ from lc_trace._log_sink import ClosedLogSink, LogSink, Processor
 from lc_trace._mapping import Start
 from lc_trace._metric_sink import MetricSink
 from lc_trace._recorder import Recorder
-from lc_trace._span_sink import SpanSink
+from lc_trace._span_sink import span_sink
 from lc_trace._stats import Stats
 from lc_trace._writer import LineWriter
 
@@ -52,6 +53,11 @@ __all__ = ["AsyncTraceHandler", "TraceHandler"]
 
 _DEFAULT_LOG_PATH = os.path.join("lc_trace_logs", "lc_trace.jsonl")
 _LLM_START_CODE = inspect.unwrap(AsyncCallbackManager.on_llm_start).__code__
+# Python < 3.12 runs a comprehension in a frame of its own, whose code is a constant of the
+# method's; the two of on_llm_start that sort handlers (padded, so the check below is two `is`).
+_SORTERS = (*(c for c in _LLM_START_CODE.co_consts if isinstance(c, CodeType)), _LLM_START_CODE, _LLM_START_CODE)
+_SORTER_A, _SORTER_B = _SORTERS[0], _SORTERS[1]
+_getframe = sys._getframe
 _UNSET: Any = object()
 
 
@@ -171,7 +177,7 @@ class _TraceCore:
             else _env.env_int(_env.LC_TRACE_MAX_CONTENT_LENGTH, 8192, minimum=16)
         )
         self._serializer = Serializer(length)
-        self._spans = SpanSink(tracer_provider)
+        self._spans = span_sink(tracer_provider)
         self._metrics = MetricSink(meter_provider)
         self.service_name = service_name or _service_name(tracer_provider)
         if log_path is _UNSET:
@@ -282,12 +288,20 @@ class _TraceCore:
     def run_inline(self) -> bool:
         """
         True, except while langchain-core's AsyncCallbackManager.on_llm_start sorts handlers.
+
+        LangChain reads this per handler per event (two or three times under ``ainvoke``), so
+        everywhere but that one decision it is a frame fetch and two identity checks.
         """
-        frame = sys._getframe(1)
-        if frame.f_code.co_name == "<listcomp>" and frame.f_back is not None:
-            frame = frame.f_back  # Python < 3.12 runs comprehensions in their own frame
-        if frame.f_code is not _LLM_START_CODE:
+        code = _getframe(1).f_code
+        if code is not _SORTER_A and code is not _SORTER_B and code is not _LLM_START_CODE:
             return True
+        return self._inline_while_sorting()
+
+    @staticmethod
+    def _inline_while_sorting() -> bool:
+        frame = _getframe(2)
+        if frame.f_code is not _LLM_START_CODE and frame.f_back is not None:
+            frame = frame.f_back  # the comprehension's frame: the method is one further up
         handlers = getattr(frame.f_locals.get("self"), "handlers", ())
         return any(h.run_inline for h in handlers if not isinstance(h, _TraceCore))
 

@@ -58,16 +58,22 @@ class LogSink:
         processors: extra structlog processors, run after ECS shaping and before rendering.
     """
 
-    __slots__ = ("_log", "_shaper")
+    __slots__ = ("_direct", "_emit", "_log", "_shaper")
 
     def __init__(self, emit: Callable[[bytes], None], service_name: str, processors: Iterable[Processor] = ()) -> None:
         self._shaper = EcsShaper({A.SERVICE_NAME: service_name, A.EVENT_DATASET: "lc_trace"})
-        self._log = _LineLogger(_QueueLogger(emit), [self._shaper, *processors, render_json_line], {})
+        user = list(processors)
+        self._log = _LineLogger(_QueueLogger(emit), [self._shaper, *user, render_json_line], {})
+        self._emit = emit
+        self._direct = not user  # no user processor: the same bytes without structlog's dict copies
 
     def emit(self, level: str, message: str, fields: Mapping[str, Any]) -> None:
         """
         One line at *level* (``info``, ``warning`` or ``error``) with *fields*.
         """
+        if self._direct:
+            self._emit(render_json_line(None, level, self._shaper.line(level, message, fields)))
+            return
         try:
             self._log.line(level, message, fields)
         except structlog.DropEvent:  # a user's processor dropped the line, as structlog allows

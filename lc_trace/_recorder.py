@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import random
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
@@ -40,7 +41,7 @@ from lc_trace._mapping import (
     error_attributes,
 )
 from lc_trace._metric_sink import MetricSink
-from lc_trace._span_sink import SpanSink, now_ns
+from lc_trace._span_sink import SpanHandle, SpanSink, now_ns
 from lc_trace._stats import Stats, report_once
 
 __all__ = ["Recorder", "Run"]
@@ -52,6 +53,7 @@ EVICTED = "evicted"
 SHUTDOWN = "shutdown"
 
 F = TypeVar("F", bound=Callable[..., Any])
+_time_ns = time.time_ns
 
 
 class Run:
@@ -75,7 +77,14 @@ class Run:
     )
 
     def __init__(
-        self, run_id: UUID, parent: Run | None, record: Start, span: Span, start_ns: int, trace_id: str, span_id: str
+        self,
+        run_id: UUID,
+        parent: Run | None,
+        record: Start,
+        span: SpanHandle,
+        start_ns: int,
+        trace_id: str,
+        span_id: str,
     ) -> None:
         self.run_id = run_id
         self.parent = parent
@@ -84,7 +93,7 @@ class Run:
         self.span = span
         self.start_ns = start_ns
         self.attributes = record.attributes
-        self.children: set[UUID] = set()
+        self.children: set[UUID] | None = None  # made by the first child: most runs have none
         self.trace_id = trace_id
         self.span_id = span_id
         self.chunks = 0
@@ -108,17 +117,24 @@ def guarded(method: F) -> F:
         try:
             return method(self, *args, **kwargs)
         except Exception:
-            self.stats.add("internal_errors")
-            report_once(
-                self.stats,
-                f"internal:{method.__name__}",
-                "internal error in %s (counted in stats.internal_errors)",
-                method.__name__,
-                exc_info=True,
-            )
+            _failed(self, method.__name__)
             return None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _failed(recorder: Recorder, name: str) -> None:
+    """
+    Count and report (once) an lc_trace failure in *name*; called from an ``except`` block.
+    """
+    recorder.stats.add("internal_errors")
+    report_once(
+        recorder.stats,
+        f"internal:{name}",
+        "internal error in %s (counted in stats.internal_errors)",
+        name,
+        exc_info=True,
+    )
 
 
 class Recorder:
@@ -158,6 +174,15 @@ class Recorder:
         """
         return len(self._runs)
 
+    def span_of(self, run_id: UUID) -> Span | None:
+        """
+        An open run's span as an API ``Span``, to make current while the run's code runs: the
+        live span on the API path, a ``NonRecordingSpan`` with the span's context on the
+        finished-span path (its context exists from the run's start). None for an unknown run.
+        """
+        run = self._runs.get(run_id)
+        return self.spans.as_span(run.span) if run is not None else None
+
     # -- starts -----------------------------------------------------------------------------
 
     @guarded
@@ -188,7 +213,10 @@ class Recorder:
         with self._lock:
             self._runs[run_id] = run
             if parent is not None:
-                parent.children.add(run_id)
+                if parent.children is None:
+                    parent.children = {run_id}
+                else:
+                    parent.children.add(run_id)
             while len(self._runs) > self.max_open_runs:
                 evicted.append(self._runs.pop(next(iter(self._runs))))
         if record.run_type == TOOL and parent is not None:
@@ -247,7 +275,7 @@ class Recorder:
     def _take(self, run_id: UUID) -> Run | None:
         with self._lock:
             run = self._runs.pop(run_id, None)
-            if run is not None and run.parent is not None:
+            if run is not None and run.parent is not None and run.parent.children is not None:
                 run.parent.children.discard(run_id)
         return run
 
@@ -273,10 +301,8 @@ class Recorder:
             attributes[A.LC_END_REASON] = end_reason
         if run.run_type in (CHAT_MODEL, LLM):
             self.metrics.model_call(run.attributes, attributes, (ns - run.start_ns) / 1e9)
-        span_attributes = {**attributes, **content} if content else attributes
-        self.spans.end(run.span, span_attributes, reason, ns)
-        fields = dict(attributes)
-        fields.update(content)
+        fields = {**attributes, **content} if content else attributes
+        self.spans.end(run.span, fields, reason, ns)  # sinks copy what they keep: the line reuses the dict
         fields[A.EVENT_OUTCOME] = (
             "success" if reason is None and end_reason is None else "failure" if reason == FAILED else "unknown"
         )
@@ -290,8 +316,8 @@ class Recorder:
         none to a cancelled model, tool or retriever call): close them, saying why.
         """
         with self._lock:
-            orphans = [self._runs.pop(child) for child in list(parent.children) if child in self._runs]
-            parent.children.clear()
+            orphans = [self._runs.pop(child) for child in parent.children or () if child in self._runs]
+            parent.children = None
         why = reason if reason not in (None, FAILED) else PARENT_ENDED
         for orphan in orphans:
             self._close(orphan, None, {}, {}, why, ns)
@@ -306,27 +332,35 @@ class Recorder:
             self._runs.clear()
         ns = now_ns()
         for run in runs:
-            run.children.clear()
+            run.children = None
             self._close(run, None, {}, {}, SHUTDOWN, ns)
 
     # -- events inside a run ----------------------------------------------------------------
 
-    @guarded
     def token(self, run_id: UUID, token: Any) -> None:
         """
-        A streamed chunk: counted, the first one timed; a log line only if asked for.
+        A streamed chunk: counted, the first one timed; a log line only if asked for. The
+        per-token path: one lookup, one count, once a clock read; guarded inline (a
+        ``try`` costs nothing until it catches) rather than through ``guarded``'s extra call.
         """
-        run = self._runs.get(run_id)
-        if run is None:
-            return
-        run.chunks += 1
-        if run.first_chunk_ns == 0:
-            run.first_chunk_ns = now_ns()
-        if self.log_tokens:
-            fields: dict[str, Any] = {A.LC_TOKEN_INDEX: run.chunks - 1}
-            if self.capture:
-                fields[A.LC_TOKEN] = self.serializer.dumps(token)
-            self._log("info", "llm_new_token", run, fields, now_ns())
+        try:
+            run = self._runs.get(run_id)
+            if run is None:
+                return
+            if not run.chunks:
+                run.first_chunk_ns = _time_ns()
+            run.chunks += 1
+            if self.log_tokens:
+                self._token_line(run, token)
+        except Exception:
+            _failed(self, "token")
+
+    @guarded
+    def _token_line(self, run: Run, token: Any) -> None:
+        fields: dict[str, Any] = {A.LC_TOKEN_INDEX: run.chunks - 1}
+        if self.capture:
+            fields[A.LC_TOKEN] = self.serializer.dumps(token)
+        self._log("info", "llm_new_token", run, fields, now_ns())
 
     @guarded
     def event(

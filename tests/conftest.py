@@ -21,9 +21,11 @@ from langchain_core.runnables import Runnable
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import lc_trace._handlers
 from lc_trace import AsyncTraceHandler, TraceHandler
 from lc_trace._writer import _LIVE
 from lc_trace.testing import FakeChatModel, in_memory_tracing, read_log
+from tests.twin import twin_chooser
 
 pytest_plugins = ["tests.stack.fixtures"]
 
@@ -269,3 +271,20 @@ def _log_lines_match_the_schema(request: pytest.FixtureRequest) -> Iterator[None
         pytest.fail(
             f"log lines under {root} do not match {LOG_SCHEMA_PATH.relative_to(REPO)}:\n  {shown}", pytrace=False
         )
+
+
+@pytest.fixture(autouse=True)
+def _both_span_paths_agree(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """
+    Every handler built on an SDK provider runs its spans through the finished-span path and,
+    in step, through the API path on a twin provider; after the test both exports must be the
+    same (tests/twin.py). Ids are the same by construction (the twin replays them), times too
+    (the Recorder passes them).
+    """
+    made: dict[int, Any] = {}
+    monkeypatch.setattr(lc_trace._handlers, "span_sink", twin_chooser(lc_trace._handlers.span_sink, made))
+    yield
+    for twins in made.values():
+        problems = twins.differences()
+        if problems:
+            pytest.fail("the finished-span path and the API path exported different spans:\n" + "\n".join(problems[:5]))

@@ -42,11 +42,11 @@ def test_configure_sets_the_global_provider_once(tmp_path, fresh_global, caplog)
     from opentelemetry import metrics
 
     first = lc_trace.configure("a", exporter="none", log_path=None)
-    assert trace.get_tracer_provider() is first._spans._provider
+    assert trace.get_tracer_provider() is first._spans.provider
     assert metrics.get_meter_provider() is first._metrics._provider
     with caplog.at_level(logging.WARNING, logger="lc_trace"):
         second = lc_trace.configure("b", exporter="none", log_path=None)
-    assert trace.get_tracer_provider() is first._spans._provider
+    assert trace.get_tracer_provider() is first._spans.provider
     assert "already set" in caplog.text
     first.close(), second.close()
 
@@ -73,7 +73,7 @@ def test_otlp_exporter_follows_the_protocol_variable(protocol, monkeypatch, fres
     """OTEL_EXPORTER_OTLP_PROTOCOL picks the gRPC or HTTP OTLP exporter."""
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
     handler = lc_trace.configure("x", set_global=False, log_path=None)
-    processor = handler._spans._provider._active_span_processor._span_processors[0]
+    processor = handler._spans.provider._active_span_processor._span_processors[0]
     exporter = processor._batch_processor._exporter
     assert ("grpc" if protocol == "grpc" else "http") in type(exporter).__module__
     handler.close()

@@ -292,3 +292,27 @@ def test_user_structlog_processors_shape_and_drop_lines(handler_cls, make_handle
     assert {"eu-1"} == {line["deployment"] for line in lines}
     assert "prompt" not in {line["langchain.run.type"] for line in lines}
     assert (0, 0) == (handler.stats.dropped, handler.stats.internal_errors)
+
+
+def test_lines_without_user_processors_are_the_bytes_structlog_would_render():
+    """With no user processor a line skips structlog's copies, and its bytes are the same as through the chain."""
+    from lc_trace._log_sink import LogSink
+
+    direct: list[bytes] = []
+    chained: list[bytes] = []
+    fields = {
+        "_ns": 1_796_000_000_123_456_789,
+        A.EVENT_ACTION: "chain_start",
+        A.TRACE_ID: "a" * 32,
+        A.SPAN_ID: "b" * 16,
+        A.LC_TAGS: ("x", "y"),
+        A.LC_INPUT: '{"who":"mom"}',
+    }
+    LogSink(direct.append, "flower-shop").emit("info", "chain_start RunnableSequence", dict(fields))
+    LogSink(chained.append, "flower-shop", [lambda logger, level, event: event]).emit(
+        "info", "chain_start RunnableSequence", dict(fields)
+    )
+    assert chained == direct
+    line = json.loads(direct[0])
+    assert line["@timestamp"].endswith(".123456Z")
+    assert "_ns" not in line
