@@ -15,6 +15,7 @@ import gc
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ import time
 import tracemalloc
 import urllib.error
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -70,6 +72,24 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+def _run_app(tmp_path: Path, calls: int, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run APP with *calls* calls; the process and the seconds from its last call to its exit."""
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    done = subprocess.run(
+        [sys.executable, str(app), str(calls), str(tmp_path / "app.jsonl")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    exited = time.time()
+    assert 0 == done.returncode, done.stderr
+    last = float(next(line for line in done.stdout.splitlines() if line.startswith("LAST "))[5:])
+    return done, exited - last
+
+
 class TestExitWithNothingListening:
     @pytest.mark.parametrize("protocol", PROTOCOLS)
     @pytest.mark.parametrize(
@@ -81,21 +101,8 @@ class TestExitWithNothingListening:
     )
     def test_app_exits_within_5_s_and_counts_every_span(self, protocol, calls, tmp_path):
         """An app with configure() and no collector exits within 5 s of its last call; every span is counted as lost."""
-        app = tmp_path / "app.py"
-        app.write_text(APP)
-        env = _clean_env(**_dead_endpoint(protocol))
-        done = subprocess.run(
-            [sys.executable, str(app), str(calls), str(tmp_path / "app.jsonl")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        exited = time.time()
-        assert 0 == done.returncode, done.stderr
-        last = float(next(line for line in done.stdout.splitlines() if line.startswith("LAST "))[5:])
-        assert exited - last < EXIT_BOUND_S, f"exited {exited - last:.1f} s after the last call\n{done.stderr}"
+        done, after_last = _run_app(tmp_path, calls, _clean_env(**_dead_endpoint(protocol)))
+        assert after_last < EXIT_BOUND_S, f"exited {after_last:.1f} s after the last call\n{done.stderr}"
         stats = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("STATS "))[6:])
         assert 0 == stats["spans_exported"]
         assert 4 * calls == (
@@ -111,6 +118,22 @@ class TestExitWithNothingListening:
         assert f"exiting with the collector unreachable; {4 * calls} spans and" in ours[1]
         # The log file is whole: every call's 8 lines are there, the collector being down or not.
         assert 8 * calls == len(read_log(tmp_path / "app.jsonl"))
+
+    @pytest.mark.parametrize("protocol", PROTOCOLS)
+    def test_a_collector_that_accepts_and_never_answers_holds_exit_one_timeout(self, protocol, tmp_path):
+        """A port that accepts connections and never answers (a hung collector) costs exit one OTLP timeout (2 s), not more."""
+        with socket.socket() as hung:
+            hung.bind(("127.0.0.1", 0))
+            hung.listen(16)  # the kernel completes the handshakes; nobody ever reads
+            env = _clean_env(
+                OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+                OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{hung.getsockname()[1]}",
+                OTEL_EXPORTER_OTLP_INSECURE="true",
+            )
+            done, after_last = _run_app(tmp_path, 5, env)
+        assert after_last < EXIT_BOUND_S, f"exited {after_last:.1f} s after the last call\n{done.stderr}"
+        stats = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("STATS "))[6:])
+        assert (0, 20) == (stats["spans_exported"], stats["spans_dropped_export_failed"])
 
 
 @pytest.fixture
@@ -253,21 +276,9 @@ class TestTimeouts:
 
     def test_exit_follows_a_longer_timeout_the_user_sets(self, tmp_path):
         """OTEL_EXPORTER_OTLP_TIMEOUT=4 is honoured: exit waits for that one try (about 3 s of retries), no longer."""
-        app = tmp_path / "app.py"
-        app.write_text(APP)
         env = _clean_env(**_dead_endpoint("http/protobuf"), OTEL_EXPORTER_OTLP_TIMEOUT="4")
-        done = subprocess.run(
-            [sys.executable, str(app), "5", str(tmp_path / "app.jsonl")],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-        exited = time.time()
-        assert 0 == done.returncode, done.stderr
-        last = float(next(line for line in done.stdout.splitlines() if line.startswith("LAST "))[5:])
-        assert 2.0 < exited - last < 4.0 + 3.0, f"exited {exited - last:.1f} s after the last call"
+        _, after_last = _run_app(tmp_path, 5, env)
+        assert 2.0 < after_last < 4.0 + 3.0, f"exited {after_last:.1f} s after the last call"
 
 
 @pytest.fixture
