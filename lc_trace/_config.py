@@ -62,8 +62,9 @@ the per-signal ``OTEL_EXPORTER_OTLP_TRACES_TIMEOUT``/``..._METRICS_TIMEOUT`` set
 
 _DEFAULT_EXPORT_TIMEOUT_MS = 3_000
 """
-How long exit waits for the span processor's and the metric reader's last export (the SDK's
-default: 30 s); ``OTEL_BSP_EXPORT_TIMEOUT`` and ``OTEL_METRIC_EXPORT_TIMEOUT`` set another.
+How long exit waits for the metric reader's last export (``OTEL_METRIC_EXPORT_TIMEOUT``), and
+the span processor's export timeout (``OTEL_BSP_EXPORT_TIMEOUT``, which the SDK records but, up
+to 1.45.2, does not enforce: the OTLP timeout bounds a span export). The SDK's default: 30 s.
 """
 
 _DEFAULT_SCHEDULE_DELAY_MS = 5_000
@@ -95,11 +96,12 @@ def configure(
     unreachable, later batches are dropped at once and counted in ``handler.stats``
     (``spans_dropped_*``, ``metric_points_dropped_*``), one export is tried every
     ``OTEL_BSP_SCHEDULE_DELAY`` (5 s), the first that gets through resumes export, and the
-    outage is reported when it starts and when it ends. Exit waits at most about 3 s for the
-    last export. Defaults that differ from the SDK's, each overridden by its variable: one OTLP
-    export, retries included, 2 s (``OTEL_EXPORTER_OTLP_TIMEOUT``, in seconds as the Python
-    SDK reads it); the last span and metric export at exit, 3 s (``OTEL_BSP_EXPORT_TIMEOUT``,
-    ``OTEL_METRIC_EXPORT_TIMEOUT``, in ms).
+    outage is reported when it starts and when it ends. At exit a collector known down is not
+    tried again; one not yet tried costs one OTLP timeout. Defaults that differ from the SDK's,
+    each overridden by its variable: one OTLP export, retries included, 2 s
+    (``OTEL_EXPORTER_OTLP_TIMEOUT``, in seconds as the Python SDK reads it); the metric
+    reader's last export at exit and the span processor's export timeout, 3 s
+    (``OTEL_METRIC_EXPORT_TIMEOUT``, ``OTEL_BSP_EXPORT_TIMEOUT``, in ms).
 
     Args:
         service_name: ``service.name``; default ``$OTEL_SERVICE_NAME``, else ``lc_trace``.
