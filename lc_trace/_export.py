@@ -8,7 +8,9 @@ queued batch that way: with nothing listening, an app took 30 s to exit. Wrapped
 first failed export marks the collector unreachable; after that a batch is dropped at once and
 counted, one batch is tried per retry interval, and the first one that gets through ends the
 outage. Each outage is reported twice through the ``lc_trace`` logger, when it starts and when
-it ends (with how many were lost), never once per batch (design principle 5).
+it ends (with how many were lost), never once per batch (design principle 5); the SDK
+exporter's own log records are kept for the export that found the outage (they say why) and
+dropped for the tries during it, which would only repeat them.
 """
 
 from __future__ import annotations
@@ -29,6 +31,31 @@ from lc_trace._stats import Stats
 __all__ = ["CountingBatchSpanProcessor", "GuardedMetricExporter", "GuardedSpanExporter", "Outage"]
 
 _logger = logging.getLogger("lc_trace")
+
+_trying = threading.local()  # .on: this thread is in an export tried during an outage
+
+
+class _QuietTries(logging.Filter):
+    """
+    Drops the OTel exporters' log records from a try during an outage already reported.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(_trying, "on", False)
+
+
+_QUIET_TRIES = _QuietTries()
+
+
+def _quiet_tries_of(exporter: object) -> None:
+    """
+    Put the filter on the loggers of the modules *exporter*'s class comes from (OTel's only).
+    """
+    for cls in type(exporter).__mro__:
+        if cls.__module__.startswith("opentelemetry.exporter."):
+            logger = logging.getLogger(cls.__module__)
+            if _QUIET_TRIES not in logger.filters:
+                logger.addFilter(_QUIET_TRIES)
 
 
 class Outage:
@@ -139,6 +166,7 @@ class GuardedSpanExporter(SpanExporter):
         self.inner = inner
         self.outage = outage
         self._shut_down = False
+        _quiet_tries_of(inner)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """
@@ -147,11 +175,14 @@ class GuardedSpanExporter(SpanExporter):
         outage = self.outage
         if not outage.should_try(_SPANS, len(spans)):
             return SpanExportResult.FAILURE
+        _trying.on = outage.down
         try:
             result = self.inner.export(spans)
         except Exception:  # an exporter must not raise, but a third-party one may
             _logger.debug("lc_trace: span exporter raised", exc_info=True)
             result = SpanExportResult.FAILURE
+        finally:
+            _trying.on = False
         if result is SpanExportResult.SUCCESS:
             outage.stats.add("spans_exported", len(spans))
             outage.succeeded()
@@ -188,6 +219,7 @@ class GuardedMetricExporter(MetricExporter):
         self.inner = inner
         self.outage = outage
         self._shut_down = False
+        _quiet_tries_of(inner)
 
     def export(self, metrics_data: MetricsData, timeout_millis: float = 10_000, **kwargs: Any) -> MetricExportResult:
         """
@@ -197,11 +229,14 @@ class GuardedMetricExporter(MetricExporter):
         points = _count_points(metrics_data)
         if not outage.should_try(_POINTS, points):
             return MetricExportResult.FAILURE
+        _trying.on = outage.down
         try:
             result = self.inner.export(metrics_data, timeout_millis=timeout_millis, **kwargs)
         except Exception:
             _logger.debug("lc_trace: metric exporter raised", exc_info=True)
             result = MetricExportResult.FAILURE
+        finally:
+            _trying.on = False
         if result is MetricExportResult.SUCCESS:
             outage.succeeded()
         else:

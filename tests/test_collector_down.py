@@ -199,6 +199,33 @@ class TestInProcess:
         handler.close()
         _shutdown_providers(handler)
 
+    def test_the_sdk_exporter_logs_why_once_and_not_at_every_try(self, dead_collector, tmp_path, caplog):
+        """The OTel exporter's own error is logged for the export that found the outage, not again at later tries."""
+        handler = lc_trace.configure("down", set_global=False, log_path=None)
+        chain = flower_chain()
+        with caplog.at_level(logging.WARNING):
+            chain.invoke({"who": "mom"}, {"callbacks": [handler]})
+            handler.flush()  # finds the outage: the SDK says why (UNAVAILABLE, connection refused)
+            first = [r for r in caplog.records if r.name.startswith("opentelemetry.exporter")]
+            assert first and "Connection refused" in first[-1].getMessage()
+            # The SDK's own DuplicateFilter repeats a message once its 20 s window (time // 20) turns:
+            # wait for the turn, then make lc_trace try again.
+            window = time.time() // 20
+            while time.time() // 20 == window:
+                time.sleep(0.1)
+            tried = handler.stats.spans_dropped_export_failed
+            deadline = time.monotonic() + 10
+            while handler.stats.spans_dropped_export_failed == tried:  # a try, not a drop at once
+                assert time.monotonic() < deadline
+                chain.invoke({"who": "dad"}, {"callbacks": [handler]})
+                handler.flush()
+                time.sleep(0.05)
+        later = [r for r in caplog.records if r.name.startswith("opentelemetry.exporter")]
+        assert first == later
+        assert 1 == len([r for r in caplog.records if r.name == "lc_trace"])
+        handler.close()
+        _shutdown_providers(handler)
+
 
 class _GatedExporter(SpanExporter):
     """A real SpanExporter that holds its first export until the test opens the gate."""
