@@ -15,9 +15,12 @@ dropped for the tries during it, which would only repeat them.
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Sequence
 from typing import Any
@@ -65,7 +68,7 @@ class Outage:
     address, so a collector found down by one is not waited for again by the other.
     """
 
-    __slots__ = ("_down_since", "_lock", "_lost", "_retry_at", "closing", "retry_interval_s", "stats")
+    __slots__ = ("__weakref__", "_down_since", "_lock", "_lost", "_retry_at", "closing", "retry_interval_s", "stats")
 
     def __init__(self, retry_interval_s: float, stats: Stats | None = None) -> None:
         self.retry_interval_s = retry_interval_s
@@ -75,6 +78,8 @@ class Outage:
         self._down_since: float | None = None
         self._retry_at = 0.0
         self._lost: dict[str, int] = {}  # what (spans, metric points) was lost in the outage on
+        if hasattr(os, "register_at_fork"):  # weakly: a dead Outage must not be kept alive by fork hooks
+            os.register_at_fork(after_in_child=functools.partial(_after_fork, weakref.ref(self)))
 
     @property
     def down(self) -> bool:
@@ -142,9 +147,23 @@ class Outage:
                 _describe(lost),
             )
 
+    def _after_fork(self) -> None:
+        """
+        In a forked child: a new lock (the parent's may have been held at fork), and only the
+        child's own losses from here on (its stats start at zero too).
+        """
+        self._lock = threading.Lock()
+        self._lost = {}
+
     def _lose(self, what: str, reason: str, count: int) -> None:
         self.stats.add(f"{what}_dropped_{reason}", count)
         self._lost[what] = self._lost.get(what, 0) + count
+
+
+def _after_fork(ref: weakref.ref[Outage]) -> None:
+    outage = ref()
+    if outage is not None:
+        outage._after_fork()
 
 
 _SPANS = "spans"

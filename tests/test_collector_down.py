@@ -137,6 +137,57 @@ class TestExitWithNothingListening:
         assert (0, 20) == (stats["spans_exported"], stats["spans_dropped_export_failed"])
 
 
+# gunicorn --preload's shape: configure() in the parent, then forked workers that make the calls and exit.
+FORK_APP = """
+import atexit, json, os, sys, time
+import lc_trace
+from lc_trace.testing import FakeChatModel
+from langchain_core.output_parsers import StrOutputParser
+from langchain_core.prompts import ChatPromptTemplate
+
+atexit.register(lambda: print(f"STATS {os.getpid()} " + json.dumps({"spans_dropped": handler.stats.spans_dropped, "spans_exported": handler.stats.spans_exported}), flush=True))
+handler = lc_trace.configure("forked-app", log_path=sys.argv[1])
+chain = ChatPromptTemplate.from_messages([("human", "Which flower for {who}?")]) | FakeChatModel(responses=["A red rose."]) | StrOutputParser()
+chain.invoke({"who": "parent"}, {"callbacks": [handler]})
+handler.flush()  # the parent finds the outage before it forks
+pids = []
+for worker in range(2):
+    pid = os.fork()
+    if pid == 0:
+        for i in range(50):
+            chain.invoke({"who": f"{worker}-{i}"}, {"callbacks": [handler]})
+        print(f"LAST {time.time()!r}", flush=True)
+        sys.exit(0)
+    pids.append(pid)
+for pid in pids:
+    _, status = os.waitpid(pid, 0)
+    print(f"CHILD {pid} {status} {time.time()!r}", flush=True)
+"""
+
+
+def test_forked_workers_exit_promptly_and_count_their_own_spans(tmp_path):
+    """Workers forked after configure() (gunicorn --preload) each exit within 5 s and count exactly their own 200 spans."""
+    app = tmp_path / "fork_app.py"
+    app.write_text(FORK_APP)
+    done = subprocess.run(
+        [sys.executable, str(app), str(tmp_path / "app.jsonl")],
+        env=_clean_env(**_dead_endpoint("grpc")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert 0 == done.returncode, done.stderr
+    lines = done.stdout.splitlines()
+    lasts = [float(line[5:]) for line in lines if line.startswith("LAST ")]
+    ends = [line.split() for line in lines if line.startswith("CHILD ")]
+    stats = {line.split()[1]: json.loads(line.split(maxsplit=2)[2]) for line in lines if line.startswith("STATS ")}
+    assert 2 == len(lasts) == len(ends), done.stdout + done.stderr
+    assert all(status == "0" for _, _, status, _ in ends)
+    assert max(float(end) for *_, end in ends) - max(lasts) < EXIT_BOUND_S
+    assert [{"spans_dropped": 200, "spans_exported": 0}] * 2 == [stats[pid] for _, pid, _, _ in ends]
+
+
 @pytest.fixture
 def dead_collector(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """OTLP (gRPC) pointed at a port nobody listens on, retried every 200 ms."""
