@@ -4,11 +4,12 @@ chain scenario timed with a real, working OpenTelemetry Collector, then with not
 side by side in one run (issue 9: at most 1.2x slower). Also the time from the last call to the
 process's exit in each case.
 
-Each measurement is a fresh process (``--worker``) that runs for several retry intervals, so the
-outage's tries are inside the timed window; rounds interleave the cases. Run with the project's
-``.venv`` (it needs the stack programs the tests build, ``python -m tests.stack install``):
+Each measurement is a fresh process (``--worker``) that runs for longer than a retry interval,
+so the outage's tries are inside the timed window; rounds interleave the cases. It needs the
+stack programs the tests build (``python -m tests.stack install``). Part ``collector`` of
+``python -m bench``, or on its own (prints a markdown table):
 
-    .venv/bin/python -m bench.collector --rounds 3 --seconds 6
+    .venv/bin/python -m bench.collector --rounds 5 --seconds 6
 """
 
 from __future__ import annotations
@@ -80,13 +81,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=6.0, help="timed window per process (default 6)")
     parser.add_argument("--warmup", type=float, default=1.0)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--result", help=argparse.SUPPRESS)
+    parser.add_argument("--result", help="write the summary as JSON here (python -m bench) instead of a table")
     args = parser.parse_args(argv)
     if args.worker:
         result = worker(args.seconds, args.warmup)
         Path(args.result).write_text(json.dumps(result))
         return 0
+    results = measure(args.rounds, args.seconds, args.warmup)
+    if args.result:
+        summary = {"rounds": args.rounds, "seconds": args.seconds, "cases": summarise(results)}
+        Path(args.result).write_text(json.dumps(summary))
+    else:
+        print("\n".join(table(summarise(results))))
+    return 0
 
+
+def measure(rounds: int, seconds: float, warmup_s: float) -> dict[str, list[dict[str, Any]]]:
+    """
+    Every case once per round, in fresh processes, the order rotating; the stack started once.
+    """
     sys.path.insert(0, str(ROOT))
     from tests.stack import servers
     from tests.stack.cache import free_port
@@ -109,43 +122,63 @@ def main(argv: list[str] | None = None) -> int:
                         "OTEL_EXPORTER_OTLP_INSECURE": "true",
                     }
             results: dict[str, list[dict[str, Any]]] = {name: [] for name in cases}
-            for r in range(args.rounds):
+            for r in range(rounds):
                 names = list(cases)
                 for name in names[r % len(names) :] + names[: r % len(names)]:
-                    result = _run_worker(cases[name], args.seconds, args.warmup)
+                    result = _run_worker(cases[name], seconds, warmup_s)
                     results[name].append(result)
-                    print(f"round {r + 1}/{args.rounds} {name:40} {result}", file=sys.stderr, flush=True)
+                    print(f"round {r + 1}/{rounds} {name:40} {result}", file=sys.stderr, flush=True)
         finally:
             collector.stop()
             jaeger.stop()
-
-    print(render(results))
-    return 0
+    return results
 
 
-def render(results: dict[str, list[dict[str, Any]]]) -> str:
+def summarise(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any]]:
     """
-    A markdown table: per case the median µs per call, the median of the per-round ratios to the
-    working collector of the same protocol, the longest exit, and the spans of the last round.
+    Per case: the median µs per call, the median of the per-round ratios to the working
+    collector of the same protocol, the longest exit after the last call, the last round's spans.
     """
-    lines = [
-        "| case | µs per call (median of rounds) | vs working collector (median of per-round ratios) "
-        "| exit after last call (max) | spans exported / dropped (last round) |",
-        "|---|---|---|---|---|",
-    ]
+    cases: dict[str, dict[str, Any]] = {}
     for protocol in PROTOCOLS:
         working = results[f"{protocol}, working collector"]
         for label in ("working collector", "nothing listening"):
-            runs = results[f"{protocol}, {label}"]
-            if any("error" in r for r in runs + working):
-                lines.append(f"| {protocol}, {label} | failed: {[r.get('error') for r in runs]} | | | |")
+            name = f"{protocol}, {label}"
+            runs = results[name]
+            errors = [r["error"] for r in runs + working if "error" in r]
+            if errors:
+                cases[name] = {"error": str(errors[0])}
                 continue
-            median = statistics.median(r["us_per_call"] for r in runs)
-            ratio = statistics.median(r["us_per_call"] / w["us_per_call"] for r, w in zip(runs, working, strict=True))
-            exit_s = max(r["exit_after_last_call_s"] for r in runs)
-            spans = f"{runs[-1]['spans_exported']} / {runs[-1]['spans_dropped']}"
-            lines.append(f"| {protocol}, {label} | {median:.0f} | {ratio:.2f}× | {exit_s:.1f} s | {spans} |")
-    return "\n".join(lines)
+            cases[name] = {
+                "us_per_call": statistics.median(r["us_per_call"] for r in runs),
+                "ratio": statistics.median(
+                    r["us_per_call"] / w["us_per_call"] for r, w in zip(runs, working, strict=True)
+                ),
+                "exit_s": max(r["exit_after_last_call_s"] for r in runs),
+                "spans_exported": runs[-1]["spans_exported"],
+                "spans_dropped": runs[-1]["spans_dropped"],
+            }
+    return cases
+
+
+def table(cases: dict[str, dict[str, Any]]) -> list[str]:
+    """
+    The summary as a markdown table (also the report's section; bench.report imports nothing).
+    """
+    lines = [
+        "| case | µs per call | vs working collector | exit after the last call (longest) "
+        "| spans exported / dropped (last round) |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, case in cases.items():
+        if "error" in case:
+            lines.append(f"| {name} | failed: {case['error']} | | | |")
+            continue
+        lines.append(
+            f"| {name} | {case['us_per_call']:,.0f} | {case['ratio']:.2f}× | {case['exit_s']:.1f} s "
+            f"| {case['spans_exported']:,} / {case['spans_dropped']:,} |"
+        )
+    return lines
 
 
 if __name__ == "__main__":
