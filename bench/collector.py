@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     results = measure(args.rounds, args.seconds, args.warmup)
     if args.result:
-        summary = {"rounds": args.rounds, "seconds": args.seconds, "cases": summarise(results)}
+        summary = {"rounds": args.rounds, "seconds": args.seconds, "warmup_s": args.warmup, "cases": summarise(results)}
         Path(args.result).write_text(json.dumps(summary))
     else:
         print("\n".join(table(summarise(results))))

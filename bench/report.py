@@ -453,7 +453,8 @@ def collector_section(collector: dict[str, Any]) -> list[str]:
         f"Scenario 1 (`invoke`) with a handler from `lc_trace.configure()`, exporting over OTLP to the real "
         f"OpenTelemetry Collector of the end-to-end tests, then to a port nobody listens on; a fresh process per "
         f"case and round (rounds: {collector['rounds']}, interleaved; {collector['seconds']:g} s timed in each, "
-        "after 1 s of warm-up; while the collector is down one export is tried every 5 s). The ratio is the "
+        f"after {collector.get('warmup_s', 1.0):g} s of warm-up; while the collector is down one export is tried "
+        "every 5 s). The ratio is the "
         "median of each round's ratio to the working collector of the same protocol (`bench/collector.py`; "
         "`docs/reliability.md`).",
         "",
