@@ -167,9 +167,12 @@ def _shutdown_at_exit(
         outage.closing = True
     tracer_provider.shutdown()  # the processor's last export: one try at most, bounded by the OTLP timeout
     if not getattr(meter_provider, "_shutdown", False):  # the SDK warns on a second shutdown
-        meter_provider.shutdown(
-            timeout_millis=env_int(OTEL_METRIC_EXPORT_TIMEOUT, _DEFAULT_EXPORT_TIMEOUT_MS, minimum=1)
-        )
+        try:  # the SDK raises when a reader failed or ran out of time; exit must go on
+            meter_provider.shutdown(
+                timeout_millis=env_int(OTEL_METRIC_EXPORT_TIMEOUT, _DEFAULT_EXPORT_TIMEOUT_MS, minimum=1)
+            )
+        except Exception as exc:
+            _logger.warning("lc_trace: the meter provider did not shut down cleanly: %s", exc)
     for outage in dict.fromkeys(outages):
         outage.report_at_exit()
     _logger.debug("lc_trace: providers shut down in %.2f s", time.monotonic() - started)
