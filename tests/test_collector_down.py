@@ -319,7 +319,7 @@ def test_spans_the_full_queue_drops_are_counted(monkeypatch, tmp_path):
 class TestTimeouts:
     @staticmethod
     def _parts(handler: Any) -> tuple[Any, Any, Any]:
-        processor = handler._spans._provider._active_span_processor._span_processors[0]
+        processor = handler._spans.provider._active_span_processor._span_processors[0]
         (reader,) = handler._metrics._provider._metric_readers
         return processor, processor.span_exporter.inner, reader._exporter.inner
 
@@ -480,6 +480,6 @@ def test_collector_stopped_and_started_export_resumes_and_stats_equal_the_loss(
 
 def _shutdown_providers(handler: Any) -> None:
     """What configure()'s exit hook does, done now, so the test's outage is not reported at the suite's exit."""
-    processor = handler._spans._provider._active_span_processor._span_processors[0]
+    processor = handler._spans.provider._active_span_processor._span_processors[0]
     outage = processor.span_exporter.outage
-    _shutdown_at_exit(handler._spans._provider, handler._metrics._provider, (outage,))
+    _shutdown_at_exit(handler._spans.provider, handler._metrics._provider, (outage,))
