@@ -59,7 +59,7 @@ SCENARIOS = {
         "async_label": "gather",
     },
 }
-PARTS = ("overhead", "writer", "memory", "content")
+PARTS = ("overhead", "writer", "memory", "content", "collector")
 PEERS_OPTIONAL_IN_SMOKE = ("openinference", "openllmetry", "langfuse")
 
 
@@ -77,6 +77,7 @@ class Plan:
     writer: list[str]
     memory: list[str]
     content: list[str]
+    collector: list[str]
     merge_groups: bool = False  # one process per contender for all scenarios (smoke)
     timeout_s: int = 900
 
@@ -90,6 +91,7 @@ FULL = Plan(
     writer=["--lines", "200000", "--reps", "5", "--lag-seconds", "2"],
     memory=["--runs", "1000000", "--stall-runs", "100000", "--stall-threads", "4"],
     content=["--reps", "21"],
+    collector=["--rounds", "5", "--seconds", "6"],
 )
 SMOKE = Plan(
     rounds=1,
@@ -100,6 +102,7 @@ SMOKE = Plan(
     writer=["--lines", "5000", "--reps", "1", "--lag-seconds", "0.2"],
     memory=["--runs", "5000", "--stall-runs", "4000", "--stall-threads", "2", "--stall-queue-size", "1000"],
     content=["--reps", "1"],
+    collector=["--rounds", "1", "--seconds", "0.5", "--warmup", "0.1"],
     merge_groups=True,
     timeout_s=180,
 )
@@ -118,6 +121,7 @@ class Run:
     writer: dict[str, Any] | None = None
     memory: dict[str, Any] | None = None
     content: dict[str, Any] | None = None
+    collector: dict[str, Any] | None = None
     walls: dict[str, float] = field(default_factory=dict)
 
 
@@ -382,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--rounds", type=int, help="rounds of the overhead part (default 4; gather: 3)")
     parser.add_argument(
-        "--only", help="comma list of contenders, scenarios and parts (overhead, writer, memory, content)"
+        "--only", help="comma list of contenders, scenarios and parts (overhead, writer, memory, content, collector)"
     )
     parser.add_argument("--out", help="write the markdown (or, with --profile, the profile) here; default stdout")
     parser.add_argument("--json", help="also write the raw results here")
@@ -410,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         ("writer", "bench.writer", plan.writer),
         ("memory", "bench.memory", plan.memory),
         ("content", "bench.content", plan.content),
+        ("collector", "bench.collector", plan.collector),
     ):
         if part in sel.parts:
             started = time.perf_counter()
@@ -435,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         "writer": run.writer,
         "memory": run.memory,
         "content": run.content,
+        "collector": run.collector,
         "epilogue": [EXPLANATION],
     }
     text = render(report)

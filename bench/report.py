@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.collector import table as collector_table
+
 __all__ = ["Overheads", "overheads", "render"]
 
 LC_TRACE = "lc_trace"
@@ -236,6 +238,7 @@ def goals(
     writer: dict[str, Any] | None,
     memory: dict[str, Any] | None,
     content: dict[str, Any] | None = None,
+    collector: dict[str, Any] | None = None,
 ) -> list[Goal]:
     """
     The issue's goals, each checked case by case against the measured numbers.
@@ -329,6 +332,23 @@ def goals(
                 worst[1]["ratio"] <= 2.0,
                 f"worst: {worst[0]} at {worst[1]['ratio']:.2f}×; a 50 MB string "
                 f"{content['cases']['string: 8 KB / 50 MB']['ratio']:.2f}× an 8 KB one",
+            )
+        )
+    if collector:
+        cases = collector["cases"]
+        down = {name: case for name, case in cases.items() if name.endswith("nothing listening")}
+        failed = [name for name, case in cases.items() if "error" in case]
+        found.append(
+            Goal(
+                "with nothing listening, calls ≤ 1.2× as slow as with a working collector, and exit ≤ 5 s "
+                "after the last call (`lc_trace.configure()`)",
+                not failed and all(c["ratio"] <= 1.2 and c["exit_s"] <= 5.0 for c in down.values()),
+                "; ".join(
+                    f"{name.split(',')[0]}: {c['ratio']:.2f}×, exit {c['exit_s']:.1f} s"
+                    for name, c in down.items()
+                    if "error" not in c
+                )
+                or f"failed: {failed}",
             )
         )
     return found
@@ -425,6 +445,23 @@ def content_section(content: dict[str, Any]) -> list[str]:
     return out
 
 
+def collector_section(collector: dict[str, Any]) -> list[str]:
+    """
+    The chain scenario with ``lc_trace.configure()``: a working collector against nothing listening.
+    """
+    return [
+        f"Scenario 1 (`invoke`) with a handler from `lc_trace.configure()`, exporting over OTLP to the real "
+        f"OpenTelemetry Collector of the end-to-end tests, then to a port nobody listens on; a fresh process per "
+        f"case and round (rounds: {collector['rounds']}, interleaved; {collector['seconds']:g} s timed in each, "
+        f"after {collector.get('warmup_s', 1.0):g} s of warm-up; while the collector is down one export is tried "
+        "every 5 s). The ratio is the "
+        "median of each round's ratio to the working collector of the same protocol (`bench/collector.py`; "
+        "`docs/reliability.md`).",
+        "",
+        *collector_table(collector["cases"]),
+    ]
+
+
 def render(run: dict[str, Any]) -> str:
     """
     BENCHMARKS.md from one run's collected results (see ``bench.__main__``).
@@ -432,8 +469,9 @@ def render(run: dict[str, Any]) -> str:
     labels: dict[str, str] = run["labels"]
     ov = overheads(run["workers"], list(labels))
     writer, memory, content = run.get("writer"), run.get("memory"), run.get("content")
+    collector = run.get("collector")
     out = [*run["preamble"], "", "## Goals", "", "| goal | | measured |", "|---|:-:|---|"]
-    for goal in goals(ov, writer, memory, content):
+    for goal in goals(ov, writer, memory, content, collector):
         out.append(f"| {goal.text} | {_mark(goal.ok)} | {goal.detail} |")
     out += ["", "## Overhead per event", "", *overhead_tables(ov, labels, run["scenarios"]), ""]
     out += ["### Did each contender trace?", "", *contender_notes(ov, labels), ""]
@@ -443,5 +481,7 @@ def render(run: dict[str, Any]) -> str:
         out += ["## Memory", "", *memory_section(memory), ""]
     if content:
         out += ["## Content size", "", *content_section(content), ""]
+    if collector:
+        out += ["## Collector down", "", *collector_section(collector), ""]
     out += [*run["epilogue"]]
     return "\n".join(out).rstrip() + "\n"

@@ -16,6 +16,14 @@ __all__ = ["Stats", "report_once"]
 
 _logger = logging.getLogger("lc_trace")
 _DROP_NAMES = ("dropped_queue_full", "dropped_after_close", "dropped_write_error")
+_EXPORT_NAMES = (
+    "spans_exported",
+    "spans_dropped_export_failed",
+    "spans_dropped_unreachable",
+    "spans_dropped_queue_full",
+    "metric_points_dropped_export_failed",
+    "metric_points_dropped_unreachable",
+)
 
 
 @dataclass
@@ -30,6 +38,12 @@ class Stats:
         dropped_write_error: lines lost because the file could not be written.
         internal_errors: exceptions caught inside lc_trace's callbacks (the app never sees them).
         runs_evicted: open runs closed because the run table reached its cap.
+        spans_exported: spans the exporter delivered (``lc_trace.configure()`` only, as are the rest).
+        spans_dropped_export_failed: spans in batches the exporter tried and failed to deliver.
+        spans_dropped_unreachable: spans dropped without a try while the collector was unreachable.
+        spans_dropped_queue_full: spans the SDK's full span queue pushed out.
+        metric_points_dropped_export_failed: metric data points in exports that failed.
+        metric_points_dropped_unreachable: metric data points not tried while the collector was unreachable.
     """
 
     lines_written: int = 0
@@ -38,6 +52,12 @@ class Stats:
     dropped_write_error: int = 0
     internal_errors: int = 0
     runs_evicted: int = 0
+    spans_exported: int = 0
+    spans_dropped_export_failed: int = 0
+    spans_dropped_unreachable: int = 0
+    spans_dropped_queue_full: int = 0
+    metric_points_dropped_export_failed: int = 0
+    metric_points_dropped_unreachable: int = 0
     _reported: set[str] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -48,12 +68,19 @@ class Stats:
         """
         return self.dropped_queue_full + self.dropped_after_close + self.dropped_write_error
 
+    @property
+    def spans_dropped(self) -> int:
+        """
+        All spans that did not reach the collector, whatever the reason.
+        """
+        return self.spans_dropped_export_failed + self.spans_dropped_unreachable + self.spans_dropped_queue_full
+
     def reset_after_fork(self) -> None:
         """
-        In a forked child: count only the child's own lines and errors from here on.
+        In a forked child: count only the child's own lines, spans and errors from here on.
         """
         self._lock = threading.Lock()  # another thread may have held the parent's at fork
-        for name in ("lines_written", *_DROP_NAMES, "internal_errors", "runs_evicted"):
+        for name in ("lines_written", *_DROP_NAMES, "internal_errors", "runs_evicted", *_EXPORT_NAMES):
             setattr(self, name, 0)
         self._reported = set()
 

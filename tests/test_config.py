@@ -74,7 +74,7 @@ def test_otlp_exporter_follows_the_protocol_variable(protocol, monkeypatch, fres
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
     handler = lc_trace.configure("x", set_global=False, log_path=None)
     processor = handler._spans.provider._active_span_processor._span_processors[0]
-    exporter = processor._batch_processor._exporter
+    exporter = processor.span_exporter.inner  # inside lc_trace's GuardedSpanExporter
     assert ("grpc" if protocol == "grpc" else "http") in type(exporter).__module__
     handler.close()
 
