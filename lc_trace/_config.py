@@ -7,7 +7,7 @@ principle 8), so the handlers only ever *use* providers. An application that has
 OpenTelemetry set-up of its own calls ``configure()`` once.
 
 Timeouts are chosen so that a collector that is down costs the app nothing and holds its exit
-for at most a few seconds (docs/reliability-collector.md); each one yields to its standard
+for at most a few seconds (docs/reliability.md, *The collector down*); each one yields to its standard
 ``OTEL_*`` variable.
 """
 
@@ -44,7 +44,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from lc_trace._env import env_int
-from lc_trace._export import CountingBatchSpanProcessor, GuardedMetricExporter, GuardedSpanExporter, Outage
+from lc_trace._exporters import CountingBatchSpanProcessor, GuardedMetricExporter, GuardedSpanExporter, Outage
 from lc_trace._handlers import AsyncTraceHandler
 
 __all__ = ["configure"]
