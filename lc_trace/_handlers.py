@@ -39,7 +39,7 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from lc_trace import _attributes as A
-from lc_trace import _env, _mapping
+from lc_trace import _current, _env, _mapping
 from lc_trace._content import Serializer
 from lc_trace._log_sink import ClosedLogSink, LogSink, Processor
 from lc_trace._mapping import Start
@@ -58,6 +58,7 @@ _LLM_START_CODE = inspect.unwrap(AsyncCallbackManager.on_llm_start).__code__
 _SORTERS = (*(c for c in _LLM_START_CODE.co_consts if isinstance(c, CodeType)), _LLM_START_CODE, _LLM_START_CODE)
 _SORTER_A, _SORTER_B = _SORTERS[0], _SORTERS[1]
 _getframe = sys._getframe
+_SCOPE = _current.scope_var
 _UNSET: Any = object()
 
 
@@ -375,6 +376,8 @@ class _TraceCore:
         **kwargs: Any,
     ) -> None:
         self._start(_mapping.chat_model_start, serialized, messages, run_id, parent_run_id, kwargs)
+        if _SCOPE.get() is not None:  # inside an entry point lc_trace.instrument() wrapped
+            _current.claim(self._recorder, run_id)
 
     def on_llm_start(
         self,
@@ -386,6 +389,8 @@ class _TraceCore:
         **kwargs: Any,
     ) -> None:
         self._start(_mapping.llm_start, serialized, prompts, run_id, parent_run_id, kwargs)
+        if _SCOPE.get() is not None:  # inside an entry point lc_trace.instrument() wrapped
+            _current.claim(self._recorder, run_id)
 
     def on_llm_new_token(self, token: Any = "", *args: Any, run_id: UUID, **kwargs: Any) -> None:
         # ``token`` is a keyword on LangChain's sync path and positional on its async one.
@@ -417,6 +422,8 @@ class _TraceCore:
         **kwargs: Any,
     ) -> None:
         self._start(_mapping.tool_start, serialized, input_str, run_id, parent_run_id, kwargs)
+        if _SCOPE.get() is not None:  # inside an entry point lc_trace.instrument() wrapped
+            _current.claim(self._recorder, run_id)
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(_mapping.tool_end, output, run_id)
@@ -434,6 +441,8 @@ class _TraceCore:
         **kwargs: Any,
     ) -> None:
         self._start(_mapping.retriever_start, serialized, query, run_id, parent_run_id, kwargs)
+        if _SCOPE.get() is not None:  # inside an entry point lc_trace.instrument() wrapped
+            _current.claim(self._recorder, run_id)
 
     def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(_mapping.retriever_end, documents, run_id)
