@@ -44,6 +44,7 @@ from lc_trace._content import Serializer
 from lc_trace._log_sink import ClosedLogSink, LogSink, Processor
 from lc_trace._mapping import Start
 from lc_trace._metric_sink import MetricSink
+from lc_trace._propagation import TRACEPARENT, remote_parent
 from lc_trace._recorder import Recorder
 from lc_trace._span_sink import span_sink
 from lc_trace._stats import Stats
@@ -317,6 +318,11 @@ class _TraceCore:
     ) -> None:
         # LangChain's keywords go to the mapping as they came; each mapper names what it uses.
         recorder = self._recorder
+        remote = None
+        if parent_run_id is None:  # a root may continue another service's trace
+            metadata = kwargs.get("metadata")
+            if metadata and TRACEPARENT in metadata:
+                remote = remote_parent(metadata, self.stats)
         recorder.start(
             lambda: mapper(
                 serialized,
@@ -329,6 +335,7 @@ class _TraceCore:
             ),
             run_id,
             parent_run_id,
+            remote,
         )
 
     def _end(self, mapper: Callable[..., tuple[dict[str, Any], dict[str, str]]], payload: Any, run_id: UUID) -> None:

@@ -186,9 +186,12 @@ class Recorder:
     # -- starts -----------------------------------------------------------------------------
 
     @guarded
-    def start(self, build: Callable[[], Start], run_id: UUID, parent_run_id: UUID | None) -> None:
+    def start(
+        self, build: Callable[[], Start], run_id: UUID, parent_run_id: UUID | None, remote: Span | None = None
+    ) -> None:
         """
-        Open a run: map the start, start its span under its parent's, log ``<kind>_start``.
+        Open a run: map the start, start its span under its parent's (a root: under *remote*,
+        a span of another service, when given), log ``<kind>_start``.
         """
         if run_id in self._runs:  # a duplicate start (a handler registered twice by hand): keep the first
             return
@@ -200,7 +203,7 @@ class Recorder:
             self.stats.add("internal_errors")
             report_once(self.stats, "internal:map_start", "could not map a run start", exc_info=True)
             record = Start(CHAIN, "unknown", "unknown", False, {A.LC_RUN_ID: str(run_id), A.LC_RUN_TYPE: CHAIN})
-        span = self.spans.start(record, parent.span if parent is not None else None, ns)
+        span = self.spans.start(record, parent.span if parent is not None else remote, ns)
         context = span.get_span_context()
         valid = context.is_valid  # False with no SDK: the log lines still need ids that group and nest
         if parent is not None:  # a child shares its parent's trace: reuse the formatted id
