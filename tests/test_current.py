@@ -27,6 +27,7 @@ import httpx
 import pytest
 import requests
 import yaml
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
@@ -331,3 +332,68 @@ def test_uninstrumented_nothing_nests(server: str) -> None:
     every = spans()
     (execute,) = named(every, "execute_tool stock")
     assert [] == children(execute, every)
+
+
+class _Recording(BaseCallbackHandler):
+    """A user's own handler: notes the name of every event it receives."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+
+    def __getattribute__(self, name: str) -> Any:
+        if name.startswith("on_") and not name.startswith("on_stream_event"):
+            events = object.__getattribute__(self, "events")
+            return lambda *args, **kwargs: events.append(name)
+        return object.__getattribute__(self, name)
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_other_handlers_receive_what_they_did(mode: str, server: str) -> None:
+    """With instrument() on, a user's own handler receives the same events as with it off (agent, tool, streamed model)."""
+    from langchain.agents import create_agent
+
+    def events() -> list[str]:
+        mine = _Recording()
+        config = {"callbacks": [handler(mode), mine]}
+        agent = create_agent(agent_model(), [make_tool(server)])
+        state = {"messages": [("user", "How many roses?")]}
+        model = FakeChatModel(responses=["one two three"])
+
+        async def coro() -> None:
+            await agent.ainvoke(state, config)
+            [c async for c in model.astream("count", config)]
+
+        run(mode, lambda: (agent.invoke(state, config), list(model.stream("count", config))), coro)
+        return mine.events
+
+    on = events()
+    _current.uninstrument()
+    try:
+        off = events()
+    finally:
+        _current.instrument()
+    assert off == on
+    assert "on_tool_start" in on and "on_chat_model_start" in on
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_app_exception_passes_through(mode: str) -> None:
+    """A tool's own exception reaches the app unchanged, and the context is put back."""
+
+    @tool
+    def broken(flower: str) -> str:
+        """Fails."""
+        raise LookupError(flower)
+
+    config = {"callbacks": [handler(mode)]}
+    with pytest.raises(LookupError, match="rose"):
+        run(mode, lambda: broken.invoke("rose", config), lambda: broken.ainvoke("rose", config))
+    with pytest.raises(LookupError, match="rose"):
+        run(mode, lambda: list(FakeChatModel(fail_with=LookupError("rose")).stream("x", config)), _astream_fail(config))
+
+
+def _astream_fail(config: dict[str, Any]) -> Callable[[], Any]:
+    async def coro() -> list[Any]:
+        return [c async for c in FakeChatModel(fail_with=LookupError("rose")).astream("x", config)]
+
+    return coro
