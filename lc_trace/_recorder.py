@@ -74,6 +74,7 @@ class Run:
         "span_id",
         "chunks",
         "first_chunk_ns",
+        "chunk_ns",
     )
 
     def __init__(
@@ -98,6 +99,7 @@ class Run:
         self.span_id = span_id
         self.chunks = 0
         self.first_chunk_ns = 0
+        self.chunk_ns: list[int] | None = None  # when each streamed chunk came (the metrics' gaps)
 
     @property
     def action_prefix(self) -> str:
@@ -303,7 +305,13 @@ class Recorder:
         if end_reason is not None:
             attributes[A.LC_END_REASON] = end_reason
         if run.run_type in (CHAT_MODEL, LLM):
-            self.metrics.model_call(run.attributes, attributes, (ns - run.start_ns) / 1e9)
+            self.metrics.model_call(
+                run.attributes,
+                attributes,
+                (ns - run.start_ns) / 1e9,
+                (run.first_chunk_ns - run.start_ns) / 1e9 if run.chunks else None,
+                run.chunk_ns,
+            )
         fields = {**attributes, **content} if content else attributes
         self.spans.end(run.span, fields, reason, ns)  # sinks copy what they keep: the line reuses the dict
         fields[A.EVENT_OUTCOME] = (
@@ -342,16 +350,20 @@ class Recorder:
 
     def token(self, run_id: UUID, token: Any) -> None:
         """
-        A streamed chunk: counted, the first one timed; a log line only if asked for. The
-        per-token path: one lookup, one count, once a clock read; guarded inline (a
-        ``try`` costs nothing until it catches) rather than through ``guarded``'s extra call.
+        A streamed chunk: counted and timed; a log line only if asked for. The per-token path:
+        one lookup, one count, one clock read and append; guarded inline (a ``try`` costs
+        nothing until it catches) rather than through ``guarded``'s extra call.
         """
         try:
             run = self._runs.get(run_id)
             if run is None:
                 return
+            ns = _time_ns()
             if not run.chunks:
-                run.first_chunk_ns = _time_ns()
+                run.first_chunk_ns = ns
+                run.chunk_ns = [ns]
+            elif run.chunk_ns is not None:
+                run.chunk_ns.append(ns)
             run.chunks += 1
             if self.log_tokens:
                 self._token_line(run, token)
