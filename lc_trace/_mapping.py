@@ -272,9 +272,9 @@ def chat_model_start(
         start.content[A.GEN_AI_INPUT_MESSAGES] = text
         # The system messages' parts on their own as well (the chat history keeps them: most
         # providers take them there, and the conventions record history as it was sent).
-        system = [part for m in flat if isinstance(m, SystemMessage) for part in _content_parts(m.content)]
+        system = [m for m in flat if isinstance(m, SystemMessage)]
         if system:
-            start.content[A.GEN_AI_SYSTEM_INSTRUCTIONS] = serializer.dumps(system)
+            start.content[A.GEN_AI_SYSTEM_INSTRUCTIONS] = _system_json(system, serializer)
     if capture:
         _tool_definitions(start, kwargs.get("invocation_params"), serializer)
     return start
@@ -308,6 +308,20 @@ def _text_messages_json(messages: Sequence[BaseMessage], serializer: Serializer)
     if size > serializer.max_length:
         return None
     return serializer.text(orjson.dumps(out).decode())
+
+
+def _system_json(messages: Sequence[BaseMessage], serializer: Serializer) -> str:
+    """
+    ``gen_ai.system_instructions``: the system messages' parts. Plain short text (the usual
+    system prompt) is written without the serializer's walk, as ``_text_messages_json`` does.
+    """
+    contents = [m.content for m in messages]
+    if all(type(c) is str for c in contents) and len(contents) <= serializer.max_items:
+        size = 16 + sum(_TEXT_MESSAGE_OVERHEAD + len(c) for c in contents)
+        if size <= serializer.max_length:
+            parts = [{"type": "text", "content": c} for c in contents if c]
+            return serializer.text(orjson.dumps(parts).decode())
+    return serializer.dumps([part for c in contents for part in _content_parts(c)])
 
 
 def _tool_definitions(start: Start, params: Mapping[str, Any] | None, serializer: Serializer) -> None:
