@@ -256,3 +256,16 @@ def test_tool_definitions_and_system_instructions_off_with_content_off(make_hand
     """With content capture off, neither is recorded."""
     on_span, on_line = _offer_a_model(make_handler, exporter, log_path, capture_content=False)
     assert {None} == set(on_span.values()) == set(on_line.values())
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [["You are a florist."], ["Be brief.", "", "api_key=sk-proj-lctraceDummyKeyNotARealKey0123456789"], ["x" * 8100]],
+)
+def test_system_instructions_shortcut_is_the_walk(texts):
+    """Plain system text written without the walk is the walk's text to the byte, near and past the length budget too."""
+    from lc_trace._mapping import _content_parts, _system_json
+
+    serializer = Serializer()
+    messages = [SystemMessage(t) for t in texts]
+    assert serializer.dumps([p for t in texts for p in _content_parts(t)]) == _system_json(messages, serializer)
