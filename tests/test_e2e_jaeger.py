@@ -287,3 +287,49 @@ def test_collector_down_mid_run_app_carries_on_bounded_then_recovers(jaeger, tmp
         handler.close()
         provider.shutdown()
         collector.stop()
+
+
+def test_two_processes_one_trace(jaeger, collector):
+    """A tool in one process calls another service over HTTP with lc_trace.current_traceparent(); that service's LangChain run continues the trace: one trace in Jaeger, two services, the remote root a child of the tool."""
+    import requests
+
+    import lc_trace
+
+    provider, memory = _app_tracing(collector, "e2e-shop")
+    handler = TraceHandler(tracer_provider=provider, log_path=None)
+    command = [sys.executable, "-m", "tests.warehouse_service", f"127.0.0.1:{collector.ports['otlp_grpc']}"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as warehouse:
+        try:
+            assert warehouse.stdout is not None
+            port = int(warehouse.stdout.readline())
+
+            @tool
+            def ask_warehouse(flower: str) -> str:
+                """Asks the warehouse service how many are in stock."""
+                header = lc_trace.current_traceparent()
+                assert header is not None
+                url = f"http://127.0.0.1:{port}/stock"
+                reply = requests.post(url, json={"flower": flower}, headers={"traceparent": header}, timeout=30)
+                return str(reply.json()["answer"])
+
+            lc_trace.instrument()
+            try:
+                assert "12 roses in stock." == ask_warehouse.invoke("rose", {"callbacks": [handler]})
+            finally:
+                lc_trace.uninstrument()
+            assert 0 == warehouse.wait(timeout=60)
+        finally:
+            if warehouse.poll() is None:
+                warehouse.kill()
+    handler.close()
+    provider.force_flush()
+
+    (tool_span,) = memory.get_finished_spans()
+    stored = jaeger_trace(jaeger, _hex(tool_span.context.trace_id, 32), 2)
+    assert 2 == len(stored)
+    by_service = {span["service"]: span for span in stored.values()}
+    assert {"e2e-shop", "e2e-warehouse"} == set(by_service)
+    remote = by_service["e2e-warehouse"]
+    assert "chat fake-chat-1" == remote["name"]
+    assert _hex(tool_span.context.span_id, 16) == remote["parentSpanId"]
+    assert "execute_tool ask_warehouse" == by_service["e2e-shop"]["name"]
