@@ -397,3 +397,40 @@ def _astream_fail(config: dict[str, Any]) -> Callable[[], Any]:
         return [c async for c in FakeChatModel(fail_with=LookupError("rose")).astream("x", config)]
 
     return coro
+
+
+def make_llm(url: str) -> Any:
+    from langchain_core.language_models.fake import FakeListLLM
+
+    class WarehouseLLM(FakeListLLM):
+        """A text LLM that asks a server over HTTP, as a provider client does."""
+
+        def _call(self, prompt: str, *args: Any, **kwargs: Any) -> str:
+            return str(requests.get(f"{url}/stock", timeout=5).json()["stock"])
+
+        async def _acall(self, prompt: str, *args: Any, **kwargs: Any) -> str:
+            async with httpx.AsyncClient() as client:
+                return str((await client.get(f"{url}/stock")).json()["stock"])
+
+    return WarehouseLLM(responses=["unused"])
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("call", ["invoke", "stream"])
+def test_text_llm_http_request_nests_under_its_span(mode: str, call: str, server: str) -> None:
+    """A text LLM's HTTP request is a child of its `text_completion` span (async: under LangChain issue 39633's dispatch too)."""
+    llm = make_llm(server)
+    config = {"callbacks": [handler(mode)]}
+
+    async def coro() -> Any:
+        if call == "invoke":
+            return await llm.ainvoke("stock?", config)
+        return "".join([c async for c in llm.astream("stock?", config)])
+
+    sync = (
+        (lambda: llm.invoke("stock?", config)) if call == "invoke" else (lambda: "".join(llm.stream("stock?", config)))
+    )
+    assert "12" == run(mode, sync, coro)
+    every = spans()
+    (completion,) = named(every, "text_completion")
+    assert ["GET"] == [s.name for s in children(completion, every)]

@@ -14,6 +14,7 @@ import pytest
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import lc_trace
 from lc_trace import TraceHandler
@@ -24,13 +25,16 @@ SPAN_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{SPAN_ID}-01"
 
 
+Traced = tuple[TraceHandler, InMemorySpanExporter, Path]
+
+
 @pytest.fixture
-def traced(tmp_path: Path) -> Iterator[tuple[TraceHandler, list[ReadableSpan], Path]]:
+def traced(tmp_path: Path) -> Iterator[Traced]:
+    """A handler on an in-memory provider, its exporter and its log file."""
     provider, exporter = in_memory_tracing()
     log_path = tmp_path / "lc_trace.jsonl"
     handler = TraceHandler(tracer_provider=provider, log_path=log_path)
-    finished: list[ReadableSpan] = []
-    yield handler, finished, log_path
+    yield handler, exporter, log_path
     handler.close()
 
 
@@ -40,17 +44,17 @@ def run_chain(handler: TraceHandler, metadata: dict[str, str]) -> None:
     chain.invoke("hello", {"callbacks": [handler], "metadata": metadata})
 
 
-def exported(handler: TraceHandler) -> list[ReadableSpan]:
+def exported(traced: Traced) -> list[ReadableSpan]:
+    handler, exporter, _ = traced
     assert handler.flush()
-    exporter = handler._recorder.spans.provider._active_span_processor._span_processors[0].span_exporter  # type: ignore[attr-defined]
     return list(exporter.get_finished_spans())
 
 
-def test_root_run_continues_the_callers_trace(traced: tuple[TraceHandler, list[ReadableSpan], Path]) -> None:
+def test_root_run_continues_the_callers_trace(traced: Traced) -> None:
     """A root run given a traceparent is a child of the remote span; its whole tree, spans and log lines, is in that trace."""
     handler, _, log_path = traced
     run_chain(handler, {"traceparent": TRACEPARENT, "tracestate": "shop=7"})
-    spans = exported(handler)
+    spans = exported(traced)
     assert 3 == len(spans)
     assert {TRACE_ID} == {format(s.context.trace_id, "032x") for s in spans if s.context is not None}
     (root,) = [s for s in spans if s.name == "RunnableSequence"]
@@ -65,14 +69,14 @@ def test_root_run_continues_the_callers_trace(traced: tuple[TraceHandler, list[R
     ["garbage", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", f"00-{TRACE_ID}-{SPAN_ID}"],
 )
 def test_invalid_traceparent_is_ignored_with_one_warning(
-    traced: tuple[TraceHandler, list[ReadableSpan], Path], header: str, caplog: pytest.LogCaptureFixture
+    traced: Traced, header: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """An invalid header: the run starts a trace of its own, and lc_trace warns once, not once per run."""
     handler, _, _ = traced
     with caplog.at_level(logging.WARNING, logger="lc_trace"):
         run_chain(handler, {"traceparent": header})
         run_chain(handler, {"traceparent": header})
-    spans = exported(handler)
+    spans = exported(traced)
     roots = [s for s in spans if s.name == "RunnableSequence"]
     assert 2 == len(roots)
     assert all(s.parent is None for s in roots)
@@ -82,7 +86,7 @@ def test_invalid_traceparent_is_ignored_with_one_warning(
     assert repr(header) in warnings[0]
 
 
-def test_current_traceparent_names_the_running_tool(traced: tuple[TraceHandler, list[ReadableSpan], Path]) -> None:
+def test_current_traceparent_names_the_running_tool(traced: Traced) -> None:
     """Inside a tool (with lc_trace.instrument()), current_traceparent() is the tool span's header; outside any span, None."""
     handler, _, _ = traced
     seen: list[str | None] = []
@@ -99,13 +103,13 @@ def test_current_traceparent_names_the_running_tool(traced: tuple[TraceHandler, 
         call_warehouse.invoke("rose", {"callbacks": [handler], "metadata": {"traceparent": TRACEPARENT}})
     finally:
         lc_trace.uninstrument()
-    (span,) = exported(handler)
+    (span,) = exported(traced)
     assert span.context is not None
     assert [f"00-{TRACE_ID}-{span.context.span_id:016x}-01"] == seen
     assert lc_trace.current_traceparent() is None
 
 
-def test_langgraph_graph_continues_the_trace(traced: tuple[TraceHandler, list[ReadableSpan], Path]) -> None:
+def test_langgraph_graph_continues_the_trace(traced: Traced) -> None:
     """A LangGraph graph given the traceparent in its metadata continues that trace; in `configurable` it does not reach callbacks (LangGraph copies only thread_id and the like to metadata), so lc_trace cannot see it there."""
     from langgraph.graph import END, START, StateGraph
     from typing_extensions import TypedDict
@@ -120,11 +124,11 @@ def test_langgraph_graph_continues_the_trace(traced: tuple[TraceHandler, list[Re
     handler, _, _ = traced
     app = graph.compile()
     app.invoke({"text": "hi"}, {"callbacks": [handler], "metadata": {"traceparent": TRACEPARENT}})
-    spans = exported(handler)
+    spans = exported(traced)
     assert 2 == len(spans)
     assert {TRACE_ID} == {format(s.context.trace_id, "032x") for s in spans if s.context is not None}
 
     app.invoke({"text": "hi"}, {"callbacks": [handler], "configurable": {"traceparent": TRACEPARENT}})
-    later = [s for s in exported(handler) if s not in spans]
+    later = [s for s in exported(traced) if s not in spans]
     assert 2 == len(later)
     assert TRACE_ID not in {format(s.context.trace_id, "032x") for s in later if s.context is not None}
