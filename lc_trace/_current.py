@@ -38,6 +38,7 @@ from opentelemetry import trace
 from opentelemetry.trace import Span
 
 from lc_trace._recorder import Recorder
+from lc_trace._stats import report_once
 
 __all__ = ["claim", "instrument", "uninstrument"]
 
@@ -65,11 +66,15 @@ def claim(recorder: Recorder, run_id: UUID) -> None:
     scope = _SCOPE.get()
     if scope is None or scope.span is not None:
         return
-    span = recorder.span_of(run_id)
-    if span is None:
-        return
-    scope.span = span
-    otel_context.attach(trace.set_span_in_context(span))  # reset by the scope's owner, not here
+    try:
+        span = recorder.span_of(run_id)
+        if span is None:
+            return
+        scope.span = span
+        otel_context.attach(trace.set_span_in_context(span))  # reset by the scope's owner, not here
+    except Exception:  # never the app's problem: the run is traced, only not current
+        recorder.stats.add("internal_errors")
+        report_once(recorder.stats, "internal:claim", "could not make a run's span current", exc_info=True)
 
 
 def _enter(scope: _Scope) -> tuple[Token[_Scope | None], object]:
@@ -160,13 +165,16 @@ def _span_for(run_manager: Any) -> Span | None:
     """
     The span of the run *run_manager* manages, from the first lc_trace handler that knows it.
     """
-    run_id = getattr(run_manager, "run_id", None)
-    for handler in getattr(run_manager, "handlers", ()):
-        recorder = getattr(handler, "_recorder", None)
-        if isinstance(recorder, Recorder):
-            span = recorder.span_of(run_id)  # type: ignore[arg-type]
-            if span is not None:
-                return span
+    try:
+        run_id = getattr(run_manager, "run_id", None)
+        for handler in getattr(run_manager, "handlers", ()):
+            recorder = getattr(handler, "_recorder", None)
+            if isinstance(recorder, Recorder):
+                span = recorder.span_of(run_id)  # type: ignore[arg-type]
+                if span is not None:
+                    return span
+    except Exception:  # never the app's problem: the call runs, its span only not current
+        pass
     return None
 
 

@@ -434,3 +434,19 @@ def test_text_llm_http_request_nests_under_its_span(mode: str, call: str, server
     every = spans()
     (completion,) = named(every, "text_completion")
     assert ["GET"] == [s.name for s in children(completion, every)]
+
+
+def test_lc_trace_failing_inside_never_reaches_the_app(monkeypatch: pytest.MonkeyPatch, server: str) -> None:
+    """If lc_trace cannot find a run's span, the call still runs and returns; the error is counted, not raised."""
+    from lc_trace._recorder import Recorder
+
+    def broken(self: Recorder, run_id: Any) -> Any:
+        raise RuntimeError("lc_trace bug")
+
+    monkeypatch.setattr(Recorder, "span_of", broken)
+    traced = handler("sync")
+    config = {"callbacks": [traced]}
+    assert "15 roses" == make_tool(server).invoke("rose", config)
+    assert "Roses are red." == FakeChatModel().invoke("hi", config).content
+    assert "Roses are red." == "".join(c.text for c in FakeChatModel().stream("hi", config))
+    assert traced.stats.internal_errors >= 2
