@@ -333,3 +333,38 @@ def test_two_processes_one_trace(jaeger, collector):
     assert "chat fake-chat-1" == remote["name"]
     assert _hex(tool_span.context.span_id, 16) == remote["parentSpanId"]
     assert "execute_tool ask_warehouse" == by_service["e2e-shop"]["name"]
+
+
+def test_genai_metrics_reach_the_collector(collector):
+    """A streamed model call's four GenAI metrics (duration, token usage, time to first chunk, time per chunk) reach the real collector over OTLP: its metrics pipeline reports them."""
+    import re
+
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    logged_before = collector.log_path.stat().st_size  # what earlier tests (the demo's metrics) left there
+    exporter = OTLPMetricExporter(endpoint=f"127.0.0.1:{collector.ports['otlp_grpc']}", insecure=True, timeout=5)
+    meters = MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(exporter, export_interval_millis=60_000)],
+        resource=Resource.create({"service.name": "e2e-metrics"}),
+    )
+    handler = TraceHandler(tracer_provider=TracerProvider(), meter_provider=meters, log_path=None)
+    chunks = list(FakeChatModel(responses=["Roses are red."]).stream("poem", {"callbacks": [handler]}))
+    assert len(chunks) > 2
+    handler.close()
+    assert meters.force_flush(10_000)
+    meters.shutdown()
+
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    seen: list[tuple[int, int]] = []
+    pattern = r'"resource metrics": (\d+), "metrics": (\d+), "data points": (\d+)'
+    while time.monotonic() < deadline and not seen:
+        with open(collector.log_path, "rb") as log:
+            log.seek(logged_before)
+            text = log.read().decode(errors="replace")
+        # Each export (close, force_flush, shutdown) sends the cumulative state again: per resource
+        seen = [(int(m) // int(r), int(p) // int(r)) for r, m, p in re.findall(pattern, text)]
+        time.sleep(0.2)
+    # duration, token usage (input and output: two points), time to first chunk, time per chunk
+    assert seen and {(4, 5)} == set(seen), text[-3000:]
