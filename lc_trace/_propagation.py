@@ -28,8 +28,9 @@ _W3C = TraceContextTextMapPropagator()
 
 def remote_parent(metadata: Mapping[str, Any], stats: Stats) -> Span | None:
     """
-    The remote span named by ``metadata["traceparent"]``, or None (with one warning per
-    handler) when the header is not valid W3C trace context.
+    The remote span named by ``metadata["traceparent"]``; None (with one warning per handler)
+    when the header is not valid W3C trace context, and None when the current span is already in
+    that trace (the request span of an instrumented server), so the run nests under that.
     """
     carrier = {TRACEPARENT: metadata[TRACEPARENT]}
     state = metadata.get(TRACESTATE)
@@ -47,6 +48,9 @@ def remote_parent(metadata: Mapping[str, Any], stats: Stats) -> Span | None:
             metadata[TRACEPARENT],
         )
         return None
+    ambient = trace.get_current_span().get_span_context()
+    if ambient.is_valid and ambient.trace_id == context.trace_id:
+        return None  # already inside that trace (an instrumented server's span): nest under the nearer span
     return NonRecordingSpan(context)
 
 

@@ -132,3 +132,21 @@ def test_langgraph_graph_continues_the_trace(traced: Traced) -> None:
     later = [s for s in exported(traced) if s not in spans]
     assert 2 == len(later)
     assert TRACE_ID not in {format(s.context.trace_id, "032x") for s in later if s.context is not None}
+
+
+def test_inside_that_trace_already_the_nearer_span_wins(traced: Traced) -> None:
+    """In an instrumented server the request span already continues the caller's trace: the run nests under it, not beside it."""
+    from opentelemetry import context as otel_context
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    handler, exporter, _ = traced
+    request_id = 0x1234567890ABCDEF
+    request = NonRecordingSpan(SpanContext(int(TRACE_ID, 16), request_id, is_remote=False, trace_flags=TraceFlags(1)))
+    token = otel_context.attach(set_span_in_context(request))
+    try:
+        run_chain(handler, {"traceparent": TRACEPARENT})
+    finally:
+        otel_context.detach(token)
+    (root,) = [s for s in exported(traced) if s.name == "RunnableSequence"]
+    assert root.parent is not None and request_id == root.parent.span_id
+    assert TRACE_ID == format(root.context.trace_id, "032x")
