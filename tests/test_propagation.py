@@ -139,7 +139,7 @@ def test_inside_that_trace_already_the_nearer_span_wins(traced: Traced) -> None:
     from opentelemetry import context as otel_context
     from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
 
-    handler, exporter, _ = traced
+    handler, _, _ = traced
     request_id = 0x1234567890ABCDEF
     request = NonRecordingSpan(SpanContext(int(TRACE_ID, 16), request_id, is_remote=False, trace_flags=TraceFlags(1)))
     token = otel_context.attach(set_span_in_context(request))
