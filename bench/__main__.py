@@ -39,6 +39,7 @@ CONTENDERS = {
     "lc_trace-no-content": "lc_trace TraceHandler, content off",
     "lc_trace-async": "lc_trace AsyncTraceHandler, content on",
     "lc_trace-async-no-content": "lc_trace AsyncTraceHandler, content off",
+    "lc_trace-instrument": "lc_trace TraceHandler, content on, spans current (`lc_trace.instrument()`)",
     "openinference": "OpenInference LangChainInstrumentor, content on",
     "openllmetry": "OpenLLMetry LangchainInstrumentor, content on",
     "langfuse": "Langfuse langchain CallbackHandler, content on",

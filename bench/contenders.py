@@ -136,9 +136,13 @@ def _span_floor(workdir: Path) -> Attached:
 # -- lc_trace ---------------------------------------------------------------------------------
 
 
-def _lc_trace(async_class: bool, capture: bool) -> Callable[[Path], Attached]:
+def _lc_trace(async_class: bool, capture: bool, instrument: bool = False) -> Callable[[Path], Attached]:
     def setup(workdir: Path) -> Attached:
         from lc_trace import AsyncTraceHandler, TraceHandler
+        from lc_trace import instrument as make_spans_current
+
+        if instrument:  # each run's span current while its code runs (patches LangChain: a process per contender)
+            make_spans_current()
 
         provider, exporter = counting_provider()
         cls = AsyncTraceHandler if async_class else TraceHandler
@@ -233,6 +237,12 @@ CONTENDERS: dict[str, Contender] = {
         Contender("lc_trace-no-content", "TraceHandler, content off", "lc_trace", _lc_trace(False, False)),
         Contender("lc_trace-async", "AsyncTraceHandler, content on", "lc_trace", _lc_trace(True, True)),
         Contender("lc_trace-async-no-content", "AsyncTraceHandler, content off", "lc_trace", _lc_trace(True, False)),
+        Contender(
+            "lc_trace-instrument",
+            "TraceHandler, content on, lc_trace.instrument()",
+            "lc_trace",
+            _lc_trace(False, True, instrument=True),
+        ),
         Contender(
             "openinference",
             "OpenInference LangChainInstrumentor, content on",

@@ -17,11 +17,22 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from lc_trace._config import configure
+    from lc_trace._current import instrument, uninstrument
     from lc_trace._handlers import AsyncTraceHandler, TraceHandler
+    from lc_trace._propagation import current_traceparent
     from lc_trace._stats import Stats
     from lc_trace._writer import LogPathError
 
-__all__ = ["AsyncTraceHandler", "LogPathError", "Stats", "TraceHandler", "configure"]
+__all__ = [
+    "AsyncTraceHandler",
+    "LogPathError",
+    "Stats",
+    "TraceHandler",
+    "configure",
+    "current_traceparent",
+    "instrument",
+    "uninstrument",
+]
 __version__ = "0.1.0"
 
 _HOMES = {
@@ -30,6 +41,9 @@ _HOMES = {
     "Stats": "lc_trace._stats",
     "TraceHandler": "lc_trace._handlers",
     "configure": "lc_trace._config",
+    "current_traceparent": "lc_trace._propagation",
+    "instrument": "lc_trace._current",
+    "uninstrument": "lc_trace._current",
 }
 
 

@@ -39,11 +39,12 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.trace import TracerProvider
 
 from lc_trace import _attributes as A
-from lc_trace import _env, _mapping
+from lc_trace import _current, _env, _mapping
 from lc_trace._content import Serializer
 from lc_trace._log_sink import ClosedLogSink, LogSink, Processor
 from lc_trace._mapping import Start
 from lc_trace._metric_sink import MetricSink
+from lc_trace._propagation import TRACEPARENT, remote_parent
 from lc_trace._recorder import Recorder
 from lc_trace._span_sink import span_sink
 from lc_trace._stats import Stats
@@ -58,6 +59,7 @@ _LLM_START_CODE = inspect.unwrap(AsyncCallbackManager.on_llm_start).__code__
 _SORTERS = (*(c for c in _LLM_START_CODE.co_consts if isinstance(c, CodeType)), _LLM_START_CODE, _LLM_START_CODE)
 _SORTER_A, _SORTER_B = _SORTERS[0], _SORTERS[1]
 _getframe = sys._getframe
+_SCOPE = _current.scope_var
 _UNSET: Any = object()
 
 
@@ -316,6 +318,11 @@ class _TraceCore:
     ) -> None:
         # LangChain's keywords go to the mapping as they came; each mapper names what it uses.
         recorder = self._recorder
+        remote = None
+        if parent_run_id is None:  # a root may continue another service's trace
+            metadata = kwargs.get("metadata")
+            if metadata and TRACEPARENT in metadata:
+                remote = remote_parent(metadata, self.stats)
         recorder.start(
             lambda: mapper(
                 serialized,
@@ -328,6 +335,7 @@ class _TraceCore:
             ),
             run_id,
             parent_run_id,
+            remote,
         )
 
     def _end(self, mapper: Callable[..., tuple[dict[str, Any], dict[str, str]]], payload: Any, run_id: UUID) -> None:
@@ -375,6 +383,8 @@ class _TraceCore:
         **kwargs: Any,
     ) -> None:
         self._start(_mapping.chat_model_start, serialized, messages, run_id, parent_run_id, kwargs)
+        if _SCOPE.get() is not None:  # inside an entry point lc_trace.instrument() wrapped
+            _current.claim(self._recorder, run_id)
 
     def on_llm_start(
         self,
@@ -386,6 +396,8 @@ class _TraceCore:
         **kwargs: Any,
     ) -> None:
         self._start(_mapping.llm_start, serialized, prompts, run_id, parent_run_id, kwargs)
+        if _SCOPE.get() is not None:  # inside an entry point lc_trace.instrument() wrapped
+            _current.claim(self._recorder, run_id)
 
     def on_llm_new_token(self, token: Any = "", *args: Any, run_id: UUID, **kwargs: Any) -> None:
         # ``token`` is a keyword on LangChain's sync path and positional on its async one.
@@ -417,6 +429,8 @@ class _TraceCore:
         **kwargs: Any,
     ) -> None:
         self._start(_mapping.tool_start, serialized, input_str, run_id, parent_run_id, kwargs)
+        if _SCOPE.get() is not None:  # inside an entry point lc_trace.instrument() wrapped
+            _current.claim(self._recorder, run_id)
 
     def on_tool_end(self, output: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(_mapping.tool_end, output, run_id)
@@ -434,6 +448,8 @@ class _TraceCore:
         **kwargs: Any,
     ) -> None:
         self._start(_mapping.retriever_start, serialized, query, run_id, parent_run_id, kwargs)
+        if _SCOPE.get() is not None:  # inside an entry point lc_trace.instrument() wrapped
+            _current.claim(self._recorder, run_id)
 
     def on_retriever_end(self, documents: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(_mapping.retriever_end, documents, run_id)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
+from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
 from lc_trace import _attributes as A
@@ -270,6 +270,13 @@ def chat_model_start(
         if text is None:
             text = serializer.dumps([_message_parts(m) for m in flat])
         start.content[A.GEN_AI_INPUT_MESSAGES] = text
+        # The system messages' parts on their own as well (the chat history keeps them: most
+        # providers take them there, and the conventions record history as it was sent).
+        system = [m for m in flat if isinstance(m, SystemMessage)]
+        if system:
+            start.content[A.GEN_AI_SYSTEM_INSTRUCTIONS] = _system_json(system, serializer)
+    if capture:
+        _tool_definitions(start, kwargs.get("invocation_params"), serializer)
     return start
 
 
@@ -303,6 +310,45 @@ def _text_messages_json(messages: Sequence[BaseMessage], serializer: Serializer)
     return serializer.text(orjson.dumps(out).decode())
 
 
+def _system_json(messages: Sequence[BaseMessage], serializer: Serializer) -> str:
+    """
+    ``gen_ai.system_instructions``: the system messages' parts. Plain short text (the usual
+    system prompt) is written without the serializer's walk, as ``_text_messages_json`` does.
+    """
+    contents = [m.content for m in messages]
+    if all(type(c) is str for c in contents) and len(contents) <= serializer.max_items:
+        size = 16 + sum(_TEXT_MESSAGE_OVERHEAD + len(c) for c in contents)
+        if size <= serializer.max_length:
+            parts = [{"type": "text", "content": c} for c in contents if c]
+            return serializer.text(orjson.dumps(parts).decode())
+    return serializer.dumps([part for c in contents for part in _content_parts(c)])
+
+
+def _tool_definitions(start: Start, params: Mapping[str, Any] | None, serializer: Serializer) -> None:
+    """
+    ``gen_ai.tool.definitions``: the tools the model was offered (``invocation_params["tools"]``,
+    OpenAI's or Anthropic's shape), as ``{"type", "name", "description", "parameters"}``.
+    """
+    tools = params.get("tools") if params else None
+    if not tools or not isinstance(tools, Sequence):
+        return
+    definitions = []
+    for tool in tools:
+        if not isinstance(tool, Mapping):
+            continue
+        function = tool.get("function")
+        spec = function if isinstance(function, Mapping) else tool
+        definition = {"type": str(tool.get("type") or "function"), "name": spec.get("name")}
+        if spec.get("description"):
+            definition["description"] = spec.get("description")
+        schema = spec.get("parameters", spec.get("input_schema"))
+        if schema is not None:
+            definition["parameters"] = schema
+        definitions.append(definition)
+    if definitions:
+        start.content[A.GEN_AI_TOOL_DEFINITIONS] = serializer.dumps(definitions)
+
+
 def llm_start(
     serialized: Mapping[str, Any] | None,
     prompts: Sequence[str],
@@ -318,6 +364,8 @@ def llm_start(
     if capture and prompts:
         parts = [{"role": "user", "parts": [{"type": "text", "content": p}]} for p in prompts]
         start.content[A.GEN_AI_INPUT_MESSAGES] = serializer.dumps(parts)
+    if capture:
+        _tool_definitions(start, kwargs.get("invocation_params"), serializer)
     return start
 
 

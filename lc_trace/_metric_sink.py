@@ -1,16 +1,22 @@
 """
 MetricSink: the GenAI client metrics of the semantic conventions v1.41, from model runs.
 
-``gen_ai.client.operation.duration`` (seconds) and ``gen_ai.client.token.usage`` (tokens, by
-``gen_ai.token.type``), with the conventions' advisory bucket boundaries and their low-cardinality
-attributes only (operation, provider, request and response model, error type). Recorded once per
-model call, at its end, through the OpenTelemetry metrics API: with no meter provider configured
-the instruments are no-ops.
+``gen_ai.client.operation.duration`` (seconds), ``gen_ai.client.token.usage`` (tokens, by
+``gen_ai.token.type``) and, for streamed calls, ``gen_ai.client.operation.time_to_first_chunk``
+and ``gen_ai.client.operation.time_per_output_chunk`` (one value per chunk after the first: the
+time since the chunk before), with the conventions' advisory bucket boundaries (the duration's
+for all three time metrics) and their low-cardinality attributes only (operation, provider,
+request and response model, error type). Recorded at a model call's end, through the
+OpenTelemetry metrics API: with no meter provider configured the instruments are no-ops.
+
+v1.41 defines no metric for agents or tools (``gen_ai.execute_tool.duration`` and
+``gen_ai.invoke_agent.duration`` exist only in the later, separate GenAI conventions), so none
+is recorded for them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import metrics
@@ -33,7 +39,7 @@ class MetricSink:
     Records one model call's duration and token usage on meters from *meter_provider*.
     """
 
-    __slots__ = ("_duration", "_provider", "_tokens")
+    __slots__ = ("_duration", "_first_chunk", "_per_chunk", "_provider", "_tokens")
 
     def __init__(self, meter_provider: MeterProvider | None = None) -> None:
         self._provider = meter_provider
@@ -50,13 +56,39 @@ class MetricSink:
             description="Number of input and output tokens used",
             explicit_bucket_boundaries_advisory=_TOKEN_BUCKETS,
         )
+        self._first_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_to_first_chunk",
+            unit="s",
+            description="Time to receive the first chunk from a streaming response",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
+        self._per_chunk = meter.create_histogram(
+            "gen_ai.client.operation.time_per_output_chunk",
+            unit="s",
+            description="Time per output chunk after the first chunk of a streaming response",
+            explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+        )
 
-    def model_call(self, start: Mapping[str, Any], end: Mapping[str, Any], duration_s: float) -> None:
+    def model_call(
+        self,
+        start: Mapping[str, Any],
+        end: Mapping[str, Any],
+        duration_s: float,
+        first_chunk_s: float | None = None,
+        chunk_ns: Sequence[int] | None = None,
+    ) -> None:
         """
-        One finished model call: *start* and *end* are its span attributes.
+        One finished model call: *start* and *end* are its span attributes; a streamed one also
+        its time to the first chunk and when each chunk came (monotonic ns).
         """
         attributes = {key: value for key in _KEYS if (value := end.get(key, start.get(key))) is not None}
         self._duration.record(duration_s, attributes)
+        if first_chunk_s is not None:
+            self._first_chunk.record(first_chunk_s, attributes)
+        if chunk_ns:
+            record = self._per_chunk.record
+            for before, after in zip(chunk_ns, chunk_ns[1:], strict=False):
+                record((after - before) / 1e9, attributes)
         for key, kind in ((A.GEN_AI_USAGE_INPUT_TOKENS, "input"), (A.GEN_AI_USAGE_OUTPUT_TOKENS, "output")):
             count = end.get(key)
             if count is not None:

@@ -18,6 +18,7 @@ import functools
 import random
 import threading
 import time
+from array import array
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
@@ -74,6 +75,7 @@ class Run:
         "span_id",
         "chunks",
         "first_chunk_ns",
+        "chunk_ns",
     )
 
     def __init__(
@@ -98,6 +100,7 @@ class Run:
         self.span_id = span_id
         self.chunks = 0
         self.first_chunk_ns = 0
+        self.chunk_ns: array[int] | None = None  # when each streamed chunk came (the metrics' gaps): 8 bytes each
 
     @property
     def action_prefix(self) -> str:
@@ -186,9 +189,12 @@ class Recorder:
     # -- starts -----------------------------------------------------------------------------
 
     @guarded
-    def start(self, build: Callable[[], Start], run_id: UUID, parent_run_id: UUID | None) -> None:
+    def start(
+        self, build: Callable[[], Start], run_id: UUID, parent_run_id: UUID | None, remote: Span | None = None
+    ) -> None:
         """
-        Open a run: map the start, start its span under its parent's, log ``<kind>_start``.
+        Open a run: map the start, start its span under its parent's (a root: under *remote*,
+        a span of another service, when given), log ``<kind>_start``.
         """
         if run_id in self._runs:  # a duplicate start (a handler registered twice by hand): keep the first
             return
@@ -200,7 +206,7 @@ class Recorder:
             self.stats.add("internal_errors")
             report_once(self.stats, "internal:map_start", "could not map a run start", exc_info=True)
             record = Start(CHAIN, "unknown", "unknown", False, {A.LC_RUN_ID: str(run_id), A.LC_RUN_TYPE: CHAIN})
-        span = self.spans.start(record, parent.span if parent is not None else None, ns)
+        span = self.spans.start(record, parent.span if parent is not None else remote, ns)
         context = span.get_span_context()
         valid = context.is_valid  # False with no SDK: the log lines still need ids that group and nest
         if parent is not None:  # a child shares its parent's trace: reuse the formatted id
@@ -300,7 +306,13 @@ class Recorder:
         if end_reason is not None:
             attributes[A.LC_END_REASON] = end_reason
         if run.run_type in (CHAT_MODEL, LLM):
-            self.metrics.model_call(run.attributes, attributes, (ns - run.start_ns) / 1e9)
+            self.metrics.model_call(
+                run.attributes,
+                attributes,
+                (ns - run.start_ns) / 1e9,
+                (run.first_chunk_ns - run.start_ns) / 1e9 if run.chunks else None,
+                run.chunk_ns,
+            )
         fields = {**attributes, **content} if content else attributes
         self.spans.end(run.span, fields, reason, ns)  # sinks copy what they keep: the line reuses the dict
         fields[A.EVENT_OUTCOME] = (
@@ -339,16 +351,20 @@ class Recorder:
 
     def token(self, run_id: UUID, token: Any) -> None:
         """
-        A streamed chunk: counted, the first one timed; a log line only if asked for. The
-        per-token path: one lookup, one count, once a clock read; guarded inline (a
-        ``try`` costs nothing until it catches) rather than through ``guarded``'s extra call.
+        A streamed chunk: counted and timed; a log line only if asked for. The per-token path:
+        one lookup, one count, one clock read and append; guarded inline (a ``try`` costs
+        nothing until it catches) rather than through ``guarded``'s extra call.
         """
         try:
             run = self._runs.get(run_id)
             if run is None:
                 return
+            ns = _time_ns()
             if not run.chunks:
-                run.first_chunk_ns = _time_ns()
+                run.first_chunk_ns = ns
+                run.chunk_ns = array("q", (ns,))
+            elif run.chunk_ns is not None:
+                run.chunk_ns.append(ns)
             run.chunks += 1
             if self.log_tokens:
                 self._token_line(run, token)

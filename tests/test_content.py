@@ -203,3 +203,69 @@ def test_a_50_mb_input_through_a_traced_chain(make_handler, log_path):
     start = next(l for l in lines if l["event.action"] == "chain_start")
     assert start["langchain.input"].startswith('"Roses need sun.') and len(start["langchain.input"]) < 4200
     assert all(len(raw) < 20_000 for raw in log_path.read_text().splitlines())
+
+
+# --- what the model was offered: tool definitions and system instructions -----------------------
+
+
+def _offer_a_model(make_handler, exporter, log_path, **options):
+    from langchain_core.tools import tool
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    from lc_trace import _attributes as A
+    from lc_trace.testing import FakeChatModel, read_log
+
+    @tool
+    def flower_price(flower: str) -> str:
+        """The price of a flower, api_key=sk-proj-lctraceDummyKeyNotARealKey0123456789."""
+        return "3.50"
+
+    handler = make_handler(**options)
+    model = FakeChatModel().bind(tools=[convert_to_openai_tool(flower_price)])
+    model.invoke([SystemMessage("You are a florist. " * 20), HumanMessage("Rose?")], {"callbacks": [handler]})
+    assert handler.flush()
+    (span,) = exporter.get_finished_spans()
+    (start,) = [line for line in read_log(log_path) if line["event.action"] == "llm_start"]
+    keys = (A.GEN_AI_TOOL_DEFINITIONS, A.GEN_AI_SYSTEM_INSTRUCTIONS)
+    return {k: span.attributes.get(k) for k in keys}, {k: start.get(k) for k in keys}
+
+
+def test_tool_definitions_and_system_instructions(make_handler, exporter, log_path):
+    """The tools bound to the model and its system message are on the span and the start line, in the conventions' shapes."""
+    on_span, on_line = _offer_a_model(make_handler, exporter, log_path)
+    assert on_span == on_line
+    (definition,) = json.loads(on_span["gen_ai.tool.definitions"])
+    assert "function" == definition["type"]
+    assert "flower_price" == definition["name"]
+    assert {"flower": {"type": "string"}} == definition["parameters"]["properties"]
+    assert "sk-proj-" not in definition["description"]  # redacted like all content
+    assert [{"type": "text", "content": "You are a florist. " * 20}] == json.loads(
+        on_span["gen_ai.system_instructions"]
+    )
+
+
+def test_tool_definitions_and_system_instructions_truncated(make_handler, exporter, log_path):
+    """Both are cut to max_content_length, like every captured value."""
+    on_span, _ = _offer_a_model(make_handler, exporter, log_path, max_content_length=64)
+    for value in on_span.values():
+        assert "truncated" in value
+        assert len(value) < 140
+
+
+def test_tool_definitions_and_system_instructions_off_with_content_off(make_handler, exporter, log_path):
+    """With content capture off, neither is recorded."""
+    on_span, on_line = _offer_a_model(make_handler, exporter, log_path, capture_content=False)
+    assert {None} == set(on_span.values()) == set(on_line.values())
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [["You are a florist."], ["Be brief.", "", "api_key=sk-proj-lctraceDummyKeyNotARealKey0123456789"], ["x" * 8100]],
+)
+def test_system_instructions_shortcut_is_the_walk(texts):
+    """Plain system text written without the walk is the walk's text to the byte, near and past the length budget too."""
+    from lc_trace._mapping import _content_parts, _system_json
+
+    serializer = Serializer()
+    messages = [SystemMessage(t) for t in texts]
+    assert serializer.dumps([p for t in texts for p in _content_parts(t)]) == _system_json(messages, serializer)

@@ -287,3 +287,84 @@ def test_collector_down_mid_run_app_carries_on_bounded_then_recovers(jaeger, tmp
         handler.close()
         provider.shutdown()
         collector.stop()
+
+
+def test_two_processes_one_trace(jaeger, collector):
+    """A tool in one process calls another service over HTTP with lc_trace.current_traceparent(); that service's LangChain run continues the trace: one trace in Jaeger, two services, the remote root a child of the tool."""
+    import requests
+
+    import lc_trace
+
+    provider, memory = _app_tracing(collector, "e2e-shop")
+    handler = TraceHandler(tracer_provider=provider, log_path=None)
+    command = [sys.executable, "-m", "tests.warehouse_service", f"127.0.0.1:{collector.ports['otlp_grpc']}"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as warehouse:
+        try:
+            assert warehouse.stdout is not None
+            port = int(warehouse.stdout.readline())
+
+            @tool
+            def ask_warehouse(flower: str) -> str:
+                """Asks the warehouse service how many are in stock."""
+                header = lc_trace.current_traceparent()
+                assert header is not None
+                url = f"http://127.0.0.1:{port}/stock"
+                reply = requests.post(url, json={"flower": flower}, headers={"traceparent": header}, timeout=30)
+                return str(reply.json()["answer"])
+
+            lc_trace.instrument()
+            try:
+                assert "12 roses in stock." == ask_warehouse.invoke("rose", {"callbacks": [handler]})
+            finally:
+                lc_trace.uninstrument()
+            assert 0 == warehouse.wait(timeout=60)
+        finally:
+            if warehouse.poll() is None:
+                warehouse.kill()
+    handler.close()
+    provider.force_flush()
+
+    (tool_span,) = memory.get_finished_spans()
+    stored = jaeger_trace(jaeger, _hex(tool_span.context.trace_id, 32), 2)
+    assert 2 == len(stored)
+    by_service = {span["service"]: span for span in stored.values()}
+    assert {"e2e-shop", "e2e-warehouse"} == set(by_service)
+    remote = by_service["e2e-warehouse"]
+    assert "chat fake-chat-1" == remote["name"]
+    assert _hex(tool_span.context.span_id, 16) == remote["parentSpanId"]
+    assert "execute_tool ask_warehouse" == by_service["e2e-shop"]["name"]
+
+
+def test_genai_metrics_reach_the_collector(collector):
+    """A streamed model call's four GenAI metrics (duration, token usage, time to first chunk, time per chunk) reach the real collector over OTLP: its metrics pipeline reports them."""
+    import re
+
+    from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
+    logged_before = collector.log_path.stat().st_size  # what earlier tests (the demo's metrics) left there
+    exporter = OTLPMetricExporter(endpoint=f"127.0.0.1:{collector.ports['otlp_grpc']}", insecure=True, timeout=5)
+    meters = MeterProvider(
+        metric_readers=[PeriodicExportingMetricReader(exporter, export_interval_millis=60_000)],
+        resource=Resource.create({"service.name": "e2e-metrics"}),
+    )
+    handler = TraceHandler(tracer_provider=TracerProvider(), meter_provider=meters, log_path=None)
+    chunks = list(FakeChatModel(responses=["Roses are red."]).stream("poem", {"callbacks": [handler]}))
+    assert len(chunks) > 2
+    handler.close()
+    assert meters.force_flush(10_000)
+    meters.shutdown()
+
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    seen: list[tuple[int, int]] = []
+    pattern = r'"resource metrics": (\d+), "metrics": (\d+), "data points": (\d+)'
+    while time.monotonic() < deadline and not seen:
+        with open(collector.log_path, "rb") as log:
+            log.seek(logged_before)
+            text = log.read().decode(errors="replace")
+        # Each export (close, force_flush, shutdown) sends the cumulative state again: per resource
+        seen = [(int(m) // int(r), int(p) // int(r)) for r, m, p in re.findall(pattern, text)]
+        time.sleep(0.2)
+    # duration, token usage (input and output: two points), time to first chunk, time per chunk
+    assert seen and {(4, 5)} == set(seen), text[-3000:]

@@ -1,4 +1,4 @@
-"""GenAI client metrics (semantic conventions v1.41): operation duration and token usage per model call."""
+"""GenAI client metrics (semantic conventions v1.41): operation duration, token usage and the streaming chunk times per model call."""
 
 from __future__ import annotations
 
@@ -93,3 +93,52 @@ def test_chains_tools_and_retrievers_record_no_client_metrics(make_handler, mete
 
     RunnableLambda(lambda x: x, name="step").invoke(1, {"callbacks": [make_handler(meter_provider=meter_provider)]})
     assert [] == points(reader, "gen_ai.client.operation.duration")
+
+
+def metric(reader: InMemoryMetricReader, name: str) -> Any:
+    data = reader.get_metrics_data()
+    assert data is not None
+    found = [m for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics if m.name == name]
+    assert 1 == len(found), name
+    return found[0]
+
+
+@pytest.mark.parametrize("mode", ["stream", "astream"])
+def test_streamed_call_records_first_chunk_and_per_chunk_times(mode, make_handler, meter_provider, reader, exporter):
+    """A streamed call: one time-to-first-chunk point equal to the span's attribute, one time-per-chunk value per chunk after the first, in seconds, with the duration's buckets and attributes."""
+    from lc_trace import AsyncTraceHandler, TraceHandler
+
+    handler = make_handler(TraceHandler if mode == "stream" else AsyncTraceHandler, meter_provider=meter_provider)
+    model = FakeChatModel(responses=["Roses are red and violets blue."], delay_s=0.002)
+    config = {"callbacks": [handler]}
+    if mode == "stream":
+        chunks = list(model.stream("poem", config))
+    else:
+
+        async def collect() -> list[Any]:
+            return [c async for c in model.astream("poem", config)]
+
+        chunks = asyncio.run(collect())
+    span = next(s for s in exporter.get_finished_spans() if s.name == "chat fake-chat-1")
+    counted = span.attributes["langchain.stream.chunk_count"]
+    assert counted >= len(chunks) - 1 >= 5
+
+    (duration,) = points(reader, "gen_ai.client.operation.duration")
+    (first,) = points(reader, "gen_ai.client.operation.time_to_first_chunk")
+    (per_chunk,) = points(reader, "gen_ai.client.operation.time_per_output_chunk")
+    assert dict(duration.attributes) == dict(first.attributes) == dict(per_chunk.attributes)
+    assert pytest.approx(span.attributes["gen_ai.response.time_to_first_chunk"]) == first.sum
+    assert 1 == first.count
+    assert counted - 1 == per_chunk.count
+    assert first.sum + per_chunk.sum <= duration.sum
+    assert per_chunk.sum >= 0.002 * (counted - 2)  # the model's delay between chunks, seen
+    for name in ("gen_ai.client.operation.time_to_first_chunk", "gen_ai.client.operation.time_per_output_chunk"):
+        assert "s" == metric(reader, name).unit
+    assert tuple(duration.explicit_bounds) == tuple(first.explicit_bounds) == tuple(per_chunk.explicit_bounds)
+
+
+def test_unstreamed_call_records_no_chunk_times(make_handler, meter_provider, reader):
+    """invoke without streaming: no chunk metrics (they are for streaming responses only)."""
+    FakeChatModel().invoke("hi", {"callbacks": [make_handler(meter_provider=meter_provider)]})
+    assert [] == points(reader, "gen_ai.client.operation.time_to_first_chunk")
+    assert [] == points(reader, "gen_ai.client.operation.time_per_output_chunk")

@@ -545,6 +545,12 @@ def test_openai_tool_calling_loop(
         first, A.GEN_AI_OUTPUT_MESSAGES, "tool_call"
     )
 
+    # both calls were offered the tool (bind_tools), in the conventions' shape
+    for call in (first, second):
+        (offered,) = json.loads(call.attributes[A.GEN_AI_TOOL_DEFINITIONS])
+        assert ("function", tool_.name, tool_.description) == (offered["type"], offered["name"], offered["description"])
+        assert {"a", "b"} == set(offered["parameters"]["properties"])
+
     # the tool run, linked to the model's call id
     assert SpanKind.INTERNAL == tool_span.kind
     assert "execute_tool" == tool_span.attributes[A.GEN_AI_OPERATION_NAME]

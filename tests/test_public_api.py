@@ -7,7 +7,16 @@ import lc_trace
 
 def test_all_is_pinned():
     """lc_trace exports exactly these names."""
-    assert ["AsyncTraceHandler", "LogPathError", "Stats", "TraceHandler", "configure"] == lc_trace.__all__
+    assert [
+        "AsyncTraceHandler",
+        "LogPathError",
+        "Stats",
+        "TraceHandler",
+        "configure",
+        "current_traceparent",
+        "instrument",
+        "uninstrument",
+    ] == lc_trace.__all__
 
 
 def test_public_names_report_the_package():

@@ -163,7 +163,9 @@ class TwinSink:
     def provider(self) -> Any:
         return self.main.provider
 
-    def start(self, record: Start, parent: _Pair | None, start_ns: int) -> _Pair:
+    def start(self, record: Start, parent: _Pair | Span | None, start_ns: int) -> _Pair:
+        if parent is not None and not isinstance(parent, _Pair):  # a remote parent (a traceparent): both take it
+            parent = _Pair(parent, parent)
         with self._lock:  # the twin replays the ids the main path just drew
             main = self.main.start(record, parent.main if parent else None, start_ns)
             twin = self.twin.start(record, self.twin.as_span(parent.twin) if parent else None, start_ns)
