@@ -269,3 +269,86 @@ def test_system_instructions_shortcut_is_the_walk(texts):
     serializer = Serializer()
     messages = [SystemMessage(t) for t in texts]
     assert serializer.dumps([p for t in texts for p in _content_parts(t)]) == _system_json(messages, serializer)
+
+
+class TestKinds:
+    """The walker treats each object by its type, as the isinstance tests it learned that from would."""
+
+    def test_subclasses_and_enums_take_their_base_types_way(self):
+        """str/int/float subclasses become their base values, enums their value; secrets are redacted."""
+        import enum
+
+        from pydantic import SecretStr
+
+        class Colour(enum.Enum):
+            RED = {"hex": "#f00"}
+
+        class Size(enum.IntEnum):
+            BIG = 3
+
+        class Name(str):
+            pass
+
+        value = [Name("rose"), Size.BIG, Colour.RED, SecretStr("p"), b"ab"]
+        assert ["rose", 3, {"hex": "#f00"}, REDACTED, "<2 bytes>"] == Serializer().jsonable(value)
+
+    def test_a_type_registered_as_a_mapping_later_is_walked_as_one(self):
+        """A class first seen as an unknown object is walked as a mapping once it is registered as one."""
+        from collections.abc import Mapping
+
+        class Bag:
+            def __init__(self) -> None:
+                self.data = {"rose": 1, "api_key": "k"}
+
+            def items(self):
+                return self.data.items()
+
+            def __len__(self) -> int:
+                return len(self.data)
+
+            def __getitem__(self, key):
+                return self.data[key]
+
+            def __iter__(self):
+                return iter(self.data)
+
+            def __repr__(self) -> str:
+                return "Bag()"
+
+        serializer = Serializer()
+        assert "Bag()" == serializer.jsonable(Bag())
+        Mapping.register(Bag)
+        assert {"rose": 1, "api_key": REDACTED} == serializer.jsonable(Bag())
+
+    def test_an_object_claiming_a_class_is_walked_as_that_class(self):
+        """A proxy whose __class__ names a mapping is walked as isinstance sees it, object by object."""
+
+        class Proxy:
+            def __init__(self, target) -> None:
+                self.target = target
+
+            @property
+            def __class__(self):
+                return type(self.target)
+
+            def items(self):
+                return self.target.items()
+
+            def __len__(self) -> int:
+                return len(self.target)
+
+            def __repr__(self) -> str:
+                return f"Proxy({self.target!r})"
+
+        serializer = Serializer()
+        assert {"password": REDACTED} == serializer.jsonable(Proxy({"password": "p"}))
+        assert "Proxy(None)" == serializer.jsonable(Proxy(None))
+
+    def test_cycles_through_any_container_are_marked_where_they_close(self):
+        """A cycle is marked at the object that closes it, a tuple included; shared values are not cycles."""
+        loop: list[object] = []
+        pair = (loop,)
+        loop.append(pair)
+        shared = {"k": "v"}
+        assert [[["<cycle: tuple>"]]] == Serializer().jsonable([pair])
+        assert [{"k": "v"}, {"k": "v"}] == Serializer().jsonable([shared, shared])
