@@ -310,8 +310,27 @@ class Serializer:
         if depth > _MAX_DEPTH:
             walk.left -= 16
             return "<max depth: dict>"
+        if self._as_they_are(fields, walk):
+            return fields
         walk.left -= 8
         return self._mapping(fields.items(), depth + 1, walk, len(fields))
+
+    def _as_they_are(self, fields: dict[str, Any], walk: _Walk) -> bool:
+        """
+        True, with their cost taken from the budget, when walking a message's *fields* would
+        copy them unchanged: all short strings (the usual message; its keys are never secret),
+        no more than the item cap, the budget not spent before the last one.
+        """
+        if len(fields) > self.max_items:
+            return False
+        left = walk.left - 8
+        limit = self.max_length
+        for key, value in fields.items():
+            if left < 0 or type(value) is not str or len(value) > limit:
+                return False
+            left -= len(key) + len(value)
+        walk.left = left
+        return True
 
     def _document(self, obj: Any, depth: int, walk: _Walk) -> Any:
         doc: dict[str, Any] = {"page_content": obj.page_content, "metadata": obj.metadata}

@@ -352,3 +352,26 @@ class TestKinds:
         shared = {"k": "v"}
         assert [[["<cycle: tuple>"]]] == Serializer().jsonable([pair])
         assert [{"k": "v"}, {"k": "v"}] == Serializer().jsonable([shared, shared])
+
+    @pytest.mark.parametrize("max_items", [1, 2, 100])
+    def test_a_message_of_short_strings_is_what_the_walk_of_its_fields_gives(self, max_items, monkeypatch):
+        """Messages skip the walk of their fields only where it would return them unchanged, near any budget."""
+        messages = [
+            SystemMessage("s" * 10),
+            HumanMessage("h" * 30, name="ann"),
+            ToolMessage("3.50", tool_call_id="c1"),
+            AIMessage("", tool_calls=[{"id": "c1", "name": "price", "args": {"token": "t"}}]),
+            HumanMessage(content=[{"type": "text", "text": "hi"}]),
+        ]
+        shortcut = Serializer._as_they_are
+        answers = []
+        monkeypatch.setattr(Serializer, "_as_they_are", lambda *args: answers.append(shortcut(*args)) or answers[-1])
+        for max_length in range(16, 140):
+            serializer = Serializer(max_length, max_items)
+            for message in messages:
+                value = {"x" * (max_length // 3): message}
+                fast = serializer.jsonable(value)
+                with monkeypatch.context() as patch:
+                    patch.setattr(Serializer, "_as_they_are", lambda self, fields, walk: False)
+                    assert serializer.jsonable(value) == fast, (max_length, message)
+        assert (True in answers) is (max_items > 1) and False in answers
