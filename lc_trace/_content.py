@@ -9,6 +9,7 @@ degrades alone instead of dropping the whole value. It never raises.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import datetime as _dt
 import enum
@@ -16,7 +17,7 @@ import functools
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
@@ -39,7 +40,6 @@ REDACTED = "[REDACTED]"
 _DEFAULT_MAX_LENGTH = 8192
 _DEFAULT_MAX_ITEMS = 100
 _MAX_DEPTH = 16
-_PLAIN_CONTAINERS = frozenset({dict, list, tuple})
 # Characters past the cut that are still scanned for secrets: longer than the shortest text
 # every _SECRET_VALUE branch matches (AIza + 35 = 39), so a secret straddling the cut is found.
 _SECRET_MARGIN = 256
@@ -209,6 +209,8 @@ class Serializer:
         """
         JSON-compatible data for *obj*; a field that cannot be converted becomes a marker string.
         """
+        if abc.get_cache_token() != _ways_token:  # an ABC registration may change what a type is
+            _forget()
         return self._walk(obj, 0, _Walk(self.max_length))
 
     # -- the walker -----------------------------------------------------------------------
@@ -227,46 +229,58 @@ class Serializer:
         if depth > _MAX_DEPTH:
             walk.left -= 16
             return f"<max depth: {kind.__name__}>"
-        if kind not in _PLAIN_CONTAINERS:  # plain dicts and lists skip the subclass checks
-            if isinstance(obj, (SecretStr, SecretBytes)):
-                return REDACTED
-            if isinstance(obj, (str, int, float)) and not isinstance(obj, enum.Enum):
-                # str/int/float subclasses (TextAccessor, numpy scalars that subclass float…)
-                return self._walk(
-                    str(obj) if isinstance(obj, str) else float(obj) if isinstance(obj, float) else int(obj),
-                    depth,
-                    walk,
-                )
-            if isinstance(obj, (bytes, bytearray, memoryview)):
-                return f"<{len(obj)} bytes>"
+        way = _WAYS.get(kind)
+        if way is None:
+            way = _learn(obj)
+        step, nested = way
+        if not nested:
+            return step(self, obj, depth, walk)
         oid = id(obj)
         path = walk.path
         if oid in path:
             return f"<cycle: {kind.__name__}>"
         path.add(oid)
         try:
-            return self._container(obj, depth + 1, walk)
+            walk.left -= 8  # brackets, quotes and separators; a wide tree of small containers spends its budget too
+            return step(self, obj, depth + 1, walk)
         finally:
             path.discard(oid)
 
     def _mapping(self, items: Any, depth: int, walk: _Walk, size: int) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        limit = self.max_length
+        cap = self.max_items
         for index, (key, value) in enumerate(items):
-            if index >= self.max_items or walk.left < 0:
+            if index >= cap or walk.left < 0:
                 out["…"] = f"{size - index} more items"
                 break
             name = key if type(key) is str else self._safe_str(key)
-            walk.left -= len(name)
-            out[name] = REDACTED if is_secret_key(name) else self._field(value, depth, walk)
+            if is_secret_key(name):
+                walk.left -= len(name)
+                out[name] = REDACTED
+                continue
+            kind = type(value)
+            if kind is str and len(value) <= limit:  # most leaves: _field's first test, inline
+                walk.left -= len(name) + len(value)
+                out[name] = value
+            else:
+                walk.left -= len(name)
+                out[name] = self._field(value, depth, walk)
         return out
 
     def _sequence(self, items: Any, depth: int, walk: _Walk, size: int) -> list[Any]:
         out = []
+        limit = self.max_length
+        cap = self.max_items
         for index, value in enumerate(items):
-            if index >= self.max_items or walk.left < 0:
+            if index >= cap or walk.left < 0:
                 out.append(f"… {size - index} more items")
                 break
-            out.append(self._field(value, depth, walk))
+            if type(value) is str and len(value) <= limit:  # most leaves: _field's first test, inline
+                walk.left -= len(value)
+                out.append(value)
+            else:
+                out.append(self._field(value, depth, walk))
         return out
 
     def _field(self, value: Any, depth: int, walk: _Walk) -> Any:
@@ -281,37 +295,61 @@ class Serializer:
         except Exception as exc:
             return f"<unserializable {type(value).__name__}: {type(exc).__name__}>"
 
-    def _container(self, obj: Any, depth: int, walk: _Walk) -> Any:
-        kind = type(obj)
-        walk.left -= 8  # brackets, quotes and separators; a wide tree of small containers spends its budget too
-        if kind is dict:
-            return self._mapping(obj.items(), depth, walk, len(obj))
-        if kind is list or kind is tuple:
-            return self._sequence(obj, depth, walk, len(obj))
-        if isinstance(obj, BaseMessage):  # before Mapping: each abstract check costs (pydantic's ABCMeta)
-            return self._walk(self.message(obj), depth, walk)
-        if isinstance(obj, Mapping):
-            return self._mapping(obj.items(), depth, walk, len(obj))
-        if isinstance(obj, (list, tuple, set, frozenset)):
-            return self._sequence(obj, depth, walk, len(obj))
-        if isinstance(obj, Document):
-            doc: dict[str, Any] = {"page_content": obj.page_content, "metadata": obj.metadata}
-            if obj.id is not None:
-                doc["id"] = obj.id
-            return self._walk(doc, depth, walk)
-        if isinstance(obj, PromptValue):
-            return self._walk(obj.to_messages(), depth, walk)
-        if isinstance(obj, BaseModel):
-            fields = type(obj).model_fields
-            return self._mapping(((name, getattr(obj, name, None)) for name in fields), depth, walk, len(fields))
-        if isinstance(obj, (_dt.datetime, _dt.date, _dt.time)):
-            return obj.isoformat()
-        if isinstance(obj, _dt.timedelta):
-            return obj.total_seconds()
-        if isinstance(obj, enum.Enum):
-            return self._walk(obj.value, depth, walk)
-        if isinstance(obj, (uuid.UUID, Decimal, PurePath)):
-            return str(obj)
+    # One step per kind of object, chosen by _learn from its type (see _WAYS). Leaves take the
+    # walk's depth; nested steps run inside the cycle check, one level deeper, with their
+    # container's 8 characters already taken from the budget.
+
+    def _dict(self, obj: Any, depth: int, walk: _Walk) -> Any:
+        return self._mapping(obj.items(), depth, walk, len(obj))
+
+    def _list(self, obj: Any, depth: int, walk: _Walk) -> Any:
+        return self._sequence(obj, depth, walk, len(obj))
+
+    def _message(self, obj: Any, depth: int, walk: _Walk) -> Any:
+        fields = self.message(obj)  # a new dict, so never on the path: _walk's prologue for it without the cycle check
+        if depth > _MAX_DEPTH:
+            walk.left -= 16
+            return "<max depth: dict>"
+        if self._as_they_are(fields, walk):
+            return fields
+        walk.left -= 8
+        return self._mapping(fields.items(), depth + 1, walk, len(fields))
+
+    def _as_they_are(self, fields: dict[str, Any], walk: _Walk) -> bool:
+        """
+        True, with their cost taken from the budget, when walking a message's *fields* would
+        copy them unchanged: all short strings (the usual message; its keys are never secret),
+        no more than the item cap, the budget not spent before the last one.
+        """
+        if len(fields) > self.max_items:
+            return False
+        left = walk.left - 8
+        limit = self.max_length
+        for key, value in fields.items():
+            if left < 0 or type(value) is not str or len(value) > limit:
+                return False
+            left -= len(key) + len(value)
+        walk.left = left
+        return True
+
+    def _document(self, obj: Any, depth: int, walk: _Walk) -> Any:
+        doc: dict[str, Any] = {"page_content": obj.page_content, "metadata": obj.metadata}
+        if obj.id is not None:
+            doc["id"] = obj.id
+        return self._walk(doc, depth, walk)
+
+    def _prompt(self, obj: Any, depth: int, walk: _Walk) -> Any:
+        return self._walk(obj.to_messages(), depth, walk)
+
+    def _model(self, obj: Any, depth: int, walk: _Walk) -> Any:
+        fields = type(obj).model_fields
+        return self._mapping(((name, getattr(obj, name, None)) for name in fields), depth, walk, len(fields))
+
+    def _enum(self, obj: Any, depth: int, walk: _Walk) -> Any:
+        return self._walk(obj.value, depth, walk)
+
+    def _other(self, obj: Any, depth: int, walk: _Walk) -> Any:
+        """Types no cheaper test recognises: asked each time, as these answers may differ per object."""
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             fields_ = dataclasses.fields(obj)
             return self._mapping(((f.name, getattr(obj, f.name, None)) for f in fields_), depth, walk, len(fields_))
@@ -356,6 +394,114 @@ class Serializer:
             return repr(obj)
         except Exception:
             return f"<{kind_name(obj)} (repr failed)>"
+
+
+Step = Callable[[Serializer, Any, int, _Walk], Any]
+
+# How the walker treats each type it has met: (step, nested). Filled by _learn from the same
+# isinstance tests, in the same order, as a chain of them would ask each object (~20 for a prompt
+# value, some on pydantic's ABCMeta); an ABC registration anywhere (abc.get_cache_token) or a
+# full table starts it afresh, so a type seen again costs one dict lookup.
+_WAYS: dict[type, tuple[Step, bool]] = {}
+_WAYS_MAX = 512
+_ways_token: object = abc.get_cache_token()
+
+
+def _forget() -> None:
+    global _ways_token
+    _ways_token = abc.get_cache_token()
+    _WAYS.clear()
+
+
+def _learn(obj: Any) -> tuple[Step, bool]:
+    """
+    The way for *obj*'s type, kept for the next object of that type, unless the type may lie
+    about its class (proxies and mocks define ``__class__``; ``isinstance`` believes them): those
+    are asked each time, by both classes, as ``isinstance`` would.
+    """
+    kind = type(obj)
+    if any("__class__" in vars(k) for k in kind.__mro__[:-1]):
+        try:
+            claimed = obj.__class__
+        except AttributeError:  # as isinstance: no claim; any other error is the object's own
+            claimed = kind
+        return _classify((kind, claimed) if isinstance(claimed, type) and claimed is not kind else (kind,))
+    if len(_WAYS) >= _WAYS_MAX:
+        _forget()
+    way = _WAYS[kind] = _classify((kind,))
+    return way
+
+
+def _classify(kinds: tuple[type, ...]) -> tuple[Step, bool]:
+    """The walker's isinstance tests, in its order, asked of a type (and the class it claims)."""
+
+    def isa(*bases: type) -> bool:
+        return any(issubclass(k, bases) for k in kinds)
+
+    if kinds == (dict,):
+        return Serializer._dict, True
+    if kinds == (list,) or kinds == (tuple,):
+        return Serializer._list, True
+    if isa(SecretStr, SecretBytes):
+        return _redacted, False
+    if isa(str, int, float) and not isa(enum.Enum):
+        # str/int/float subclasses (TextAccessor, numpy scalars that subclass float…)
+        return (_as_str if isa(str) else _as_float if isa(float) else _as_int), False
+    if isa(bytes, bytearray, memoryview):
+        return _size, False
+    if isa(BaseMessage):  # before Mapping, as pydantic's abstract checks cost
+        return Serializer._message, True
+    if isa(Mapping):
+        return Serializer._dict, True
+    if isa(list, tuple, set, frozenset):
+        return Serializer._list, True
+    if isa(Document):
+        return Serializer._document, True
+    if isa(PromptValue):
+        return Serializer._prompt, True
+    if isa(BaseModel):
+        return Serializer._model, True
+    if isa(_dt.datetime, _dt.date, _dt.time):
+        return _isoformat, True
+    if isa(_dt.timedelta):
+        return _seconds, True
+    if isa(enum.Enum):
+        return Serializer._enum, True
+    if isa(uuid.UUID, Decimal, PurePath):
+        return _as_text, True
+    return Serializer._other, True
+
+
+def _redacted(_: Serializer, obj: Any, depth: int, walk: _Walk) -> Any:
+    return REDACTED
+
+
+def _as_str(serializer: Serializer, obj: Any, depth: int, walk: _Walk) -> Any:
+    return serializer._walk(str(obj), depth, walk)
+
+
+def _as_float(serializer: Serializer, obj: Any, depth: int, walk: _Walk) -> Any:
+    return serializer._walk(float(obj), depth, walk)
+
+
+def _as_int(serializer: Serializer, obj: Any, depth: int, walk: _Walk) -> Any:
+    return serializer._walk(int(obj), depth, walk)
+
+
+def _size(_: Serializer, obj: Any, depth: int, walk: _Walk) -> Any:
+    return f"<{len(obj)} bytes>"
+
+
+def _isoformat(_: Serializer, obj: Any, depth: int, walk: _Walk) -> Any:
+    return obj.isoformat()
+
+
+def _seconds(_: Serializer, obj: Any, depth: int, walk: _Walk) -> Any:
+    return obj.total_seconds()
+
+
+def _as_text(_: Serializer, obj: Any, depth: int, walk: _Walk) -> Any:
+    return str(obj)
 
 
 def kind_name(obj: Any) -> str:

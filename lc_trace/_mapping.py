@@ -465,8 +465,50 @@ def llm_end(response: LLMResult, *, serializer: Serializer, capture: bool) -> tu
         attrs[A.GEN_AI_USAGE_INPUT_TOKENS] = int(usage["in"])
         attrs[A.GEN_AI_USAGE_OUTPUT_TOKENS] = int(usage["out"])
         attrs.update(details)
-    content = {A.GEN_AI_OUTPUT_MESSAGES: serializer.dumps(outputs)} if capture else {}
-    return attrs, content
+    if not capture:
+        return attrs, {}
+    text = _text_outputs_json(outputs, serializer)
+    return attrs, {A.GEN_AI_OUTPUT_MESSAGES: serializer.dumps(outputs) if text is None else text}
+
+
+# What the walk's length budget takes for an output message besides its strings: the message's
+# brackets, "role" and "parts" (8 + 4 + 5), its parts list (8), and "finish_reason" (13) when set;
+# each text part its brackets, "type", "text" and "content" (8 + 4 + 4 + 7).
+_OUTPUT_OVERHEAD = 25
+_REASON_OVERHEAD = 13
+_TEXT_PART_OVERHEAD = 23
+
+
+def _text_outputs_json(outputs: list[dict[str, Any]], serializer: Serializer) -> str | None:
+    """
+    ``serializer.dumps(outputs)`` without the walk when every output is text parts (the usual
+    completion): the walk returns such parts unchanged while no list or mapping passes the item
+    cap and its strings, keys and containers stay inside the length budget, counted here as it
+    counts them. None for anything else (tool calls, other content blocks, long text).
+    """
+    cap = serializer.max_items
+    if len(outputs) > cap or cap < 3:  # a message has up to three keys
+        return None
+    size = 8  # the list around them
+    for output in outputs:
+        role = output["role"]
+        parts = output["parts"]
+        reason = output.get("finish_reason")
+        if type(role) is not str or len(parts) > cap or len(output) != 2 + (reason is not None):
+            return None
+        size += _OUTPUT_OVERHEAD + len(role)
+        if reason is not None:
+            if type(reason) is not str:
+                return None
+            size += _REASON_OVERHEAD + len(reason)
+        for part in parts:
+            content = part.get("content")
+            if part["type"] != "text" or type(content) is not str or len(part) != 2:
+                return None
+            size += _TEXT_PART_OVERHEAD + len(content)
+    if size > serializer.max_length:
+        return None
+    return serializer.text(orjson.dumps(outputs).decode())
 
 
 def _usage_details(details: dict[str, int], counts: Mapping[str, Any]) -> None:

@@ -269,3 +269,109 @@ def test_system_instructions_shortcut_is_the_walk(texts):
     serializer = Serializer()
     messages = [SystemMessage(t) for t in texts]
     assert serializer.dumps([p for t in texts for p in _content_parts(t)]) == _system_json(messages, serializer)
+
+
+class TestKinds:
+    """The walker treats each object by its type, as the isinstance tests it learned that from would."""
+
+    def test_subclasses_and_enums_take_their_base_types_way(self):
+        """str/int/float subclasses become their base values, enums their value; secrets are redacted."""
+        import enum
+
+        from pydantic import SecretStr
+
+        class Colour(enum.Enum):
+            RED = {"hex": "#f00"}
+
+        class Size(enum.IntEnum):
+            BIG = 3
+
+        class Name(str):
+            pass
+
+        value = [Name("rose"), Size.BIG, Colour.RED, SecretStr("p"), b"ab"]
+        assert ["rose", 3, {"hex": "#f00"}, REDACTED, "<2 bytes>"] == Serializer().jsonable(value)
+
+    def test_a_type_registered_as_a_mapping_later_is_walked_as_one(self):
+        """A class first seen as an unknown object is walked as a mapping once it is registered as one."""
+        from collections.abc import Mapping
+
+        class Bag:
+            def __init__(self) -> None:
+                self.data = {"rose": 1, "api_key": "k"}
+
+            def items(self):
+                return self.data.items()
+
+            def __len__(self) -> int:
+                return len(self.data)
+
+            def __getitem__(self, key):
+                return self.data[key]
+
+            def __iter__(self):
+                return iter(self.data)
+
+            def __repr__(self) -> str:
+                return "Bag()"
+
+        serializer = Serializer()
+        assert "Bag()" == serializer.jsonable(Bag())
+        Mapping.register(Bag)
+        assert {"rose": 1, "api_key": REDACTED} == serializer.jsonable(Bag())
+
+    def test_an_object_claiming_a_class_is_walked_as_that_class(self):
+        """A proxy whose __class__ names a mapping is walked as isinstance sees it, object by object."""
+
+        class Proxy:
+            def __init__(self, target) -> None:
+                self.target = target
+
+            @property
+            def __class__(self):
+                return type(self.target)
+
+            def items(self):
+                return self.target.items()
+
+            def __len__(self) -> int:
+                return len(self.target)
+
+            def __repr__(self) -> str:
+                return f"Proxy({self.target!r})"
+
+        serializer = Serializer()
+        assert {"password": REDACTED} == serializer.jsonable(Proxy({"password": "p"}))
+        assert "Proxy(None)" == serializer.jsonable(Proxy(None))
+
+    def test_cycles_through_any_container_are_marked_where_they_close(self):
+        """A cycle is marked at the object that closes it, a tuple included; shared values are not cycles."""
+        loop: list[object] = []
+        pair = (loop,)
+        loop.append(pair)
+        shared = {"k": "v"}
+        assert [[["<cycle: tuple>"]]] == Serializer().jsonable([pair])
+        assert [{"k": "v"}, {"k": "v"}] == Serializer().jsonable([shared, shared])
+
+    @pytest.mark.parametrize("max_items", [1, 2, 100])
+    def test_a_message_of_short_strings_is_what_the_walk_of_its_fields_gives(self, max_items, monkeypatch):
+        """Messages skip the walk of their fields only where it would return them unchanged, near any budget."""
+        messages = [
+            SystemMessage("s" * 10),
+            HumanMessage("h" * 30, name="ann"),
+            ToolMessage("3.50", tool_call_id="c1"),
+            AIMessage("", tool_calls=[{"id": "c1", "name": "price", "args": {"token": "t"}}]),
+            HumanMessage(content=[{"type": "text", "text": "hi"}]),
+        ]
+        shortcut = Serializer._as_they_are
+        answers = []
+        monkeypatch.setattr(Serializer, "_as_they_are", lambda *args: answers.append(shortcut(*args)) or answers[-1])
+        for max_length in range(16, 140):
+            serializer = Serializer(max_length, max_items)
+            for message in messages:
+                value = {"x" * (max_length // 3): message}
+                fast = serializer.jsonable(value)
+                with monkeypatch.context() as patch:
+                    patch.setattr(Serializer, "_as_they_are", lambda self, fields, walk: False)
+                    assert serializer.jsonable(value) == fast, (max_length, message)
+        assert (True in answers) is (max_items > 1) and False in answers

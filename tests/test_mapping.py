@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, ChatMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.outputs import ChatGeneration, Generation, LLMResult
 
+from lc_trace import _mapping as mapping
+from lc_trace._attributes import GEN_AI_OUTPUT_MESSAGES
 from lc_trace._content import Serializer
-from lc_trace._mapping import _message_parts, _text_messages_json
+from lc_trace._mapping import _message_parts, _text_messages_json, _text_outputs_json, llm_end
 
 PLAIN = [
     [SystemMessage("You are a florist."), HumanMessage("Which flower for mom?")],
@@ -55,3 +60,74 @@ class TestTextMessagesJson:
     def test_declines_anything_but_text(self, messages):
         """Content blocks, tool calls and tool results go through the walk."""
         assert _text_messages_json(messages, Serializer()) is None
+
+
+def _generation(text: str, reason: str | None = None, **message: object) -> ChatGeneration:
+    info = {"finish_reason": reason} if reason else None
+    return ChatGeneration(message=AIMessage(text, **message), generation_info=info)  # type: ignore[arg-type]
+
+
+PLAIN_OUTPUTS = [
+    [[_generation("A red rose.", "stop")]],
+    [[_generation("")]],
+    [[_generation('é ✿ "quoted" \\ back\nslash', "length")], [_generation("second", "stop")]],
+    [[_generation("my key is sk-proj-abcdefghijklmnopqrstuvwxyz012345, bearer abcdefghijk", "stop")]],
+    [[Generation(text="plain completion", generation_info={"finish_reason": "stop"}), Generation(text="two")]],
+    [[_generation("x" * 40, "stop") for _ in range(5)]],
+]
+OTHER_OUTPUTS = [
+    [[_generation("", "tool_calls", tool_calls=[{"id": "c1", "name": "price", "args": {"api_key": "k"}}])]],
+    [[ChatGeneration(message=AIMessage(content=[{"type": "text", "text": "hi"}, {"type": "image_url"}]))]],
+]
+
+
+class TestTextOutputsJson:
+    @staticmethod
+    def _both(generations, serializer, monkeypatch) -> tuple[str, str]:
+        response = LLMResult(generations=generations)
+        fast = llm_end(response, serializer=serializer, capture=True)[1][GEN_AI_OUTPUT_MESSAGES]
+        with monkeypatch.context() as patch:
+            patch.setattr(mapping, "_text_outputs_json", lambda outputs, serializer: None)
+            walked = llm_end(response, serializer=serializer, capture=True)[1][GEN_AI_OUTPUT_MESSAGES]
+        return fast, walked
+
+    @pytest.mark.parametrize("max_length", [16, 64, 100, 8192])
+    @pytest.mark.parametrize("generations", PLAIN_OUTPUTS + OTHER_OUTPUTS)
+    def test_same_text_as_the_walk(self, generations, max_length, monkeypatch):
+        """A response's output messages are the walk's JSON to the byte, whichever way they are written."""
+        fast, walked = self._both(generations, Serializer(max_length), monkeypatch)
+        assert walked == fast
+
+    @pytest.mark.parametrize("generations", PLAIN_OUTPUTS)
+    def test_text_outputs_skip_the_walk(self, generations):
+        """Text completions within the budget are written without the walk."""
+        response = LLMResult(generations=generations)
+        outputs = json.loads(llm_end(response, serializer=Serializer(), capture=True)[1][GEN_AI_OUTPUT_MESSAGES])
+        assert _text_outputs_json(outputs, Serializer()) is not None
+
+    @pytest.mark.parametrize("generations", OTHER_OUTPUTS)
+    def test_declines_anything_but_text(self, generations):
+        """Tool calls and other content blocks go through the walk (tool arguments may hold secret keys)."""
+        response = LLMResult(generations=generations)
+        outputs = json.loads(llm_end(response, serializer=Serializer(), capture=True)[1][GEN_AI_OUTPUT_MESSAGES])
+        assert _text_outputs_json(outputs, Serializer()) is None
+
+    @pytest.mark.parametrize("reason", [None, "stop"])
+    def test_near_the_length_budget_it_agrees_or_declines(self, reason, monkeypatch):
+        """Around the walk's length budget the shortcut agrees with the walk or leaves it to the walk."""
+        taken = 0
+        for n in range(0, 300):
+            serializer = Serializer(200)
+            generations = [[_generation("h" * n, reason), _generation("t", reason)]]
+            fast, walked = self._both(generations, serializer, monkeypatch)
+            assert walked == fast
+            outputs = [{"role": "assistant", "parts": [{"type": "text", "content": t}]} for t in ("h" * n, "t")]
+            if reason:
+                outputs = [{**o, "finish_reason": reason} for o in outputs]
+            taken += _text_outputs_json(outputs, serializer) is not None
+        assert 0 < taken < 300
+
+    def test_declines_beyond_the_item_cap(self):
+        """More outputs than a list may keep: the walk marks the cut, so the shortcut declines."""
+        outputs = [{"role": "assistant", "parts": []}] * 4
+        assert _text_outputs_json(outputs, Serializer(8192, max_items=3)) is None
