@@ -6,7 +6,23 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.stack import cache
 from tests.stack import elasticsearch as _elasticsearch
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Progress lines of first-time stack builds go to the terminal as they happen, past output capture."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+
+    def show(text: str) -> None:
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(text)
+
+    cache.set_announcer(show)
 
 
 @pytest.fixture(scope="session")

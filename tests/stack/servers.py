@@ -83,8 +83,11 @@ def get_json(url: str, timeout: float = 5.0) -> Any:
         return json.load(response)
 
 
-def jaeger(workdir: Path) -> Server:
-    """Jaeger v2 with ``deploy/jaeger/config.yaml`` on free loopback ports (not yet started)."""
+def jaeger(workdir: Path, elasticsearch_url: str, index_prefix: str = "lc-trace") -> Server:
+    """
+    Jaeger v2 with ``deploy/jaeger/config.yaml`` on free loopback ports (not yet started), storing traces in the
+    Elasticsearch at *elasticsearch_url* under *index_prefix* (run ``jaeger_es_init`` for that prefix first).
+    """
     ports = {name: free_port() for name in ("otlp_grpc", "otlp_http", "query_http", "query_grpc", "health", "metrics")}
     env = {
         "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['otlp_grpc']}",
@@ -94,23 +97,55 @@ def jaeger(workdir: Path) -> Server:
         "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
         "JAEGER_METRICS_HOST": "127.0.0.1",
         "JAEGER_METRICS_PORT": str(ports["metrics"]),
+        "JAEGER_ES_URL": elasticsearch_url,
+        "JAEGER_ES_INDEX_PREFIX": index_prefix,
     }
     command = [str(gobuild.jaeger()), "--config", str(DEPLOY / "jaeger" / "config.yaml")]
     health = f"http://127.0.0.1:{ports['health']}/status"
     return Server("jaeger", command, env, health, workdir / "jaeger.log", ports)
 
 
-def collector(workdir: Path, jaeger_otlp_grpc: str) -> Server:
-    """The collector with ``deploy/otel-collector/config.yaml``, exporting to *jaeger_otlp_grpc*."""
+def jaeger_es_init(arguments: list[str], elasticsearch_url: str, index_prefix: str) -> str:
+    """
+    Run Jaeger's ``es-rollover`` with the compose ``jaeger-es-init`` service's *arguments*, pointed at
+    *elasticsearch_url* with *index_prefix*; returns its output. ``--es.use-ilm`` is turned off: the test
+    node (Elasticsearch 7.10.2 OSS) has no ILM, so the indices and aliases are made without a policy.
+    """
+    command = [str(gobuild.jaeger_es_rollover())]
+    for argument in arguments:
+        if argument.startswith("http://"):
+            argument = elasticsearch_url
+        elif argument.startswith("--index-prefix="):
+            argument = f"--index-prefix={index_prefix}"
+        elif argument.startswith("--es.use-ilm="):
+            argument = "--es.use-ilm=false"
+        command.append(argument)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return done.stdout + done.stderr
+
+
+def collector(
+    workdir: Path, jaeger_otlp_grpc: str, mode: str = "direct", env: dict[str, str] | None = None, name: str = ""
+) -> Server:
+    """
+    The collector with ``deploy/otel-collector/config.yaml`` and the overlay of *mode* (``direct``,
+    ``tail-sampling``, ``scale``: compose's ``LC_TRACE_COLLECTOR_MODE``), exporting to *jaeger_otlp_grpc*;
+    *env* sets the configs' other variables (sampling knobs, the scale tier's sampler addresses).
+    """
     ports = {name: free_port() for name in ("otlp_grpc", "otlp_http", "health", "metrics")}
-    env = {
+    variables = {
         "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['otlp_grpc']}",
         "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['otlp_http']}",
         "HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{ports['health']}",
         "COLLECTOR_METRICS_HOST": "127.0.0.1",
         "COLLECTOR_METRICS_PORT": str(ports["metrics"]),
         "JAEGER_OTLP_ENDPOINT": jaeger_otlp_grpc,
+        **(env or {}),
     }
-    command = [str(gobuild.collector()), f"--config={DEPLOY / 'otel-collector' / 'config.yaml'}"]
+    folder = DEPLOY / "otel-collector"
+    command = [str(gobuild.collector()), f"--config={folder / 'config.yaml'}", f"--config={folder / mode}.yaml"]
     health = f"http://127.0.0.1:{ports['health']}/"
-    return Server("otel-collector", command, env, health, workdir / "otel-collector.log", ports)
+    label = name or f"otel-collector-{mode}"
+    return Server(label, command, variables, health, workdir / f"{label}.log", ports)
