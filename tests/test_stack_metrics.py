@@ -124,6 +124,7 @@ def test_token_usage_by_model_is_stored_and_charted(victoriametrics, collector, 
     settings = _query(victoriametrics, "/vmui/custom-dashboards")["dashboardsSettings"]
     committed = [json.loads(path.read_text()) for path in sorted(DASHBOARDS.glob("*.json"))]
     assert [d["title"] for d in committed] == [d["title"] for d in settings]
+    calls = {"florist-small": 3.0, "florist-large": 2.0}
     for panel in (p for d in committed for row in d["rows"] for p in row["panels"]):
         for expression in panel["expr"]:
             body = _query(
@@ -135,9 +136,19 @@ def test_token_usage_by_model_is_stored_and_charted(victoriametrics, collector, 
                 step="15s",
                 nocache="1",
             )
-            models = {series["metric"].get("gen_ai_request_model") for series in body["data"]["result"]}
-            assert {"florist-small", "florist-large"} == models, (panel["title"], body["data"]["result"])
-            assert all(float(v) > 0 for s in body["data"]["result"] for _, v in s["values"][-1:]), panel["title"]
+            peaks = {
+                (s["metric"].get("gen_ai_request_model", ""), s["metric"].get("gen_ai_token_type", "")): max(
+                    float(v) for _, v in s["values"]
+                )
+                for s in body["data"]["result"]
+            }
+            assert set(calls) == {model for model, _ in peaks}, (panel["title"], peaks)
+            if "token" in expression:  # every token of the run falls in one 5-minute window
+                assert dict(expected) == peaks, panel["title"]
+            elif "_count" in expression:
+                assert calls == {model: peak for (model, _), peak in peaks.items()}, panel["title"]
+            else:
+                assert all(peak > 0 for peak in peaks.values()), panel["title"]
 
 
 def _metrics(reader: InMemoryMetricReader, name: str) -> list[Any]:
