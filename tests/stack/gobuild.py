@@ -131,6 +131,7 @@ def victoriametrics() -> Path:
             for path in source.rglob("*"):
                 path.chmod(path.stat().st_mode | 0o200)
             part = folder / "victoria-metrics.part"
-            _go("build", "-trimpath", "-o", str(part), "./app/victoria-metrics", cwd=source)
+            # Pure Go (VictoriaMetrics' own "pure" build): no C compiler needed, zstd from klauspost/compress.
+            _go("build", "-trimpath", "-o", str(part), "./app/victoria-metrics", cwd=source, env={"CGO_ENABLED": "0"})
         part.rename(binary)
         return binary
