@@ -9,8 +9,10 @@ is lc_trace's own spans; what is kept is read back from Jaeger's API.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import urllib.error
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,36 +55,44 @@ def _otlp(server: servers.Server) -> str:
     return f"127.0.0.1:{server.ports['otlp_grpc']}"
 
 
-def _stored_spans(jaeger: servers.Server, trace_id: str) -> set[str]:
-    """The span ids Jaeger holds for *trace_id* (empty when it has none)."""
-    url = f"http://127.0.0.1:{jaeger.ports['query_http']}/api/v3/traces/{trace_id}"
+def _held(jaeger: servers.Server, service: str) -> dict[str, set[str]]:
+    """Every trace of *service* Jaeger holds (its find API, the last hour): span ids by trace id."""
+    now = dt.datetime.now(dt.UTC)
+    query = urllib.parse.urlencode(
+        {
+            "query.service_name": service,
+            "query.start_time_min": (now - dt.timedelta(hours=1)).isoformat(),
+            "query.start_time_max": (now + dt.timedelta(minutes=1)).isoformat(),
+            "query.num_traces": "1000",
+        }
+    )
     try:
-        body = servers.get_json(url)
+        body = servers.get_json(f"http://127.0.0.1:{jaeger.ports['query_http']}/api/v3/traces?{query}", timeout=30)
     except urllib.error.HTTPError as error:
         if error.code == 404:
-            return set()
+            return {}
         raise
-    return {
-        span["spanId"]
-        for resource_spans in body["result"]["resourceSpans"]
-        for scope_spans in resource_spans["scopeSpans"]
-        for span in scope_spans["spans"]
-    }
+    held: dict[str, set[str]] = {}
+    for resource_spans in body["result"]["resourceSpans"]:
+        for scope_spans in resource_spans["scopeSpans"]:
+            for span in scope_spans["spans"]:
+                held.setdefault(span["traceId"], set()).add(span["spanId"])
+    return held
 
 
 def _settled(
-    jaegers: list[servers.Server], traces: dict[str, set[str]], must_keep: set[str]
+    jaegers: list[servers.Server], service: str, traces: dict[str, set[str]], must_keep: set[str]
 ) -> list[dict[str, set[str]]]:
     """
-    What each Jaeger holds of *traces*, once every trace in *must_keep* is complete in one of them and
+    What each Jaeger holds of *service*, once every trace in *must_keep* is complete in one of them and
     nothing has changed for two decision waits (a decided trace is flushed within one).
     """
     deadline = time.monotonic() + 90
     last: list[dict[str, set[str]]] = []
     stable_since = time.monotonic()
     while True:
-        now = [{t: spans for t in traces if (spans := _stored_spans(j, t))} for j in jaegers]
-        complete = {t for held in now for t, spans in held.items() if spans == traces[t]}
+        now = [_held(jaeger, service) for jaeger in jaegers]
+        complete = {t for held in now for t, spans in held.items() if spans == traces.get(t)}
         if now != last:
             last, stable_since = now, time.monotonic()
         elif must_keep <= complete and time.monotonic() - stable_since > 2 * DECISION_WAIT_S:
@@ -148,7 +158,7 @@ def test_tail_sampling_keeps_every_error_and_slow_trace_and_a_share_of_the_rest(
         traces, kinds = _run_orders(processor, tmp_path / "lc_trace.jsonl", "sampled-shop")
         must_keep = {t for t, kind in kinds.items() if kind != "ordinary"}
         assert (20, 10) == (sum(k == "error" for k in kinds.values()), sum(k == "slow" for k in kinds.values()))
-        [held] = _settled([jaeger], traces, must_keep)
+        [held] = _settled([jaeger], "sampled-shop", traces, must_keep)
     finally:
         collector.stop()
 
@@ -191,7 +201,7 @@ def test_scale_tier_routes_each_trace_whole_to_one_sampler(elasticsearch, tmp_pa
         started.append(front.start())
         exporter = OTLPSpanExporter(endpoint=_otlp(front), insecure=True, timeout=5)
         traces, _ = _run_orders(SimpleSpanProcessor(exporter), tmp_path / "lc_trace.jsonl", "scaled-shop")
-        first, second = _settled(jaegers, traces, set(traces))
+        first, second = _settled(jaegers, "scaled-shop", traces, set(traces))
     finally:
         for server in (*started, *jaegers):
             server.stop()
