@@ -91,7 +91,7 @@ def _jaeger_program(name: str, package: str) -> Path:
         binary = folder / name
         if binary.exists():
             return binary
-        about = "5 min on 2 cores" if name == "jaeger" else "2 min on 2 cores (less after Jaeger's own build)"
+        about = "5 min on 2 cores" if name == "jaeger" else "2 min on 2 cores, seconds after Jaeger's own build"
         with (
             building(f"Jaeger {version}'s {name} (Go module v{module_version})", about, folder),
             tempfile.TemporaryDirectory() as scratch,
