@@ -142,12 +142,12 @@ def assert_same_trace(recorded: list[ReadableSpan], stored: dict[str, dict[str, 
         attributes = _attributes(got.get("attributes", []))
         # Jaeger's Elasticsearch model keeps an array attribute as its JSON text: compare it decoded.
         expected = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in dict(span.attributes or {}).items()}
-        stored = {
+        kept = {
             k: json.loads(attributes[k]) if isinstance(expected[k], list) else attributes[k]
             for k in expected
             if k in attributes
         }
-        assert expected == stored, span.name
+        assert expected == kept, span.name
         status = got.get("status", {}).get("code", 0)
         assert {StatusCode.UNSET: 0, StatusCode.OK: 1, StatusCode.ERROR: 2}[span.status.status_code] == status
         assert [e.name for e in span.events] == [e["name"] for e in got.get("events", [])], span.name
