@@ -10,6 +10,9 @@ log lines' ``trace.id`` finds them.
 
 from __future__ import annotations
 
+import json
+import re
+import urllib.request
 from typing import Any
 
 import pytest
@@ -106,3 +109,24 @@ def test_traces_survive_a_jaeger_restart(elasticsearch, initialised, tmp_path):
         )
         assert 200 == status
         assert span_ids == {hit["_source"]["spanID"] for hit in found["hits"]["hits"]}
+
+
+def test_a_trace_in_jaeger_links_to_its_log_lines_in_kibana(elasticsearch, initialised, tmp_path):
+    """The UI config Jaeger serves (through its page's JAEGER_CONFIG) links each trace to Kibana's saved search."""
+    server = servers.jaeger(tmp_path, elasticsearch.url, initialised).start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.ports['query_http']}/", timeout=10) as response:
+            page = response.read().decode()
+    finally:
+        server.stop()
+    served = re.search(r"JAEGER_CONFIG = (\{.*?\});", page, re.S)
+    assert served, "Jaeger did not inject the UI config"
+    [link] = json.loads(served.group(1))["linkPatterns"]
+    assert "traces" == link["type"]
+    kibana = packaged.compose_config()["services"]["kibana"]
+    port = next(int(p["published"]) for p in kibana["ports"])
+    view = re.fullmatch(rf"http://localhost:{port}/app/discover#/view/([\w-]+)\?.*", link["url"])
+    assert view, link["url"]
+    saved = [json.loads(line) for line in (servers.DEPLOY / "kibana" / "saved-objects.ndjson").read_text().splitlines()]
+    assert ("search", view.group(1)) in {(o["type"], o["id"]) for o in saved}
+    assert "query:'trace.id:\"#{trace.traceID}\"'" in link["url"]

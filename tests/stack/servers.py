@@ -99,6 +99,7 @@ def jaeger(workdir: Path, elasticsearch_url: str, index_prefix: str = "lc-trace"
         "JAEGER_METRICS_PORT": str(ports["metrics"]),
         "JAEGER_ES_URL": elasticsearch_url,
         "JAEGER_ES_INDEX_PREFIX": index_prefix,
+        "JAEGER_UI_CONFIG": str(DEPLOY / "jaeger" / "ui-config.json"),
     }
     command = [str(gobuild.jaeger()), "--config", str(DEPLOY / "jaeger" / "config.yaml")]
     health = f"http://127.0.0.1:{ports['health']}/status"
