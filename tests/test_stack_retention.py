@@ -7,10 +7,12 @@ the template), a second run changing nothing, and clear refusals of bad settings
 
 What cannot run here: the node is Elasticsearch 7.10.2 OSS (Apache-2, the only one that runs without
 Docker), and index lifecycle management is an X-Pack feature it lacks (``GET _ilm/status`` has no
-handler; the ILM plugin is not on Maven Central). So the policies themselves (``PUT _ilm/policy``) and
-their attachment to new indices are not exercised by a real node here: setup.sh says so and carries on,
-and the test checks that it did. With ILM (the compose stack's 9.x default distribution) the same script
-installs both policies and the component template names the policy.
+handler; the ILM plugin is not on Maven Central). So no node here stores the policies or attaches them to
+new indices: setup.sh says so and carries on, and the test checks that it did. What can be proved of the
+policy is: Elasticsearch's own X-Pack code (7.10.2's core jar, tests/stack/ilm.py) parses and validates
+the body setup.sh sends, as ``PUT _ilm/policy`` would, and refuses a broken one; and the node's rollover
+API accepts the policy's rollover conditions. With ILM (the compose stack's 9.x default distribution) the
+same script installs both policies and the component template names the policy.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.stack import ilm
 from tests.stack.cache import DEPLOY
 from tests.stack.elasticsearch import ElasticsearchNode
 
@@ -52,6 +55,33 @@ def test_policy_deletes_after_the_retention_days_and_rolls_over_by_size():
     phases = policy("7", "1gb")["policy"]["phases"]
     assert {"max_size": "1gb", "max_age": "1d"} == phases["hot"]["actions"]["rollover"]
     assert ("7d", {"delete": {}}) == (phases["delete"]["min_age"], phases["delete"]["actions"])
+
+
+@pytest.mark.parametrize(("days", "size"), [("7", "1gb"), ("30", "500mb")])
+def test_elasticsearch_parses_and_validates_the_policy_setup_installs(days, size):
+    for name in ("lc-trace-logs", "lc-trace-traces"):
+        understood = ilm.check(name, policy(days, size))
+        assert {
+            "hot": {"min_age": "0ms", "actions": {"rollover": {"max_size": size, "max_age": "1d"}}},
+            "delete": {"min_age": f"{days}d", "actions": {"delete": {"delete_searchable_snapshot": True}}},
+        } == understood["phases"]
+
+
+@pytest.mark.parametrize(
+    ("phase", "field", "value", "why"),
+    [
+        ("delete", "actions", {"delet": {}}, "unknown field [delet]"),
+        ("hot", "actions", {"rollover": {"max_size": "1gb", "max_agee": "1d"}}, "unknown field [max_agee]"),
+        ("hot", "actions", {"rollover": {}}, "At least one rollover condition must be set"),
+        ("delete", "min_age", "7days", "failed to parse [7days]"),
+    ],
+)
+def test_elasticsearch_refuses_a_broken_policy(phase, field, value, why):
+    """The check above can fail: Elasticsearch's message for a misspelt action or condition, or a bad age."""
+    body = policy("7", "1gb")
+    body["policy"]["phases"][phase][field] = value
+    with pytest.raises(ilm.PolicyRefused, match=re.escape(why)):
+        ilm.check("lc-trace-logs", body)
 
 
 def test_setup_bootstraps_the_log_alias_and_says_what_ilm_it_lacks(elasticsearch):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.stack import elasticsearch, gobuild, packaged
+from tests.stack import gobuild, ilm, packaged
 
 
 def main() -> int:
@@ -30,7 +30,7 @@ def main() -> int:
         ("collector", gobuild.collector),
         ("jaeger", jaeger_programs),
         ("victoriametrics", gobuild.victoriametrics),
-        ("elasticsearch", elasticsearch.install),
+        ("elasticsearch", ilm.install),  # the node's jars, then X-Pack core's policy checker beside them
         ("docker-compose", packaged.compose),
         ("filebeat", packaged.filebeat),
     ]
