@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.error
@@ -35,8 +36,30 @@ class Server:
     ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Server:
+    def start(self, attempts: int = 3) -> Server:
+        """
+        Start and wait until healthy. A port free when picked can be taken before the program binds it (other
+        tests, other processes): then the ports are picked again, up to *attempts* times.
+        """
+        for attempt in range(attempts):
+            try:
+                return self._start()
+            except _PortTaken:
+                if attempt == attempts - 1:
+                    raise RuntimeError(f"{self.name}: a port was taken {attempts} times:\n{self.log_tail()}") from None
+                self._repick_ports()
+        raise AssertionError("unreachable")
+
+    def _repick_ports(self) -> None:
+        for name, old in list(self.ports.items()):
+            new = free_port()
+            self.ports[name] = new
+            self.env = {key: _swap_port(value, old, new) for key, value in self.env.items()}
+            self.health_url = _swap_port(self.health_url, old, new)
+
+    def _start(self) -> Server:
         log = open(self.log_path, "ab")
+        written_before = log.tell()
         self.process = subprocess.Popen(
             self.command, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT, cwd=self.log_path.parent
         )
@@ -44,6 +67,10 @@ class Server:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                with open(self.log_path, "rb") as output:
+                    output.seek(written_before)
+                    if b"address already in use" in output.read():
+                        raise _PortTaken
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
             if _answers(self.health_url):
                 return self
@@ -67,6 +94,17 @@ class Server:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+class _PortTaken(Exception):
+    """The program could not bind one of its ports."""
+
+
+def _swap_port(value: str, old: int, new: int) -> str:
+    """*value* (an address, a URL or a bare port) with port *old* replaced by *new*."""
+    if value == str(old):
+        return str(new)
+    return re.sub(rf":{old}\b", f":{new}", value)
 
 
 def _answers(url: str) -> bool:
