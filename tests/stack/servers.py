@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from tests.stack import gobuild
 from tests.stack.cache import DEPLOY, free_port
 
@@ -121,10 +123,13 @@ def get_json(url: str, timeout: float = 5.0) -> Any:
         return json.load(response)
 
 
-def jaeger(workdir: Path, elasticsearch_url: str, index_prefix: str = "lc-trace") -> Server:
+def jaeger(workdir: Path, elasticsearch_url: str | None = None, index_prefix: str = "lc-trace") -> Server:
     """
     Jaeger v2 with ``deploy/jaeger/config.yaml`` on free loopback ports (not yet started), storing traces in the
     Elasticsearch at *elasticsearch_url* under *index_prefix* (run ``jaeger_es_init`` for that prefix first).
+
+    Without *elasticsearch_url*: the same config with its storage swapped for Jaeger's in-memory one (written
+    into *workdir*), for tests of the path into Jaeger rather than of where Jaeger keeps traces.
     """
     ports = {name: free_port() for name in ("otlp_grpc", "otlp_http", "query_http", "query_grpc", "health", "metrics")}
     env = {
@@ -135,11 +140,17 @@ def jaeger(workdir: Path, elasticsearch_url: str, index_prefix: str = "lc-trace"
         "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
         "JAEGER_METRICS_HOST": "127.0.0.1",
         "JAEGER_METRICS_PORT": str(ports["metrics"]),
-        "JAEGER_ES_URL": elasticsearch_url,
-        "JAEGER_ES_INDEX_PREFIX": index_prefix,
         "JAEGER_UI_CONFIG": str(DEPLOY / "jaeger" / "ui-config.json"),
     }
-    command = [str(gobuild.jaeger()), "--config", str(DEPLOY / "jaeger" / "config.yaml")]
+    config = DEPLOY / "jaeger" / "config.yaml"
+    if elasticsearch_url is None:
+        settings = yaml.safe_load(config.read_text())
+        settings["extensions"]["jaeger_storage"]["backends"]["lc_trace_store"] = {"memory": {"max_traces": 100000}}
+        config = workdir / "jaeger-in-memory.yaml"
+        config.write_text(yaml.safe_dump(settings))
+    else:
+        env |= {"JAEGER_ES_URL": elasticsearch_url, "JAEGER_ES_INDEX_PREFIX": index_prefix}
+    command = [str(gobuild.jaeger()), "--config", str(config)]
     health = f"http://127.0.0.1:{ports['health']}/status"
     return Server("jaeger", command, env, health, workdir / "jaeger.log", ports)
 
