@@ -244,8 +244,12 @@ def test_lc_trace_demo_command_reaches_jaeger(jaeger, collector, tmp_path):
         stored = jaeger_trace(jaeger, trace_id, len(span_ids))
         assert span_ids == set(stored)
         assert {"flower-shop"} == {span["service"] for span in stored.values()}
-    services = servers.get_json(f"http://127.0.0.1:{jaeger.ports['query_http']}/api/v3/services")
-    assert "flower-shop" in services["services"]
+    # Jaeger writes the service name to its own index, refreshed apart from the spans': wait for it too.
+    url = f"http://127.0.0.1:{jaeger.ports['query_http']}/api/v3/services"
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    while "flower-shop" not in (services := servers.get_json(url)["services"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "flower-shop" in services
 
 
 def test_collector_down_mid_run_app_carries_on_bounded_then_recovers(jaeger, tmp_path):
