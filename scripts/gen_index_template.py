@@ -33,6 +33,8 @@ TEMPLATE = ROOT / "deploy" / "elasticsearch" / "index-template.json"
 NAME = "lc-trace-logs"
 INDEX_PATTERNS = ["lc-trace-logs-*"]
 PRIORITY = 200  # above the stack's built-in templates (100), which match other patterns anyway
+# The lifecycle policy, where the node has ILM: deploy/setup/setup.sh writes this component template first.
+COMPOSED_OF = ["lc-trace-logs-lifecycle"]
 SETTINGS = {"index": {"number_of_shards": 1, "number_of_replicas": 0}}  # one local node
 CORE_TYPES = frozenset({"keyword", "text", "long", "double", "boolean", "date", "object"})
 
@@ -98,6 +100,7 @@ def build(schema: dict[str, Any]) -> dict[str, Any]:
     return {
         "index_patterns": INDEX_PATTERNS,
         "priority": PRIORITY,
+        "composed_of": COMPOSED_OF,
         "_meta": {
             "description": "lc_trace log lines (ECS JSON lines shipped by Filebeat)",
             "schema": "deploy/elasticsearch/lc-trace-logs.schema.json",

@@ -45,10 +45,16 @@ def run(*command: str | Path, env: dict[str, str] | None = None, cwd: Path = ROO
 # --- docker-compose.yml -------------------------------------------------------------------
 
 
+PROFILES = ["demo", "scale"]
+MODES = ["direct", "tail-sampling", "scale"]  # LC_TRACE_COLLECTOR_MODE: deploy/otel-collector/<mode>.yaml
+
+
 @pytest.fixture(scope="module")
 def compose_config() -> dict[str, Any]:
-    """The compose file as Compose v2 resolves it (.env applied), the demo profile included."""
-    done = run(packaged.compose(), "-f", COMPOSE_FILE, "--profile", "demo", "config", "--format", "json")
+    """The compose file as Compose v2 resolves it (.env applied), every profile included."""
+    done = run(
+        packaged.compose(), "-f", COMPOSE_FILE, *(f"--profile={p}" for p in PROFILES), "config", "--format", "json"
+    )
     assert 0 == done.returncode, done.stderr
     return dict(json.loads(done.stdout))
 
@@ -56,6 +62,27 @@ def compose_config() -> dict[str, Any]:
 def test_compose_file_is_valid_for_docker_compose():
     done = run(packaged.compose(), "-f", COMPOSE_FILE, "config", "--quiet")
     assert (0, "") == (done.returncode, done.stderr)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+@pytest.mark.parametrize("mode", MODES)
+def test_every_profile_and_collector_mode_is_valid(profile, mode):
+    """Compose accepts each profile with each collector mode, and the mode names an overlay that exists."""
+    env = {"LC_TRACE_COLLECTOR_MODE": mode}
+    done = run(packaged.compose(), "-f", COMPOSE_FILE, "--profile", profile, "config", "--quiet", env=env)
+    assert (0, "") == (done.returncode, done.stderr)
+    services = packaged.compose_config(profile, env=env)["services"]
+    overlay = services["otel-collector"]["command"][-1]
+    assert f"--config=/etc/otelcol-contrib/{mode}.yaml" == overlay
+    assert (DEPLOY / "otel-collector" / f"{mode}.yaml").is_file()
+    if profile == "scale":
+        samplers = {name: s for name, s in services.items() if name.startswith("otel-collector-sampler-")}
+        assert 2 == len(samplers)
+        for sampler in samplers.values():
+            assert sampler["command"][-1] == "--config=/etc/otelcol-contrib/tail-sampling.yaml"
+        scale = yaml.safe_load((DEPLOY / "otel-collector" / "scale.yaml").read_text())
+        targets = scale["exporters"]["loadbalancing"]["resolver"]["static"]["hostnames"]
+        assert {f"{name}:4317" for name in samplers} == {t.split(":-")[1].rstrip("}") for t in targets}
 
 
 def test_compose_validation_rejects_a_broken_file(tmp_path):
@@ -84,15 +111,22 @@ def test_every_image_is_pinned_to_the_versions_in_env(compose_config):
 def test_services_wait_for_healthy_dependencies(compose_config):
     services = compose_config["services"]
     # The collector image has no shell to run a check in: a sidecar probes it from outside.
-    without_check = {"otel-collector", "setup", "demo"}
+    collectors = {"otel-collector", "otel-collector-sampler-1", "otel-collector-sampler-2"}
+    one_shots = {"setup", "setup-kibana", "jaeger-es-init"}
+    without_check = collectors | one_shots | {"demo"}
     for name, service in services.items():
         if name not in without_check:
             assert service.get("healthcheck", {}).get("test"), f"{name} has no health check"
         for dependency, condition in service.get("depends_on", {}).items():
-            expected = {"setup": "service_completed_successfully", "otel-collector": "service_started"}
-            assert expected.get(dependency, "service_healthy") == condition["condition"], (name, dependency)
+            expected = "service_completed_successfully" if dependency in one_shots else "service_healthy"
+            if dependency == "otel-collector":
+                expected = "service_started"
+            assert expected == condition["condition"], (name, dependency)
     assert "http://otel-collector:13133/" in services["otel-collector-ready"]["healthcheck"]["test"]
     assert "service_completed_successfully" == services["filebeat"]["depends_on"]["setup"]["condition"]
+    # Jaeger starts once its indices exist, and they are made after the lifecycle policies.
+    assert "service_completed_successfully" == services["jaeger"]["depends_on"]["jaeger-es-init"]["condition"]
+    assert "setup" in services["jaeger-es-init"]["depends_on"]
 
 
 def test_ports_are_the_documented_ones_on_loopback_only(compose_config):
@@ -111,6 +145,7 @@ def test_ports_are_the_documented_ones_on_loopback_only(compose_config):
         ("jaeger", 16686),
         ("elasticsearch", 9200),
         ("kibana", 5601),
+        ("victoriametrics", 8428),
     } == published
     readme = (ROOT / "README.md").read_text()
     for _, port in published:
@@ -118,7 +153,7 @@ def test_ports_are_the_documented_ones_on_loopback_only(compose_config):
 
 
 def test_named_volumes_keep_state(compose_config):
-    assert {"esdata", "filebeat-data"} <= set(compose_config["volumes"])
+    assert {"esdata", "filebeat-data", "vmdata"} <= set(compose_config["volumes"])
 
 
 def test_demo_service_sends_to_the_collector_and_writes_where_filebeat_reads(compose_config):
@@ -136,17 +171,59 @@ def test_demo_service_sends_to_the_collector_and_writes_where_filebeat_reads(com
 # --- the collector ------------------------------------------------------------------------
 
 
+# Contrib components the Go module proxy cannot serve at OTELCOL_VERSION (builder-config.yaml says why).
+PREVIOUS_RELEASE = {"loadbalancingexporter", "tailsamplingprocessor"}
+
+
 def test_collector_builder_manifest_is_at_the_image_version():
     version = versions()["OTELCOL_VERSION"]
+    major, minor, patch = version.split(".")
+    previous = f"{major}.{int(minor) - 1}.{patch}"
     manifest = yaml.safe_load(gobuild.COLLECTOR_MANIFEST.read_text())
     modules = [
         entry["gomod"] for kind in ("receivers", "processors", "exporters", "extensions") for entry in manifest[kind]
     ]
-    assert modules and all(module.endswith(f" v{version}") for module in modules), modules
+    assert modules
+    for module in modules:
+        path, release = module.split(" ")
+        expected = previous if path.rsplit("/", 1)[-1] in PREVIOUS_RELEASE else version
+        assert f"v{expected}" == release, module
 
 
-def test_collector_config_validates_with_the_real_collector(tmp_path):
-    done = run(gobuild.collector(), "validate", f"--config={DEPLOY / 'otel-collector' / 'config.yaml'}", cwd=tmp_path)
+def test_collector_manifest_has_every_component_the_configs_use():
+    """Each component named in config.yaml and the mode overlays is in the builder manifest."""
+    manifest = yaml.safe_load(gobuild.COLLECTOR_MANIFEST.read_text())
+    built = {
+        entry["gomod"].split(" ")[0].rsplit("/", 1)[-1]
+        for kind in manifest
+        if kind != "dist" and kind != "replaces"
+        for entry in manifest[kind]
+    }
+    for path in sorted((DEPLOY / "otel-collector").glob("*.yaml")):
+        if path.name == "builder-config.yaml":
+            continue
+        config = yaml.safe_load(path.read_text())
+        for kind, suffix in (
+            ("receivers", "receiver"),
+            ("processors", "processor"),
+            ("exporters", "exporter"),
+            ("extensions", "extension"),
+        ):
+            for name in config.get(kind, {}):
+                component = name.split("/")[0].replace("_grpc", "").replace("_", "")
+                assert f"{component}{suffix}" in built, (path.name, name)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_collector_config_validates_with_the_real_collector(tmp_path, mode):
+    folder = DEPLOY / "otel-collector"
+    done = run(
+        gobuild.collector(),
+        "validate",
+        f"--config={folder / 'config.yaml'}",
+        f"--config={folder / mode}.yaml",
+        cwd=tmp_path,
+    )
     assert 0 == done.returncode, done.stderr
 
 
@@ -283,7 +360,8 @@ def test_kibana_objects_reference_each_other_and_the_logged_fields():
     data_view = objects[("index-pattern", "lc-trace-logs")]["attributes"]
     assert ("lc-trace-logs-*", "@timestamp") == (data_view["title"], data_view["timeFieldName"])
     template = json.loads((DEPLOY / "elasticsearch" / "index-template.json").read_text())
-    assert any(re.fullmatch(p.replace("*", ".*"), "lc-trace-logs-2026.11.22") for p in template["index_patterns"])
+    # Filebeat writes to the write alias lc-trace-logs; the indices behind it are lc-trace-logs-000001, ...
+    assert any(re.fullmatch(p.replace("*", ".*"), "lc-trace-logs-000001") for p in template["index_patterns"])
     search = objects[("search", "lc-trace-events")]
     for reference in search["references"]:
         assert (reference["type"], reference["id"]) in objects

@@ -1,5 +1,5 @@
 """
-End to end through the real stack: lc_trace → OTLP → OpenTelemetry Collector → Jaeger v2.
+End to end through the real stack: lc_trace → OTLP → OpenTelemetry Collector → Jaeger v2 → Elasticsearch.
 
 The collector and Jaeger are the real programs (built from Go modules, tests/stack/gobuild.py),
 run with ``deploy/otel-collector/config.yaml`` and ``deploy/jaeger/config.yaml`` as committed,
@@ -11,6 +11,7 @@ process recorded in memory.
 from __future__ import annotations
 
 import gc
+import json
 import os
 import subprocess
 import sys
@@ -34,14 +35,18 @@ from opentelemetry.trace import StatusCode
 from lc_trace import TraceHandler
 from lc_trace.testing import FakeChatModel, read_log
 from tests.conftest import flower_chain
-from tests.stack import servers
+from tests.stack import packaged, servers
+from tests.stack.elasticsearch import ElasticsearchNode
 
 READ_TIMEOUT_S = 30.0
 
 
 @pytest.fixture(scope="module")
-def jaeger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
-    server = servers.jaeger(tmp_path_factory.mktemp("jaeger")).start()
+def jaeger(elasticsearch: ElasticsearchNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
+    """Jaeger as compose runs it: traces in Elasticsearch (the session's node, indices of this module's own)."""
+    arguments = packaged.compose_config()["services"]["jaeger-es-init"]["command"]
+    servers.jaeger_es_init(arguments, elasticsearch.url, "lc-trace-e2e")
+    server = servers.jaeger(tmp_path_factory.mktemp("jaeger"), elasticsearch.url, "lc-trace-e2e").start()
     yield server
     server.stop()
 
@@ -135,8 +140,14 @@ def assert_same_trace(recorded: list[ReadableSpan], stored: dict[str, dict[str, 
             got["service"],
         ), span.name
         attributes = _attributes(got.get("attributes", []))
-        expected = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in dict(span.attributes or {}).items()}
-        assert expected == {k: attributes[k] for k in expected if k in attributes}, span.name
+        # Jaeger's Elasticsearch model keeps an array attribute as its JSON text: compare it decoded.
+        expected = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in dict(span.attributes or {}).items()}
+        kept = {
+            k: json.loads(attributes[k]) if isinstance(expected[k], list) else attributes[k]
+            for k in expected
+            if k in attributes
+        }
+        assert expected == kept, span.name
         status = got.get("status", {}).get("code", 0)
         assert {StatusCode.UNSET: 0, StatusCode.OK: 1, StatusCode.ERROR: 2}[span.status.status_code] == status
         assert [e.name for e in span.events] == [e["name"] for e in got.get("events", [])], span.name
@@ -233,8 +244,12 @@ def test_lc_trace_demo_command_reaches_jaeger(jaeger, collector, tmp_path):
         stored = jaeger_trace(jaeger, trace_id, len(span_ids))
         assert span_ids == set(stored)
         assert {"flower-shop"} == {span["service"] for span in stored.values()}
-    services = servers.get_json(f"http://127.0.0.1:{jaeger.ports['query_http']}/api/v3/services")
-    assert "flower-shop" in services["services"]
+    # Jaeger writes the service name to its own index, refreshed apart from the spans': wait for it too.
+    url = f"http://127.0.0.1:{jaeger.ports['query_http']}/api/v3/services"
+    deadline = time.monotonic() + READ_TIMEOUT_S
+    while "flower-shop" not in (services := servers.get_json(url)["services"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "flower-shop" in services
 
 
 def test_collector_down_mid_run_app_carries_on_bounded_then_recovers(jaeger, tmp_path):

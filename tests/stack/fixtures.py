@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 
 import pytest
 
+from tests.stack import cache
 from tests.stack import elasticsearch as _elasticsearch
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Progress lines of first-time stack builds go to the terminal as they happen, past output capture."""
+
+    def show(text: str) -> None:
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        capture = config.pluginmanager.get_plugin("capturemanager")
+        if reporter is None or capture is None:
+            print(text, file=sys.stderr, flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.ensure_newline()
+            reporter.write_line(text)
+            reporter.flush()
+
+    cache.set_announcer(show)
 
 
 @pytest.fixture(scope="session")

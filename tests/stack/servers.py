@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import urllib.error
@@ -16,6 +17,8 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tests.stack import gobuild
 from tests.stack.cache import DEPLOY, free_port
@@ -35,8 +38,30 @@ class Server:
     ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Server:
+    def start(self, attempts: int = 3) -> Server:
+        """
+        Start and wait until healthy. A port free when picked can be taken before the program binds it (other
+        tests, other processes): then the ports are picked again, up to *attempts* times.
+        """
+        for attempt in range(attempts):
+            try:
+                return self._start()
+            except _PortTaken:
+                if attempt == attempts - 1:
+                    raise RuntimeError(f"{self.name}: a port was taken {attempts} times:\n{self.log_tail()}") from None
+                self._repick_ports()
+        raise AssertionError("unreachable")
+
+    def _repick_ports(self) -> None:
+        for name, old in list(self.ports.items()):
+            new = free_port()
+            self.ports[name] = new
+            self.env = {key: _swap_port(value, old, new) for key, value in self.env.items()}
+            self.health_url = _swap_port(self.health_url, old, new)
+
+    def _start(self) -> Server:
         log = open(self.log_path, "ab")
+        written_before = log.tell()
         self.process = subprocess.Popen(
             self.command, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT, cwd=self.log_path.parent
         )
@@ -44,6 +69,10 @@ class Server:
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                with open(self.log_path, "rb") as output:
+                    output.seek(written_before)
+                    if b"address already in use" in output.read():
+                        raise _PortTaken
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
             if _answers(self.health_url):
                 return self
@@ -69,6 +98,17 @@ class Server:
             return "(no log)"
 
 
+class _PortTaken(Exception):
+    """The program could not bind one of its ports."""
+
+
+def _swap_port(value: str, old: int, new: int) -> str:
+    """*value* (an address, a URL or a bare port) with port *old* replaced by *new*."""
+    if value == str(old):
+        return str(new)
+    return re.sub(rf":{old}\b", f":{new}", value)
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as response:
@@ -83,8 +123,14 @@ def get_json(url: str, timeout: float = 5.0) -> Any:
         return json.load(response)
 
 
-def jaeger(workdir: Path) -> Server:
-    """Jaeger v2 with ``deploy/jaeger/config.yaml`` on free loopback ports (not yet started)."""
+def jaeger(workdir: Path, elasticsearch_url: str | None = None, index_prefix: str = "lc-trace") -> Server:
+    """
+    Jaeger v2 with ``deploy/jaeger/config.yaml`` on free loopback ports (not yet started), storing traces in the
+    Elasticsearch at *elasticsearch_url* under *index_prefix* (run ``jaeger_es_init`` for that prefix first).
+
+    Without *elasticsearch_url*: the same config with its storage swapped for Jaeger's in-memory one (written
+    into *workdir*), for tests of the path into Jaeger rather than of where Jaeger keeps traces.
+    """
     ports = {name: free_port() for name in ("otlp_grpc", "otlp_http", "query_http", "query_grpc", "health", "metrics")}
     env = {
         "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['otlp_grpc']}",
@@ -94,23 +140,62 @@ def jaeger(workdir: Path) -> Server:
         "JAEGER_HEALTH_ENDPOINT": f"127.0.0.1:{ports['health']}",
         "JAEGER_METRICS_HOST": "127.0.0.1",
         "JAEGER_METRICS_PORT": str(ports["metrics"]),
+        "JAEGER_UI_CONFIG": str(DEPLOY / "jaeger" / "ui-config.json"),
     }
-    command = [str(gobuild.jaeger()), "--config", str(DEPLOY / "jaeger" / "config.yaml")]
+    config = DEPLOY / "jaeger" / "config.yaml"
+    if elasticsearch_url is None:
+        settings = yaml.safe_load(config.read_text())
+        settings["extensions"]["jaeger_storage"]["backends"]["lc_trace_store"] = {"memory": {"max_traces": 100000}}
+        config = workdir / "jaeger-in-memory.yaml"
+        config.write_text(yaml.safe_dump(settings))
+    else:
+        env |= {"JAEGER_ES_URL": elasticsearch_url, "JAEGER_ES_INDEX_PREFIX": index_prefix}
+    command = [str(gobuild.jaeger()), "--config", str(config)]
     health = f"http://127.0.0.1:{ports['health']}/status"
     return Server("jaeger", command, env, health, workdir / "jaeger.log", ports)
 
 
-def collector(workdir: Path, jaeger_otlp_grpc: str) -> Server:
-    """The collector with ``deploy/otel-collector/config.yaml``, exporting to *jaeger_otlp_grpc*."""
+def jaeger_es_init(arguments: list[str], elasticsearch_url: str, index_prefix: str) -> str:
+    """
+    Run Jaeger's ``es-rollover`` with the compose ``jaeger-es-init`` service's *arguments*, pointed at
+    *elasticsearch_url* with *index_prefix*; returns its output. ``--es.use-ilm`` is turned off: the test
+    node (Elasticsearch 7.10.2 OSS) has no ILM, so the indices and aliases are made without a policy.
+    """
+    command = [str(gobuild.jaeger_es_rollover())]
+    for argument in arguments:
+        if argument.startswith("http://"):
+            argument = elasticsearch_url
+        elif argument.startswith("--index-prefix="):
+            argument = f"--index-prefix={index_prefix}"
+        elif argument.startswith("--es.use-ilm="):
+            argument = "--es.use-ilm=false"
+        command.append(argument)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return done.stdout + done.stderr
+
+
+def collector(
+    workdir: Path, jaeger_otlp_grpc: str, mode: str = "direct", env: dict[str, str] | None = None, name: str = ""
+) -> Server:
+    """
+    The collector with ``deploy/otel-collector/config.yaml`` and the overlay of *mode* (``direct``,
+    ``tail-sampling``, ``scale``: compose's ``LC_TRACE_COLLECTOR_MODE``), exporting to *jaeger_otlp_grpc*;
+    *env* sets the configs' other variables (sampling knobs, the scale tier's sampler addresses).
+    """
     ports = {name: free_port() for name in ("otlp_grpc", "otlp_http", "health", "metrics")}
-    env = {
+    variables = {
         "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['otlp_grpc']}",
         "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['otlp_http']}",
         "HEALTH_CHECK_ENDPOINT": f"127.0.0.1:{ports['health']}",
         "COLLECTOR_METRICS_HOST": "127.0.0.1",
         "COLLECTOR_METRICS_PORT": str(ports["metrics"]),
         "JAEGER_OTLP_ENDPOINT": jaeger_otlp_grpc,
+        **(env or {}),
     }
-    command = [str(gobuild.collector()), f"--config={DEPLOY / 'otel-collector' / 'config.yaml'}"]
+    folder = DEPLOY / "otel-collector"
+    command = [str(gobuild.collector()), f"--config={folder / 'config.yaml'}", f"--config={folder / mode}.yaml"]
     health = f"http://127.0.0.1:{ports['health']}/"
-    return Server("otel-collector", command, env, health, workdir / "otel-collector.log", ports)
+    label = name or f"otel-collector-{mode}"
+    return Server(label, command, variables, health, workdir / f"{label}.log", ports)
