@@ -5,8 +5,9 @@ The log is the durable record (design.md section 7): an app that ran with no col
 collector outage, a day of traces moved to another backend. Each run becomes one finished
 ``ReadableSpan`` with the ids, parent, name, kind, start and end, attributes, events, status and
 ``service.name`` its live span had, so a backend stores the same span; re-exporting the same
-file sends the same ids again (what a backend does with duplicates is its own choice: Jaeger's
-query service drops exact duplicates when it reads a trace back).
+file sends the same ids again, and what a backend does with them is its own choice: Jaeger v2
+keeps both copies (its API returns each span twice, one flagged "duplicate span IDs"), so export
+a time range once.
 
 A run with no end line (the process was killed, or is still running) is exported as ended at
 its last line, with ``langchain.run.end_reason=never_ended``. The exporter is configured as

@@ -218,14 +218,20 @@ def jaeger_spans(jaeger: servers.Server, trace_id: str, expect: int) -> dict[str
     return out
 
 
+def raw_spans(jaeger: servers.Server, trace_id: str) -> list[dict[str, Any]]:
+    """The spans Jaeger's API returns for a trace, duplicates included."""
+    body = servers.get_json(f"http://127.0.0.1:{jaeger.ports['query_http']}/api/v3/traces/{trace_id}")
+    return [span for rs in body["result"]["resourceSpans"] for scope in rs["scopeSpans"] for span in scope["spans"]]
+
+
 def test_app_with_no_collector_then_export_equals_live_in_jaeger(
     jaegers: tuple[servers.Server, servers.Server], collector: servers.Server, tmp_path: Path
 ) -> None:
     """
     The shop runs while no collector listens; `lc-trace export` then sends its log through the
     collector to Jaeger, and every trace there equals, span by span and field by field, the
-    live spans sent to a second Jaeger. Exporting again sends the same ids: Jaeger still
-    answers each span once.
+    live spans sent to a second Jaeger. Exporting again sends the same ids: Jaeger then
+    answers each span twice, as equal copies, and warns of duplicate span ids.
     """
     exported_to, live_to = jaegers
     log_path = tmp_path / "lc_trace.jsonl"
@@ -256,10 +262,31 @@ def test_app_with_no_collector_then_export_equals_live_in_jaeger(
         for span_id, span in want.items():
             assert span == got[span_id], span["name"]
 
+    # Again: the same ids are sent a second time. Once a later trace has arrived through the same
+    # collector (it forwards in order), Jaeger v2 answers every span of the first traces twice,
+    # as equal copies bar the warning it adds ("duplicate span IDs"): it does not merge them.
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert 0 == again.returncode, again.stderr
+    marker_log = tmp_path / "later.jsonl"
+    marker = shop_with_live_spans(marker_log)
+    marker_id = format(marker[0].context.trace_id, "032x")
+    later = subprocess.run(
+        [*command[:-1], str(marker_log), "--trace", marker_id],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert 0 == later.returncode, later.stderr
+    jaeger_spans(exported_to, marker_id, sum(1 for s in marker if s.context.trace_id == marker[0].context.trace_id))
     for trace_id, count in by_trace.items():
-        assert count == len(jaeger_spans(exported_to, trace_id, count))
+        copies = raw_spans(exported_to, trace_id)
+        assert 2 * count == len(copies)
+        warnings = {str(a["value"]) for x in copies for a in x.get("attributes", []) if a["key"] == "@jaeger@warnings"}
+        assert warnings and all("duplicate span IDs" in w for w in warnings)
+        plain = [{**x, "attributes": [a for a in x["attributes"] if a["key"] != "@jaeger@warnings"]} for x in copies]
+        assert count == len({x["spanId"] for x in plain}) == len({json.dumps(x, sort_keys=True) for x in plain})
 
 
 def test_export_filters_by_trace_and_service(
