@@ -599,7 +599,7 @@ def follow(
         if (now.st_ino, now.st_dev) != (current.st_ino, current.st_dev):
             yield from lines_from(handle.read())  # whatever the old file got before the rename
             handle.close()
-            handle, pending = None, b""
+            handle, pending = _successor(name, current), b""
             continue
         if now.st_size < handle.tell():  # truncated in place
             handle.seek(0)
@@ -609,6 +609,50 @@ def follow(
         time.sleep(poll_s)
     if handle is not None:
         handle.close()
+
+
+def _successor(name: Path, done: os.stat_result) -> Any:
+    """
+    The file written after the one just read to its end, opened: when that one is now
+    ``name.K``, it is ``name.K-1`` (``name`` after ``name.1``), so rotations faster than the
+    polling skip no file. None (open *name* next) when it is not among the numbered copies.
+
+    Rotation renames the oldest copy first, so if the finished file is still ``name.K`` once
+    the next one is open, that one was ``name.K-1`` when it was opened; else try again.
+    """
+    for _ in range(100):
+        index = _index_of(name, done)
+        if index is None:
+            return None
+        try:
+            handle = open(f"{name}.{index - 1}" if index > 1 else name, "rb")
+        except OSError:
+            continue
+        if _index_of(name, done, index) == index:
+            return handle
+        handle.close()
+    return None
+
+
+def _index_of(name: Path, wanted: os.stat_result, only: int | None = None) -> int | None:
+    """
+    K such that ``name.K`` is the file *wanted* (looked for twice: a rotation may be moving it).
+    """
+    for _ in range(2):
+        if only is not None:
+            indexes = [only]
+        else:
+            stem = name.name + "."
+            suffixes = (entry.name[len(stem) :] for entry in os.scandir(name.parent) if entry.name.startswith(stem))
+            indexes = sorted(int(n) for n in suffixes if n.isdigit())
+        for index in indexes:
+            try:
+                found = os.stat(f"{name}.{index}")
+            except FileNotFoundError:
+                continue
+            if (found.st_ino, found.st_dev) == (wanted.st_ino, wanted.st_dev):
+                return index
+    return None
 
 
 def _int(value: Any) -> int:
