@@ -13,9 +13,10 @@ and is only ever set as text, never as markup.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Iterable, Iterator
 from typing import Any
+
+import orjson
 
 from lc_trace import _attributes as A
 from lc_trace._reader import RunView, TraceView
@@ -47,8 +48,8 @@ def render_page(traces: Iterable[TraceView], title: str, *, max_value_chars: int
                 trace.errors,
             ]
         )
-        details[trace.trace_id] = json.dumps(list(_spans(trace, max_value_chars)), ensure_ascii=False)
-    data = json.dumps({"rows": rows, "details": details}, ensure_ascii=False, separators=(",", ":"))
+        details[trace.trace_id] = orjson.dumps(list(_spans(trace, max_value_chars))).decode()
+    data = orjson.dumps({"rows": rows, "details": details}).decode()
     data = data.replace("<", "\\u003c")  # never "</script>" inside the element
     return _PAGE.replace("%TITLE%", html.escape(title)).replace("%DATA%", data)
 
@@ -112,9 +113,9 @@ header h1 { font-size: 15px; margin: 0; font-weight: 600; }
 header input[type=search] { width: 280px; padding: 3px 6px; }
 #count { color: var(--muted); }
 #list { height: 34vh; min-height: 140px; border-bottom: 1px solid var(--line); display: flex; flex-direction: column; }
-.grid { display: grid; grid-template-columns: 23ch minmax(14ch, 2fr) minmax(10ch, 1fr) 20ch 11ch 6ch 14ch 7ch; gap: 0 10px; padding: 0 12px; align-items: center; }
-#list-head { font-weight: 600; border-bottom: 1px solid var(--line); height: var(--row); user-select: none; }
-#list-head span { cursor: pointer; white-space: nowrap; }
+.grid { display: grid; grid-template-columns: 170px minmax(120px, 2fr) minmax(90px, 1fr) 150px 80px 50px 110px 56px; gap: 0 10px; padding: 0 12px; align-items: center; }
+#list-head { border-bottom: 1px solid var(--line); height: var(--row); user-select: none; }
+#list-head span { cursor: pointer; white-space: nowrap; font-weight: 600; }
 #list-head span.sorted::after { content: " \\25BE"; }
 #list-head span.sorted.up::after { content: " \\25B4"; }
 #list-body { flex: 1; overflow-y: auto; position: relative; }
@@ -134,7 +135,7 @@ main { flex: 1; display: flex; min-height: 0; }
 .wrow:hover { background: #f5f7fa; }
 .wrow.picked { background: var(--pick); }
 .wrow .label { white-space: nowrap; }
-.track { position: relative; height: 14px; }
+.track { position: relative; height: 14px; margin-right: 76px; }
 .bar { position: absolute; top: 0; height: 14px; min-width: 1px; background: var(--bar); border-radius: 2px; }
 .bar.client { background: var(--client); }
 .bar.error { background: var(--err); }
@@ -259,7 +260,7 @@ pre.stack { background: #fdf0f0; }
       bar.style.width = (s[6] / total) * 100 + "%";
       bar.dataset.durationMs = s[6];
       const note = el("span", "ms", ms(s[6]) + (s[7] === "open" ? " (never ended)" : ""));
-      note.style.left = Math.min(((s[5] + s[6]) / total) * 100, 92) + "%";
+      note.style.left = ((s[5] + s[6]) / total) * 100 + "%";
       track.append(bar, note);
       line.append(label, track);
       line.addEventListener("click", function () { pickSpan(spans, index); });
