@@ -328,7 +328,8 @@ class RunView:
         content), what a promotion to agent added, then the end line's.
         """
         out: dict[str, Any] = {}
-        for line in (self.first, self.end):
+        start = self.first if self.first is not None and self.first.action.endswith("_start") else None
+        for line in (start, self.end):  # no start line (rotated away): the end line repeats the rest
             if line is not None:
                 out.update((k, v) for k, v in line.fields.items() if k not in LINE_KEYS)
         if self.end is None:
