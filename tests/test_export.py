@@ -180,6 +180,36 @@ class TestExporterChoice:
         assert "refused three batches in a row" not in err  # one batch: it was tried
 
 
+def test_progress_bar_on_a_terminal_and_early_stop(shop: tuple[Path, list[ReadableSpan]]) -> None:
+    """On a terminal, stderr shows a progress bar to the last span; after three refused batches in a row the rest is counted refused, unsent."""
+    import pty
+
+    leader, follower = pty.openpty()
+    env = {**os.environ, "OTEL_EXPORTER_OTLP_TIMEOUT": "1"}
+    command = [sys.executable, "-m", "lc_trace", "export", str(shop[0]), "--batch-size", "5"]
+    command += ["--endpoint", f"http://127.0.0.1:{free_port()}"]
+    done = subprocess.run(
+        command, env=env, stdout=subprocess.PIPE, stderr=follower, text=True, timeout=120, check=False
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(leader)
+    terminal = b"".join(chunks).decode(errors="replace")
+    total = len(shop[1])
+    assert f"] {total}/{total} spans" in terminal
+    assert "refused three batches in a row; the rest was not sent" in terminal
+    assert 1 == done.returncode
+    assert f"0 spans sent, {total} refused" in done.stdout
+
+
 # --- end to end: the real collector and two Jaegers ------------------------------------------
 
 
