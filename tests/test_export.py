@@ -322,12 +322,14 @@ def test_app_with_no_collector_then_export_equals_live_in_jaeger(
 def test_export_filters_by_trace_and_service(
     collector: servers.Server, jaegers: tuple[servers.Server, servers.Server], tmp_path: Path
 ) -> None:
-    """--trace sends one trace's spans only; --service with a name nobody logged sends nothing."""
+    """--trace sends one trace's spans only (here over OTLP http/protobuf); --service with a name nobody logged sends nothing."""
     log_path = tmp_path / "lc_trace.jsonl"
     live = shop_with_live_spans(log_path)
     one = format(live[0].context.trace_id, "032x")
-    endpoint = f"http://127.0.0.1:{collector.ports['otlp_grpc']}"
-    code, out, _ = run_cli(["export", str(log_path), "--trace", one[:10], "--endpoint", endpoint, "-q"])
+    endpoint = f"http://127.0.0.1:{collector.ports['otlp_http']}"
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        code, out, _ = run_cli(["export", str(log_path), "--trace", one[:10], "--endpoint", endpoint, "-q"])
     count = sum(1 for s in live if s.context.trace_id == live[0].context.trace_id)
     assert (0, f"1 traces: {count} spans sent, 0 refused, 0 lines skipped (not JSON, or no span)\n") == (code, out)
     assert count == len(jaeger_spans(jaegers[0], one, count))
