@@ -5,7 +5,7 @@ No network, no CDN: the styles, the script and the data are all in the page. The
 (root, service, start, duration, runs, tokens, errors) is sortable and filterable and draws only
 the rows in view, so a day's file (10,000 traces) stays quick; a trace's spans are kept as a JSON
 string each and parsed only when that trace is opened: a waterfall (bars placed by start and
-sized by duration, nested by parent, failures in red) and a detail pane (attributes, content,
+sized by duration, nested by parent, failures in red, events as ticks) and a detail pane (attributes, content,
 events, error and stack trace). Data reaches the page as JSON in a non-executed script element
 and is only ever set as text, never as markup.
 """
@@ -140,6 +140,7 @@ main { flex: 1; display: flex; min-height: 0; }
 .bar.client { background: var(--client); }
 .bar.error { background: var(--err); }
 .bar.open { background: repeating-linear-gradient(45deg, #999, #999 4px, #bbb 4px, #bbb 8px); }
+.tick { position: absolute; top: -2px; width: 2px; height: 18px; background: #f0a020; }
 .ms { position: absolute; top: -1px; font-size: 11px; color: var(--muted); white-space: nowrap; padding-left: 4px; }
 #detail h2 { font-size: 14px; margin: 0 0 6px; }
 #detail h3 { font-size: 12px; margin: 12px 0 4px; text-transform: uppercase; color: var(--muted); }
@@ -262,6 +263,12 @@ pre.stack { background: #fdf0f0; }
       const note = el("span", "ms", ms(s[6]) + (s[7] === "open" ? " (never ended)" : ""));
       note.style.left = ((s[5] + s[6]) / total) * 100 + "%";
       track.append(bar, note);
+      s[10].forEach(function (e) {  // the run's events (custom events, agent actions...) as ticks
+        const tick = el("div", "tick");
+        tick.style.left = (e[1] / total) * 100 + "%";
+        tick.title = e[0] + " at " + ms(e[1]);
+        track.append(tick);
+      });
       line.append(label, track);
       line.addEventListener("click", function () { pickSpan(spans, index); });
       pane.append(line);

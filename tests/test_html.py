@@ -96,7 +96,7 @@ class TestInChromium:
     def test_list_and_waterfall_render_with_widths_that_follow_durations(
         self, shop: tuple[Path, Path], browser: Browser
     ) -> None:
-        """The list shows every trace; the agent's waterfall shows its spans in tree order, each bar placed and sized by its run's start and duration, the failed tool in red."""
+        """The list shows every trace; the agent's waterfall shows its spans in tree order, each bar placed and sized by its run's start and duration, its events as ticks, the failed tool in red."""
         log, page = shop
         browser.console.clear()
         browser.open(page)
@@ -113,8 +113,9 @@ class TestInChromium:
             """[...document.querySelectorAll('.wrow')].map(r => {
                  const bar = r.querySelector('.bar'), track = r.querySelector('.track').getBoundingClientRect(),
                        box = bar.getBoundingClientRect();
+                 const ticks = [...r.querySelectorAll('.tick')].map(t => (t.getBoundingClientRect().left - track.left) / track.width);
                  return {name: r.querySelector('.label').textContent, error: bar.classList.contains('error'),
-                         left: (box.left - track.left) / track.width, width: box.width / track.width};
+                         left: (box.left - track.left) / track.width, width: box.width / track.width, ticks: ticks};
                })"""
         )
         runs = []
@@ -130,6 +131,8 @@ class TestInChromium:
             assert (run.start_ns - origin) / total == pytest.approx(bar["left"], abs=0.003), run.span_name
             assert run.duration_ns / total == pytest.approx(bar["width"], abs=0.003), run.span_name  # 1 px is ~0.0025
             assert run.failed == bar["error"], run.span_name
+            events = [(line.time_ns - origin) / total for line in run.events]  # agent actions, custom events: ticks
+            assert events == pytest.approx(bar["ticks"], abs=0.003), run.span_name
         assert ["execute_tool book_delivery"] == [d["name"] for d in drawn if d["error"]]
 
         browser.evaluate(
