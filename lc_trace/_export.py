@@ -20,8 +20,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
+import orjson
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -103,8 +105,11 @@ def _span(trace_id: str, run: RunView, resources: dict[str, Resource]) -> Readab
     if resource is None:
         resource = resources[service] = Resource.create({SERVICE_NAME: service})
     parent_id = run.parent_span_id
-    attributes = run.attributes()
-    events = [Event(line.action, run.event_attributes(line), line.time_ns) for line in run.events]
+    attributes = {key: _value(value) for key, value in run.attributes().items() if value is not None}
+    events = [
+        Event(line.action, {k: _value(v) for k, v in run.event_attributes(line).items() if v is not None}, line.time_ns)
+        for line in run.events
+    ]
     status = Status(StatusCode.UNSET)
     if run.end is None:
         attributes[A.LC_END_REASON] = NEVER_ENDED
@@ -137,6 +142,23 @@ def _span(trace_id: str, run: RunView, resources: dict[str, Resource]) -> Readab
         end_time=run.end_ns,
         instrumentation_scope=_SCOPE,
     )
+
+
+def _value(value: Any) -> Any:
+    """
+    An attribute value OTLP carries: lc_trace writes only scalars and lists of strings, but a
+    user's structlog processor may add any JSON; anything else becomes its JSON text.
+    """
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    if (
+        isinstance(value, list)
+        and value
+        and len({type(v) for v in value}) == 1
+        and isinstance(value[0], (str, bool, int, float))
+    ):
+        return value
+    return orjson.dumps(value).decode()
 
 
 def _kind(run: RunView) -> SpanKind:

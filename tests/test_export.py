@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableLambda
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -141,6 +142,35 @@ class TestRebuild:
         assert last_line[:26] == _iso(root.end_time)[:26]
         assert "UNSET" == root.status.status_code.name
         assert NEVER_ENDED != spans["chat fake-chat-1"].attributes.get("langchain.run.end_reason")
+
+    @pytest.mark.log_schema_extra_keys("deploy.region", "deploy.tags", "deploy.empty")
+    def test_fields_a_users_processor_adds_become_attributes_otlp_carries(self, tmp_path: Path) -> None:
+        """A structlog processor's extra fields reach the span: scalars and flat lists as they are, anything else as JSON text."""
+
+        def add_deploy(logger: Any, method: str, event: dict[str, Any]) -> dict[str, Any]:
+            return {
+                **event,
+                "deploy.region": {"name": "eu", "zone": 3},
+                "deploy.tags": ["a", "b"],
+                "deploy.empty": None,
+            }
+
+        path = tmp_path / "extra.jsonl"
+        handler = TraceHandler(log_path=path, log_processors=[add_deploy])
+        try:
+            RunnableLambda(lambda x: x, name="echo").invoke(1, {"callbacks": [handler]})
+        finally:
+            handler.close()
+        [span] = rebuilt(path)
+        assert ('{"name":"eu","zone":3}', ["a", "b"]) == (
+            span.attributes["deploy.region"],
+            span.attributes["deploy.tags"],
+        )
+        assert "deploy.empty" not in span.attributes
+        assert SpanExportResult.SUCCESS == InMemorySpanExporter().export([span])
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
+        assert 1 == len(encode_spans([span]).resource_spans)  # the OTLP encoder takes every value
 
 
 def _iso(ns: int) -> str:
