@@ -431,6 +431,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     failing = next((t for t in traces if t.errors), traces[-1] if traces else None)
     if failing is not None:
         print(f"\nsee one as a tree:  lc-trace show {failing.trace_id[:8]} {path}")
+        print(f"all in a web page:  lc-trace html --log {path} -o traces.html")
     return 0
 
 
