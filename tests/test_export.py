@@ -142,6 +142,12 @@ class TestRebuild:
         assert last_line[:26] == _iso(root.end_time)[:26]
         assert "UNSET" == root.status.status_code.name
         assert NEVER_ENDED != spans["chat fake-chat-1"].attributes.get("langchain.run.end_reason")
+        with pytest.MonkeyPatch.context() as env:  # the summary says how many never ended
+            env.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+            out = run_cli(
+                ["export", str(path), "--trace", agent, "-q", "--endpoint", f"http://127.0.0.1:{free_port()}"]
+            )[1]
+        assert "; 1 never ended (sent as ended at their last line, end_reason never_ended)" in out
 
     @pytest.mark.log_schema_extra_keys("deploy.region", "deploy.tags", "deploy.empty")
     def test_fields_a_users_processor_adds_become_attributes_otlp_carries(self, tmp_path: Path) -> None:
