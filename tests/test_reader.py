@@ -258,3 +258,18 @@ def test_tail_follow_sees_lines_after_a_rename(tmp_path: Path) -> None:
         if tail.stderr is not None:
             tail.stderr.close()
     assert os.path.exists(f"{path}.1")
+
+
+def test_the_handler_never_imports_the_reader() -> None:
+    """The library's hot path does not depend on the reader: tracing a chain loads none of the reading modules."""
+    code = (
+        "import sys, tempfile, lc_trace\n"
+        "from tests.conftest import flower_chain\n"
+        "h = lc_trace.TraceHandler(log_path=tempfile.mkdtemp() + '/x.jsonl')\n"
+        "flower_chain().invoke({'who': 'mom'}, {'callbacks': [h]}); h.close()\n"
+        "print(sorted(m for m in sys.modules if m in ('lc_trace._reader', 'lc_trace._export', 'lc_trace._usage', 'lc_trace._html', 'lc_trace._cli')))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]
+    )
+    assert "[]" == done.stdout.strip()
