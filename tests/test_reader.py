@@ -269,7 +269,6 @@ def test_the_handler_never_imports_the_reader(tmp_path: Path) -> None:
         "flower_chain().invoke({'who': 'mom'}, {'callbacks': [h]}); h.close()\n"
         "print(sorted(m for m in sys.modules if m in ('lc_trace._reader', 'lc_trace._export', 'lc_trace._usage', 'lc_trace._html', 'lc_trace._cli')))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1]
-    )
+    command = [sys.executable, "-c", code, str(tmp_path / "x.jsonl")]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
     assert "[]" == done.stdout.strip()
