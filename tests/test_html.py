@@ -170,6 +170,47 @@ class TestInChromium:
         assert [] == browser.console
 
 
+def test_a_run_that_never_ended_is_drawn_to_its_last_line_and_said_so(
+    shop: tuple[Path, Path], tmp_path: Path, browser: Browser
+) -> None:
+    """A killed process's run (no end line) is a hatched bar up to its last line, marked never ended in the list and the pane."""
+    lines = shop[0].read_text(encoding="utf-8").splitlines(keepends=True)
+    agent = next(json.loads(x)["trace.id"] for x in lines if json.loads(x)["langchain.run.name"] == "florist_agent")
+    log = tmp_path / "killed.jsonl"
+    log.write_text(
+        "".join(
+            x
+            for x in lines
+            if not (json.loads(x)["trace.id"] == agent and json.loads(x)["event.action"] == "chain_end")
+        ),
+        encoding="utf-8",
+    )
+    page = tmp_path / "killed.html"
+    assert 0 == run_cli(["html", agent, "--log", str(log), "-o", str(page)])[0]
+    browser.console.clear()
+    browser.open(page)
+    root = browser.evaluate(
+        "(() => { const r = document.querySelector('.wrow'); return [r.querySelector('.bar').className, r.querySelector('.ms').textContent, document.getElementById('detail').innerText]; })()"
+    )
+    assert "bar internal open" == root[0]
+    assert root[1].endswith("(never ended)")
+    assert "never ended (last line known)" in root[2]
+    assert [] == browser.console
+
+
+def test_an_empty_log_gives_a_page_that_says_so(tmp_path: Path, browser: Browser) -> None:
+    """No traces: the page still opens, says there are none, and the console stays clean."""
+    log = tmp_path / "empty.jsonl"
+    log.touch()
+    page = tmp_path / "empty.html"
+    assert (0, f"0 traces written to {page}\n", "") == run_cli(["html", "--log", str(log), "-o", str(page)])
+    browser.console.clear()
+    browser.open(page)
+    assert "0 of 0 traces" == browser.evaluate("document.getElementById('count').textContent")
+    assert "No traces." == browser.evaluate("document.getElementById('waterfall').textContent")
+    assert [] == browser.console
+
+
 @pytest.mark.log_schema_exempt("copies of the demo's lines with new ids, made by the test")
 def test_ten_thousand_traces(tmp_path: Path, browser: Browser) -> None:
     """A day's file of 10,000 traces: the page is written, opens, sorts and filters in Chromium with a clean console (times kept beside the screenshot)."""
