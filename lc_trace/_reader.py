@@ -619,12 +619,20 @@ def _successor(name: Path, done: os.stat_result) -> Any:
     polling skip no file. None (open *name* next) when it is not among the numbered copies.
 
     Rotation renames the oldest copy first, so if the finished file is still ``name.K`` once
-    the next one is open, that one was ``name.K-1`` when it was opened; else try again.
+    the next one is open, that one was ``name.K-1`` when it was opened. A rotation under way
+    can spoil a look (a file moved while the copies were being looked at): look again, a little
+    later each time, for up to about two seconds (ten looks when the file is not seen at all).
     """
-    for _ in range(100):
+    missing = 0
+    for attempt in range(200):
+        if attempt:
+            time.sleep(min(0.0005 * attempt, 0.02))
         index = _index_of(name, done)
         if index is None:
-            return None
+            missing += 1
+            if missing == 10:  # not a numbered copy (deleted past log_backups, or logrotate's dateext)
+                return None
+            continue
         try:
             handle = open(f"{name}.{index - 1}" if index > 1 else name, "rb")
         except OSError:
@@ -637,22 +645,22 @@ def _successor(name: Path, done: os.stat_result) -> Any:
 
 def _index_of(name: Path, wanted: os.stat_result, only: int | None = None) -> int | None:
     """
-    K such that ``name.K`` is the file *wanted* (looked for twice: a rotation may be moving it).
+    K such that ``name.K`` is the file *wanted*, in one look (None if not seen).
     """
-    for _ in range(2):
-        if only is not None:
-            indexes = [only]
-        else:
-            stem = name.name + "."
-            suffixes = (entry.name[len(stem) :] for entry in os.scandir(name.parent) if entry.name.startswith(stem))
-            indexes = sorted(int(n) for n in suffixes if n.isdigit())
-        for index in indexes:
-            try:
-                found = os.stat(f"{name}.{index}")
-            except FileNotFoundError:
-                continue
-            if (found.st_ino, found.st_dev) == (wanted.st_ino, wanted.st_dev):
-                return index
+    if only is not None:
+        indexes: Iterable[int] = [only]
+    else:
+        stem = name.name + "."
+        suffixes = (entry.name[len(stem) :] for entry in os.scandir(name.parent) if entry.name.startswith(stem))
+        numbers = [int(n) for n in suffixes if n.isdigit()]
+        indexes = range(1, max(numbers, default=0) + 3)  # one past the last: it may be moving there
+    for index in indexes:
+        try:
+            found = os.stat(f"{name}.{index}")
+        except FileNotFoundError:
+            continue
+        if (found.st_ino, found.st_dev) == (wanted.st_ino, wanted.st_dev):
+            return index
     return None
 
 
