@@ -326,5 +326,5 @@ def test_lines_without_user_processors_are_the_bytes_structlog_would_render():
     )
     assert chained == direct
     line = json.loads(direct[0])
-    assert line["@timestamp"].endswith(".123456Z")
+    assert line["@timestamp"].endswith(".123456789Z")
     assert "_ns" not in line
