@@ -224,9 +224,10 @@ class Recorder:
             parent_span_id = parent.span_id
         else:
             trace_id = format(context.trace_id if valid else random.getrandbits(128), "032x")
-            ambient = get_current_span().get_span_context()  # what the span sink nested this root under
-            if valid and ambient.is_valid and ambient.trace_id == context.trace_id:
-                parent_span_id = format(ambient.span_id, "016x")
+            # What the span sink nested this root under: another service's span, else the current one.
+            above = (remote if remote is not None else get_current_span()).get_span_context()
+            if valid and above.is_valid and above.trace_id == context.trace_id:
+                parent_span_id = format(above.span_id, "016x")
         span_id = format(context.span_id if valid else random.getrandbits(64), "016x")
         run = Run(run_id, parent, record, span, ns, trace_id, span_id, parent_span_id)
         evicted: list[Run] = []
