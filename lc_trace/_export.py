@@ -11,9 +11,10 @@ a time range once.
 
 A run with no end line (the process was killed, or is still running) is exported as ended at
 its last line, with ``langchain.run.end_reason=never_ended``. Not in the lines, so not rebuilt: a
-remote parent's ``tracestate`` and its is-remote flag (a root continuing another service's trace). The exporter is configured as
-``lc_trace.configure()`` configures it: the standard ``OTEL_EXPORTER_OTLP_*`` variables, gRPC or
-``http/protobuf``, with an endpoint the caller may override.
+remote parent's ``tracestate`` and its is-remote flag (a root continuing another service's trace).
+The exporter is configured as ``lc_trace.configure()`` configures it: the standard
+``OTEL_EXPORTER_OTLP_*`` variables, gRPC or ``http/protobuf``, with an endpoint the caller may
+override.
 """
 
 from __future__ import annotations
