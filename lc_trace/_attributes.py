@@ -91,6 +91,11 @@ EVENT_DURATION = "event.duration"
 EVENT_DATASET = "event.dataset"
 TRACE_ID = "trace.id"
 SPAN_ID = "span.id"
+# Log-only: what a span needs that its attributes do not say, so `lc-trace export` can rebuild it
+# (Elastic APM's names for the same facts).
+PARENT_ID = "parent.id"
+SPAN_NAME = "span.name"
+SPAN_KIND = "span.kind"
 LC_TRACE_DROPPED_QUEUE_FULL = "lc_trace.dropped.queue_full"
 LC_TRACE_DROPPED_WRITE_ERROR = "lc_trace.dropped.write_error"
 LC_TRACE_DROPPED_TOTAL = "lc_trace.dropped.total"

@@ -1,13 +1,14 @@
 """
-``lc-trace``: read lc_trace's JSON-lines log files in a terminal, and run the flower-shop demo.
+``lc-trace``: read lc_trace's JSON-lines log files, and run the flower-shop demo.
 
 The log file alone is enough to see what an app did (design.md section 1): no collector, no
-Jaeger, no Elasticsearch. This module is a separate client of the public API (style.md, httpx's
-``_main``): at import it takes only the field names from ``_attributes``; the demo command
-imports the handler and LangChain when it runs.
+Jaeger, no Elasticsearch. This module only parses arguments and renders: reading the files is
+``_reader``'s job, the span rebuilding ``_export``'s, the page ``_html``'s, the sums
+``_usage``'s. It is a separate client of the public API (style.md, httpx's ``_main``): at import
+it takes only the reader; ``export`` loads the OpenTelemetry SDK, ``demo`` LangChain, when run.
 
-Exit codes: 0 done; 1 the log was read but has no (unique) trace by that id; 2 a usage error,
-or a log file that is missing or cannot be read or written.
+Exit codes: 0 done; 1 the log was read but has no (unique) trace by that id, or an export
+had spans refused; 2 a usage error, or a log file that is missing or cannot be read or written.
 """
 
 from __future__ import annotations
@@ -18,20 +19,28 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from lc_trace import _attributes as A
+from lc_trace._reader import (
+    Filter,
+    Line,
+    LogReadError,
+    RunView,
+    TraceView,
+    build_traces,
+    default_log_path,
+    find_trace,
+    follow,
+    log_files,
+    parse_time,
+    read_lines,
+)
 
 __all__ = ["main"]
-
-_DEFAULT_LOG_PATH = os.path.join("lc_trace_logs", "lc_trace.jsonl")  # the handler's default too
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-_QUIET_EVENTS = frozenset({"llm_new_token"})  # one per streamed chunk: counted on llm_end already
 
 
 class CliError(Exception):
@@ -44,232 +53,57 @@ class CliError(Exception):
         self.code = code
 
 
-# --- reading log files -------------------------------------------------------------------
+# --- reading -----------------------------------------------------------------------------
 
 
-@dataclass
-class Line:
+def _lines(paths: list[str] | str | None, *, rotated: bool = True, skipped: list[int] | None = None) -> Iterator[Line]:
     """
-    One parsed log line, with its position (to keep file order among equal timestamps).
+    The lines of every file of *paths* (default: the handler's log path), rotated ones first;
+    invalid lines are counted and reported once on stderr when reading is done. *skipped*
+    counts them, and the lines that belong to no span (lc_trace's own notices).
     """
-
-    seq: int
-    time_us: int
-    fields: dict[str, Any]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """
-        A field of the line.
-        """
-        return self.fields.get(key, default)
-
-
-def default_log_path() -> str:
-    """
-    ``$LC_TRACE_LOG_PATH``, else ``./lc_trace_logs/lc_trace.jsonl``: where the handler writes.
-    """
-    return os.environ.get("LC_TRACE_LOG_PATH", "").strip() or _DEFAULT_LOG_PATH
-
-
-def log_files(path: str | os.PathLike[str], *, rotated: bool = True) -> list[Path]:
-    """
-    The file and, oldest first, its rotated copies ``path.N`` … ``path.1`` before it.
-    """
-    main_file = Path(path).expanduser()
-    files = []
-    if rotated and main_file.parent.is_dir():
-        stem = main_file.name + "."
-        numbered = {p: p.name[len(stem) :] for p in main_file.parent.iterdir() if p.name.startswith(stem)}
-        files = sorted((p for p, n in numbered.items() if n.isdigit()), key=lambda p: int(numbered[p]), reverse=True)
-    if main_file.exists():
-        files.append(main_file)
-    if not files:
-        raise CliError(
-            f"no log file at {main_file.resolve()} (pass PATH, set LC_TRACE_LOG_PATH, or run `lc-trace demo` to write one)"
-        )
-    return files
-
-
-def read_lines(files: Iterable[Path]) -> list[Line]:
-    """
-    Every JSON-object line of *files*, in order. A line that is not one (a crash mid-write, a
-    stray edit) is skipped and counted on stderr, never fatal.
-    """
-    lines: list[Line] = []
-    skipped: list[str] = []
-    for file in files:
-        try:
-            with open(file, encoding="utf-8", errors="replace") as handle:
-                for number, text in enumerate(handle, 1):
-                    if not text.strip():
-                        continue
-                    try:
-                        fields = json.loads(text)
-                    except ValueError:
-                        fields = None
-                    if not isinstance(fields, dict):
-                        skipped.append(f"{file}:{number}")
-                        continue
-                    lines.append(Line(len(lines), _time_us(fields.get(A.TIMESTAMP)), fields))
-        except OSError as exc:
-            raise CliError(f"cannot read {file}: {exc.strerror or exc}") from None
-    if skipped:
+    invalid: list[str] = []
+    names = [paths] if isinstance(paths, str) else paths or [default_log_path()]
+    for name in names:
+        for line in read_lines(log_files(name, rotated=rotated), invalid.append):
+            if skipped is not None and not (
+                isinstance(line.get(A.TRACE_ID), str) and isinstance(line.get(A.SPAN_ID), str)
+            ):
+                skipped[0] += 1
+            yield line
+    if skipped is not None:
+        skipped[0] += len(invalid)
+    if invalid:
         print(
-            f"lc-trace: skipped {len(skipped)} invalid line(s) that are not JSON objects (first: {skipped[0]})",
+            f"lc-trace: skipped {len(invalid)} invalid line(s) that are not JSON objects (first: {invalid[0]})",
             file=sys.stderr,
         )
-    return lines
 
 
-def _time_us(stamp: Any) -> int:
+def _traces(
+    args: argparse.Namespace, paths: list[str] | str | None, skipped: list[int] | None = None
+) -> list[TraceView]:
     """
-    ``@timestamp`` as microseconds since the epoch; 0 when absent or malformed.
+    The traces of *paths* that pass the command's filters.
     """
-    if not isinstance(stamp, str):
-        return 0
+    wanted = _filter(args)
+    return [trace for trace in build_traces(_lines(paths, skipped=skipped)) if wanted.trace(trace)]
+
+
+def _filter(args: argparse.Namespace) -> Filter:
     try:
-        moment = datetime.fromisoformat(stamp)
-    except ValueError:
-        return 0
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // _MICROSECOND
-
-
-# --- runs and traces ---------------------------------------------------------------------
-
-
-@dataclass
-class RunView:
-    """
-    One LangChain run as its log lines tell it: the start, the end, the events in between.
-    """
-
-    span_id: str
-    run_id: str | None = None
-    parent_run_id: str | None = None
-    name: str = "?"
-    run_type: str = "?"
-    first: Line | None = None
-    end: Line | None = None
-    events: list[Line] = field(default_factory=list)
-    children: list[RunView] = field(default_factory=list)
-
-    @property
-    def start_key(self) -> tuple[int, int]:
-        """
-        When the run started (its first line), for ordering siblings.
-        """
-        return (self.first.time_us, self.first.seq) if self.first is not None else (0, 0)
-
-    def tokens(self) -> tuple[int, int]:
-        """
-        Input and output tokens the end line reports (zero for runs that are not models).
-        """
-        if self.end is None:
-            return 0, 0
-        return _int(self.end.get(A.GEN_AI_USAGE_INPUT_TOKENS)), _int(self.end.get(A.GEN_AI_USAGE_OUTPUT_TOKENS))
-
-
-@dataclass
-class TraceView:
-    """
-    The runs of one trace id, nested by ``langchain.run.parent_id``.
-    """
-
-    trace_id: str
-    runs: dict[str, RunView]
-    roots: list[RunView]
-    first_us: int
-    last_us: int
-
-    @property
-    def root_name(self) -> str:
-        """
-        The name of the first top-level run.
-        """
-        return self.roots[0].name if self.roots else "?"
-
-    @property
-    def duration_ns(self) -> int:
-        """
-        The root run's own duration; from first to last line when there is no single root.
-        """
-        if len(self.roots) == 1 and self.roots[0].end is not None:
-            duration = self.roots[0].end.get(A.EVENT_DURATION)
-            if isinstance(duration, int):
-                return duration
-        return (self.last_us - self.first_us) * 1000
-
-    def tokens(self) -> tuple[int, int]:
-        """
-        Input and output tokens summed over every model call in the trace.
-        """
-        counts = [run.tokens() for run in self.runs.values()]
-        return sum(c[0] for c in counts), sum(c[1] for c in counts)
-
-    @property
-    def errors(self) -> int:
-        """
-        Runs that ended in failure.
-        """
-        return sum(1 for run in self.runs.values() if run.end is not None and run.end.get(A.EVENT_OUTCOME) == "failure")
-
-
-def build_traces(lines: Iterable[Line]) -> list[TraceView]:
-    """
-    Group lines into traces by ``trace.id`` and runs by ``span.id``, then nest the runs;
-    oldest trace first. Lines with no trace (lc_trace's own notices) are left out.
-    """
-    grouped: dict[str, dict[str, RunView]] = {}
-    bounds: dict[str, list[int]] = {}
-    for line in lines:
-        trace_id, span_id = line.get(A.TRACE_ID), line.get(A.SPAN_ID)
-        if not isinstance(trace_id, str) or not isinstance(span_id, str):
-            continue
-        runs = grouped.setdefault(trace_id, {})
-        run = runs.get(span_id) or runs.setdefault(span_id, RunView(span_id))
-        span = bounds.setdefault(trace_id, [line.time_us, line.time_us])
-        span[0], span[1] = min(span[0], line.time_us), max(span[1], line.time_us)
-        if run.first is None:  # every line of a run repeats what its start said
-            run.first = line
-            run.run_id = line.get(A.LC_RUN_ID)
-            run.parent_run_id = line.get(A.LC_RUN_PARENT_ID)
-            run.name = str(line.get(A.LC_RUN_NAME, "?"))
-            run.run_type = str(line.get(A.LC_RUN_TYPE, "?"))
-        action = str(line.get(A.EVENT_ACTION, ""))
-        if action.endswith(("_end", "_error")):
-            run.end = line
-            run.run_type = str(line.get(A.LC_RUN_TYPE, run.run_type))  # a chain may turn out to be an agent
-        elif not action.endswith("_start") and action not in _QUIET_EVENTS:
-            run.events.append(line)
-    traces = []
-    for trace_id, runs in grouped.items():
-        by_run_id = {run.run_id: run for run in runs.values() if run.run_id}
-        roots: list[RunView] = []
-        for run in sorted(runs.values(), key=lambda r: r.start_key):
-            parent = by_run_id.get(run.parent_run_id) if run.parent_run_id else None
-            (parent.children if parent is not None and parent is not run else roots).append(run)
-        traces.append(TraceView(trace_id, runs, roots, *bounds[trace_id]))
-    traces.sort(key=lambda t: (t.first_us, t.roots[0].start_key if t.roots else (0, 0)))
-    return traces
-
-
-def find_trace(traces: Sequence[TraceView], prefix: str) -> TraceView:
-    """
-    The one trace whose id starts with *prefix*.
-    """
-    wanted = prefix.strip().lower()
-    found = [t for t in traces if t.trace_id.lower().startswith(wanted)] if wanted else []
-    if not found:
-        raise CliError(f"no trace id starts with {prefix!r}", code=1)
-    if len(found) > 1:
-        ids = ", ".join(t.trace_id for t in found[:5])
-        raise CliError(
-            f"{prefix!r} matches {len(found)} traces ({ids}{', …' if len(found) > 5 else ''}); give more of the id",
-            code=1,
-        )
-    return found[0]
+        since = parse_time(args.since) if args.since else None
+        until = parse_time(args.until) if args.until else None
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    return Filter(
+        since_ns=since,
+        until_ns=until,
+        traces=tuple(t.strip().lower() for t in args.trace or ()),
+        services=tuple(args.service or ()),
+        actions=tuple(args.action or ()),
+        errors=bool(args.errors),
+    )
 
 
 # --- rendering ---------------------------------------------------------------------------
@@ -283,7 +117,7 @@ def summary_line(trace: TraceView) -> str:
     """
     tokens_in, tokens_out = trace.tokens()
     return (
-        f"{trace.trace_id:<32}  {_clock(trace.first_us):<19}  {_cut(trace.root_name, 24):<24}  {len(trace.runs):>4}  "
+        f"{trace.trace_id:<32}  {_clock(trace.first_ns):<19}  {_cut(trace.root_name, 24):<24}  {len(trace.runs):>4}  "
         f"{_ms(trace.duration_ns):>11}  {f'{tokens_in}/{tokens_out}':>13}  {trace.errors:>6}"
     )
 
@@ -295,7 +129,7 @@ def tree_lines(trace: TraceView) -> Iterator[str]:
     """
     tokens_in, tokens_out = trace.tokens()
     yield (
-        f"trace {trace.trace_id}  {_clock(trace.first_us)} UTC  root {trace.root_name}  {len(trace.runs)} runs  "
+        f"trace {trace.trace_id}  {_clock(trace.first_ns)} UTC  root {trace.root_name}  {len(trace.runs)} runs  "
         f"{_ms(trace.duration_ns)}  tokens {tokens_in} in / {tokens_out} out  {trace.errors} error(s)"
     )
     stack: list[tuple[int, RunView | Line]] = [(0, root) for root in reversed(trace.roots)]
@@ -307,7 +141,7 @@ def tree_lines(trace: TraceView) -> Iterator[str]:
             continue
         yield f"{indent}{_run_text(item)}"
         below: list[tuple[tuple[int, int], RunView | Line]] = [(child.start_key, child) for child in item.children]
-        below += [((event.time_us, event.seq), event) for event in item.events]
+        below += [((event.time_ns, event.seq), event) for event in item.events]
         below.sort(key=lambda pair: pair[0])
         stack.extend((depth + 1, thing) for _, thing in reversed(below))
 
@@ -351,18 +185,14 @@ def _event_text(line: Line) -> str:
     return "  ".join(str(x) for x in (action, details[0], _cut(details[1], 100) if details[1] else None) if x)
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-
-
 def _ms(ns: int) -> str:
     return f"{ns / 1e6:.1f} ms"
 
 
-def _clock(time_us: int) -> str:
-    if time_us <= 0:
+def _clock(time_ns: int) -> str:
+    if time_ns <= 0:
         return "?"
-    return datetime.fromtimestamp(time_us / 1e6, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return datetime.fromtimestamp(time_ns / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _cut(value: Any, width: int) -> str:
@@ -370,12 +200,55 @@ def _cut(value: Any, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+def tail_text(line: Line) -> str:
+    """
+    One log line as one short line: time, trace, level, message, outcome, duration, error.
+    """
+    stamp = str(line.get(A.TIMESTAMP, "?"))[11:26]
+    trace = str(line.get(A.TRACE_ID, ""))[:8] or "-" * 8
+    outcome = line.get(A.EVENT_OUTCOME)
+    duration = line.get(A.EVENT_DURATION)
+    extra = [str(outcome) if outcome else "", _ms(duration) if isinstance(duration, int) else ""]
+    if line.get(A.ERROR_TYPE):
+        extra.append(f"{line.get(A.ERROR_TYPE)}: {_cut(line.get(A.ERROR_MESSAGE, ''), 80)}")
+    return "  ".join(
+        x for x in (stamp, trace, f"{line.get(A.LOG_LEVEL, '?'):<7}", str(line.get(A.MESSAGE, "")), *extra) if x
+    )
+
+
+def _usage_tables(report: Any) -> Iterator[str]:
+    columns = f"{'CALLS':>6}  {'ERRORS':>6}  {'INPUT':>9}  {'OUTPUT':>9}  {'CACHE READ':>10}  {'REASONING':>9}  {'P50 MS':>8}  {'P90 MS':>8}  {'P99 MS':>8}"
+
+    def row(key: str, usage: Any) -> str:
+        t = usage.tokens
+        p = [usage.percentile_ms(share) for share in (0.5, 0.9, 0.99)]
+        ms = "  ".join(f"{v:>8.1f}" if v is not None else f"{'-':>8}" for v in p)
+        return (
+            f"{_cut(key, 28):<28}  {usage.calls:>6}  {usage.errors:>6}  {t['input']:>9}  {t['output']:>9}  "
+            f"{t['cache_read']:>10}  {t['reasoning']:>9}  {ms}"
+        )
+
+    titles = {
+        "model": "MODEL",
+        "conversation": "CONVERSATION",
+        "service": "SERVICE",
+        "time": report.bucket.upper() + " (UTC)",
+    }
+    for name, groups in report.groups.items():
+        yield f"{titles[name]:<28}  {columns}"
+        for key, usage in sorted(groups.items()):
+            yield row(key, usage)
+        yield ""
+    yield f"{'TOTAL':<28}  {columns}"
+    yield row("all model calls", report.total)
+
+
 # --- commands ----------------------------------------------------------------------------
 
 
 def _cmd_traces(args: argparse.Namespace) -> int:
     path = args.path or default_log_path()
-    traces = build_traces(read_lines(log_files(path)))
+    traces = _traces(args, path)
     if args.last is not None:
         traces = traces[-args.last :] if args.last > 0 else []
     if not traces:
@@ -388,29 +261,132 @@ def _cmd_traces(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    trace = find_trace(build_traces(read_lines(log_files(args.path or default_log_path()))), args.trace_id)
+    try:
+        trace = find_trace(_traces(args, args.path), args.trace_id)
+    except LookupError as exc:
+        raise CliError(str(exc), code=1) from None
     for text in tree_lines(trace):
         print(text)
     return 0
 
 
 def _cmd_tail(args: argparse.Namespace) -> int:
-    last: deque[Line] = deque(
-        read_lines(log_files(args.path or default_log_path(), rotated=False)), maxlen=max(args.n, 0)
-    )
-    for line in last:
-        stamp = str(line.get(A.TIMESTAMP, "?"))[11:26]
-        trace = str(line.get(A.TRACE_ID, ""))[:8] or "-" * 8
-        outcome = line.get(A.EVENT_OUTCOME)
-        duration = line.get(A.EVENT_DURATION)
-        extra = [str(outcome) if outcome else "", _ms(duration) if isinstance(duration, int) else ""]
-        if line.get(A.ERROR_TYPE):
-            extra.append(f"{line.get(A.ERROR_TYPE)}: {_cut(line.get(A.ERROR_MESSAGE, ''), 80)}")
-        print(
-            "  ".join(
-                x for x in (stamp, trace, f"{line.get(A.LOG_LEVEL, '?'):<7}", str(line.get(A.MESSAGE, "")), *extra) if x
-            )
+    wanted = _filter(args)
+    count = max(args.n, 0)
+    if not args.follow:
+        last = deque((line for line in _lines(args.path, rotated=False) if wanted.line(line)), maxlen=count)
+        for line in last:
+            print(tail_text(line))
+        return 0
+    path = args.path or default_log_path()
+    backlog: deque[Line] | None = deque(maxlen=count)
+    try:
+        for found in follow(path, from_start=True, poll_s=args.interval):
+            if found is None:  # caught up: the last N of what was there, then everything new
+                if backlog is not None:
+                    for old in backlog:
+                        print(tail_text(old))
+                    backlog = None
+                sys.stdout.flush()
+            elif not wanted.line(found):
+                continue
+            elif backlog is not None:
+                backlog.append(found)
+            else:
+                print(tail_text(found))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _cmd_usage(args: argparse.Namespace) -> int:
+    from lc_trace._usage import usage_report
+
+    report = usage_report(_traces(args, args.path), "hour" if args.hourly else "day")
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+        return 0
+    if not report.total.calls:
+        print(f"no model calls in {args.path or default_log_path()}")
+        return 0
+    for text in _usage_tables(report):
+        print(text)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lc_trace._export import export_traces, otlp_exporter
+
+    skipped = [0]
+    traces = _traces(args, args.paths, skipped)
+    runs = sum(len(t.runs) for t in traces)
+    if not traces:
+        print("no traces to export (check the path and the filters)")
+        return 0
+    try:
+        exporter = otlp_exporter(args.endpoint)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    bar = _ProgressBar(runs) if sys.stderr.isatty() and not args.quiet else None
+    try:
+        summary = export_traces(traces, exporter, batch_size=args.batch_size, progress=bar)
+    finally:
+        exporter.shutdown()
+        if bar is not None:
+            bar.done()
+    print(
+        f"{summary.traces} traces: {summary.sent} spans sent, {summary.refused} refused, "
+        f"{skipped[0]} lines skipped (not JSON, or no span)"
+        + (
+            f"; {summary.never_ended} never ended (sent as ended at their last line, end_reason never_ended)"
+            if summary.never_ended
+            else ""
         )
+    )
+    if summary.stopped_early:
+        print("lc-trace: the collector refused three batches in a row; the rest was not sent", file=sys.stderr)
+    return 1 if summary.refused else 0
+
+
+class _ProgressBar:
+    """
+    ``[#####.....] 1,200/5,000 spans`` on stderr, redrawn in place (a terminal only).
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = max(total, 1)
+        self.done_count = 0
+
+    def __call__(self, count: int) -> None:
+        self.done_count += count
+        filled = 30 * self.done_count // self.total
+        print(
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done_count:,}/{self.total:,} spans", end="", file=sys.stderr
+        )
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        print(file=sys.stderr)
+
+
+def _cmd_html(args: argparse.Namespace) -> int:
+    from lc_trace._html import render_page
+
+    traces = _traces(args, args.log)
+    for prefix in args.traces:
+        try:
+            find_trace(traces, prefix)
+        except LookupError as exc:
+            raise CliError(str(exc), code=1) from None
+    if args.traces:
+        wanted = tuple(p.strip().lower() for p in args.traces)
+        traces = [t for t in traces if t.trace_id.startswith(wanted)]
+    page = render_page(traces, title=f"lc_trace: {args.log or default_log_path()}")
+    try:
+        Path(args.output).write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    print(f"{len(traces)} traces written to {args.output}")
     return 0
 
 
@@ -427,7 +403,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     exporter: Literal["otlp", "none"] = "otlp" if args.otlp or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") else "none"
     options = {"log_path": args.log_path} if args.log_path else {}
-    started_us = time.time_ns() // 1000
+    started_ns = time.time_ns()
     try:
         handler = configure(service_name="flower-shop", exporter=exporter, set_global=False, **options)
     except LogPathError as exc:
@@ -448,20 +424,42 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"spans:    sent over OTLP to {endpoint} (the exporter reports any failure above)")
     else:
         print("spans:    not exported (pass --otlp or set OTEL_EXPORTER_OTLP_ENDPOINT to send them to a collector)")
-    traces = [t for t in build_traces(read_lines(log_files(path))) if t.first_us >= started_us]
+    traces = [t for t in build_traces(read_lines(log_files(path))) if t.first_ns >= started_ns]
     print(f"\n{len(traces)} traces written:\n{_HEADER}")
     for trace in traces:
         print(summary_line(trace))
     failing = next((t for t in traces if t.errors), traces[-1] if traces else None)
     if failing is not None:
         print(f"\nsee one as a tree:  lc-trace show {failing.trace_id[:8]} {path}")
+        print(f"all in a web page:  lc-trace html --log {path} -o traces.html")
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lc-trace", description="Read lc_trace log files; run the flower-shop demo.")
+    parser = argparse.ArgumentParser(
+        prog="lc-trace", description="Read lc_trace log files: list, show, follow, add up, export, draw; run the demo."
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     path_help = "log file (default: $LC_TRACE_LOG_PATH or ./lc_trace_logs/lc_trace.jsonl)"
+    rotated = "; rotated PATH.1… are read too"
+
+    filters = argparse.ArgumentParser(add_help=False)
+    group = filters.add_argument_group("filters (on every reading command)")
+    group.add_argument(
+        "--since", metavar="TIME", help="from this time on: 2026-11-30, 2026-11-30T17:05, or an age (30m, 2h, 1d)"
+    )
+    group.add_argument("--until", metavar="TIME", help="before this time (same forms as --since)")
+    group.add_argument("--trace", action="append", metavar="ID", help="only this trace (an id or a prefix; repeatable)")
+    group.add_argument("--service", action="append", metavar="NAME", help="only this service.name (repeatable)")
+    group.add_argument(
+        "--action",
+        action="append",
+        metavar="ACTION",
+        help="only lines (tail) or traces with this event.action; shell patterns like 'tool_*' (repeatable)",
+    )
+    group.add_argument(
+        "--errors", action="store_true", help="only failed runs' lines (tail) or traces with a failed run"
+    )
 
     demo = commands.add_parser("demo", help="run the offline flower-shop demo and summarise the traces it wrote")
     demo.add_argument("--log-path", metavar="PATH", help=path_help)
@@ -470,21 +468,71 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(run=_cmd_demo)
 
-    traces = commands.add_parser("traces", help="list the traces in a log file, newest last")
-    traces.add_argument("path", nargs="?", metavar="PATH", help=path_help + "; rotated PATH.1… are read too")
+    traces = commands.add_parser("traces", parents=[filters], help="list the traces in a log file, newest last")
+    traces.add_argument("path", nargs="?", metavar="PATH", help=path_help + rotated)
     traces.add_argument("--last", type=int, metavar="N", help="only the newest N traces")
     traces.set_defaults(run=_cmd_traces)
 
-    show = commands.add_parser("show", help="show the run tree of one trace")
+    show = commands.add_parser("show", parents=[filters], help="show the run tree of one trace")
     show.add_argument("trace_id", metavar="TRACE_ID", help="a trace id, or a prefix of one that is unique")
-    show.add_argument("path", nargs="?", metavar="PATH", help=path_help + "; rotated PATH.1… are read too")
+    show.add_argument("path", nargs="?", metavar="PATH", help=path_help + rotated)
     show.set_defaults(run=_cmd_show)
 
-    tail = commands.add_parser("tail", help="print the last lines of a log file, one short line each")
+    tail = commands.add_parser(
+        "tail", parents=[filters], help="print the last lines of a log file, one short line each"
+    )
     tail.add_argument("path", nargs="?", metavar="PATH", help=path_help)
     tail.add_argument("-n", type=int, default=20, metavar="N", help="how many lines (default 20)")
+    tail.add_argument(
+        "-f", "--follow", action="store_true", help="then print new lines as they come, across rotation (Ctrl-C stops)"
+    )
+    tail.add_argument("--interval", type=float, default=0.2, metavar="SECONDS", help=argparse.SUPPRESS)
     tail.set_defaults(run=_cmd_tail)
+
+    usage = commands.add_parser(
+        "usage",
+        parents=[filters],
+        help="tokens, calls, errors and latency of the model calls, by model, conversation, service and day",
+    )
+    usage.add_argument("path", nargs="?", metavar="PATH", help=path_help + rotated)
+    usage.add_argument("--hourly", action="store_true", help="by hour instead of by day")
+    usage.add_argument("--json", action="store_true", help="the figures as JSON, for scripts")
+    usage.set_defaults(run=_cmd_usage)
+
+    export = commands.add_parser(
+        "export",
+        parents=[filters],
+        help="rebuild the spans from the log and send them over OTLP (configured by OTEL_EXPORTER_OTLP_*)",
+    )
+    export.add_argument("paths", nargs="*", metavar="PATH", help=path_help + rotated)
+    export.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="the collector, as OTEL_EXPORTER_OTLP_ENDPOINT would say it (http://host:4317)",
+    )
+    export.add_argument(
+        "--batch-size", type=_positive, default=512, metavar="N", help="spans per request (default 512)"
+    )
+    export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    export.set_defaults(run=_cmd_export)
+
+    html = commands.add_parser(
+        "html", parents=[filters], help="write one self-contained HTML page: the trace list, a waterfall per trace"
+    )
+    html.add_argument("traces", nargs="*", metavar="TRACE", help="only these traces (ids or prefixes; default: all)")
+    html.add_argument(
+        "-o", "--output", default="lc_trace.html", metavar="FILE", help="where to write (default lc_trace.html)"
+    )
+    html.add_argument("--log", metavar="PATH", help=path_help + rotated)
+    html.set_defaults(run=_cmd_html)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -500,6 +548,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as exc:
         print(f"lc-trace: {exc}", file=sys.stderr)
         return exc.code
+    except LogReadError as exc:
+        print(f"lc-trace: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # `lc-trace traces | head`: the reader left, which is fine
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -26,8 +26,9 @@ __all__ = ["EcsShaper", "render_json_line"]
 class EcsShaper:
     """
     Puts the ECS fields first: ``@timestamp`` (from the event's own ``_ns`` time, to the
-    microsecond), ``log.level``, ``message``, ``ecs.version``, then the constant service
-    fields, then the event's fields.
+    nanosecond: a span's own start and end, which ``lc-trace export`` rebuilds exactly),
+    ``log.level``, ``message``, ``ecs.version``, then the constant service fields, then the
+    event's fields.
     """
 
     __slots__ = ("_base", "_second", "_prefix")
@@ -68,7 +69,7 @@ class EcsShaper:
         if second != self._second:  # strftime once a second, not once a line
             self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = second
-        return f"{self._prefix}.{rest // 1000:06d}Z"
+        return f"{self._prefix}.{rest:09d}Z"
 
 
 def render_json_line(logger: Any, method_name: str, event_dict: Mapping[str, Any]) -> bytes:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
-from opentelemetry.trace import Span
+from opentelemetry.trace import Span, SpanKind, get_current_span
 
 from lc_trace import _attributes as A
 from lc_trace._content import Serializer
@@ -49,6 +49,7 @@ __all__ = ["Recorder", "Run"]
 
 _DEFAULT_MAX_OPEN_RUNS = 10_000
 _PREFIX = {CHAT_MODEL: "llm", LLM: "llm", TOOL: "tool", RETRIEVER: "retriever"}
+_CLIENT, _INTERNAL = SpanKind.CLIENT.name, SpanKind.INTERNAL.name
 PARENT_ENDED = "parent_ended"
 EVICTED = "evicted"
 SHUTDOWN = "shutdown"
@@ -73,6 +74,7 @@ class Run:
         "children",
         "trace_id",
         "span_id",
+        "ids",
         "chunks",
         "first_chunk_ns",
         "chunk_ns",
@@ -87,6 +89,7 @@ class Run:
         start_ns: int,
         trace_id: str,
         span_id: str,
+        parent_span_id: str | None,
     ) -> None:
         self.run_id = run_id
         self.parent = parent
@@ -98,6 +101,12 @@ class Run:
         self.children: set[UUID] | None = None  # made by the first child: most runs have none
         self.trace_id = trace_id
         self.span_id = span_id
+        # What every line of the run says about its span, beyond its attributes (lc-trace export rebuilds it).
+        self.ids: dict[str, str] = {A.TRACE_ID: trace_id, A.SPAN_ID: span_id}
+        if parent_span_id is not None:
+            self.ids[A.PARENT_ID] = parent_span_id
+        self.ids[A.SPAN_NAME] = record.span_name
+        self.ids[A.SPAN_KIND] = _CLIENT if record.client else _INTERNAL
         self.chunks = 0
         self.first_chunk_ns = 0
         self.chunk_ns: array[int] | None = None  # when each streamed chunk came (the metrics' gaps): 8 bytes each
@@ -209,12 +218,18 @@ class Recorder:
         span = self.spans.start(record, parent.span if parent is not None else remote, ns)
         context = span.get_span_context()
         valid = context.is_valid  # False with no SDK: the log lines still need ids that group and nest
+        parent_span_id: str | None = None
         if parent is not None:  # a child shares its parent's trace: reuse the formatted id
             trace_id = parent.trace_id
+            parent_span_id = parent.span_id
         else:
             trace_id = format(context.trace_id if valid else random.getrandbits(128), "032x")
+            # What the span sink nested this root under: another service's span, else the current one.
+            above = (remote if remote is not None else get_current_span()).get_span_context()
+            if valid and above.is_valid and above.trace_id == context.trace_id:
+                parent_span_id = format(above.span_id, "016x")
         span_id = format(context.span_id if valid else random.getrandbits(64), "016x")
-        run = Run(run_id, parent, record, span, ns, trace_id, span_id)
+        run = Run(run_id, parent, record, span, ns, trace_id, span_id, parent_span_id)
         evicted: list[Run] = []
         with self._lock:
             self._runs[run_id] = run
@@ -409,7 +424,8 @@ class Recorder:
         promoted = agent_attributes(run.name)
         run.run_type = AGENT
         run.attributes = {**run.attributes, **promoted}
-        self.spans.rename(run.span, f"{A.OP_INVOKE_AGENT} {run.name}", promoted)
+        run.ids[A.SPAN_NAME] = name = f"{A.OP_INVOKE_AGENT} {run.name}"
+        self.spans.rename(run.span, name, promoted)
 
     def _promote_graph(self, node: Run) -> None:
         """
@@ -425,7 +441,7 @@ class Recorder:
     def _log(self, level: str, action: str, run: Run, fields: Mapping[str, Any], ns: int) -> None:
         if self.logs is None:
             return
-        line = {"_ns": ns, A.EVENT_ACTION: action, A.TRACE_ID: run.trace_id, A.SPAN_ID: run.span_id}
+        line = {"_ns": ns, A.EVENT_ACTION: action, **run.ids}
         line.update(run.attributes)
         line.update(fields)
         self.logs.emit(level, f"{action} {run.name}", line)

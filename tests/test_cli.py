@@ -143,6 +143,7 @@ class TestDemoCommand:
         tokens_in, tokens_out = tokens_of(log, agent_id)
         assert ["florist_agent", "7", f"{tokens_in}/{tokens_out}", "1"] == [agent_line.split()[i] for i in (3, 4, 7, 8)]
         assert f"lc-trace show {agent_id[:8]} {path}" in out
+        assert f"lc-trace html --log {path} -o traces.html" in out
         assert "5 traces written" in out
 
     def test_second_run_in_one_process_appends_and_summarises_only_its_own(self, tmp_path: Path) -> None:

@@ -344,7 +344,7 @@ def test_fields_of_a_users_processor_are_declared_with_a_marker(make_handler: An
 
 RUN_ID = str(uuid.UUID(int=1))
 VALID_END = {
-    "@timestamp": "2026-01-01T00:00:00.000001Z",
+    "@timestamp": "2026-01-01T00:00:00.000001000Z",
     "log.level": "info",
     "message": "chain_end step",
     "ecs.version": "8.11.0",
@@ -390,7 +390,7 @@ WRONG_LINES = {
     "unknown outcome": ({**VALID_END, "event.outcome": "ok"}, "event.outcome", "is not one of"),
     "unknown action": ({**VALID_END, "event.action": "chain_finish"}, "event.action", "is not one of"),
     "impossible date": (
-        {**VALID_END, "@timestamp": "2026-13-01T00:00:00.000000Z"},
+        {**VALID_END, "@timestamp": "2026-13-01T00:00:00.000000000Z"},
         "@timestamp",
         "is not a 'date-time'",
     ),

@@ -22,6 +22,12 @@ from tests.conftest import HANDLERS, MODES, call, flower_chain, log_lines, spans
 from tests.test_spans import FlowerRetriever, broken_vase, flower_price
 
 
+def epoch_ns(stamp: str) -> int:
+    """An @timestamp as nanoseconds since the epoch."""
+    seconds = dt.datetime.fromisoformat(stamp[:19] + "+00:00").timestamp()
+    return int(seconds) * 1_000_000_000 + int(stamp[20:29])
+
+
 def busy_day(handler: Any, mode: str) -> None:
     """A varied workload: a chain, a stream, a tool, a failing tool, a retriever, a custom event."""
     config = {"callbacks": [handler]}
@@ -57,17 +63,23 @@ class TestLinesMatchSpans:
             assert end["event.action"].endswith(("_end", "_error"))
             assert span.attributes["langchain.run.id"] == start["langchain.run.id"] == end["langchain.run.id"]
             assert span.end_time - span.start_time == end["event.duration"]
+            # What a span needs beyond its attributes, so `lc-trace export` can rebuild it exactly.
+            parent = format(span.parent.span_id, "016x") if span.parent else None
+            kind = span.kind.name
+            for line in (start, end):
+                assert (span.name, kind, parent) == (line["span.name"], line["span.kind"], line.get("parent.id"))
+            assert (span.start_time, span.end_time) == (epoch_ns(start["@timestamp"]), epoch_ns(end["@timestamp"]))
             both = {**start, **end}  # input is logged at the start, everything else by the end
             for key, value in span.attributes.items():  # one vocabulary: the span's values on its lines
                 expected = list(value) if isinstance(value, tuple) else value
                 assert expected == both[key], (span.name, key)
 
     def test_lines_are_ecs(self, handler_cls, mode, make_handler):
-        """Every line has the ECS base fields, with @timestamp in UTC to the microsecond."""
+        """Every line has the ECS base fields, with @timestamp in UTC to the nanosecond."""
         handler = make_handler(handler_cls, service_name="flower-shop")
         busy_day(handler, mode)
         for line in log_lines(handler):
-            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", line["@timestamp"])
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z", line["@timestamp"])
             assert line["log.level"] in {"info", "error"}
             assert "8.11.0" == line["ecs.version"]
             assert "flower-shop" == line["service.name"]
@@ -314,5 +326,5 @@ def test_lines_without_user_processors_are_the_bytes_structlog_would_render():
     )
     assert chained == direct
     line = json.loads(direct[0])
-    assert line["@timestamp"].endswith(".123456Z")
+    assert line["@timestamp"].endswith(".123456789Z")
     assert "_ns" not in line

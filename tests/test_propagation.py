@@ -62,6 +62,8 @@ def test_root_run_continues_the_callers_trace(traced: Traced) -> None:
     assert SPAN_ID == format(root.parent.span_id, "016x")
     assert root.context is not None and "7" == root.context.trace_state.get("shop")
     assert {TRACE_ID} == {line["trace.id"] for line in read_log(log_path)}
+    # The root's lines name the remote span as parent, so `lc-trace export` nests it there too.
+    assert {SPAN_ID} == {line["parent.id"] for line in read_log(log_path) if "langchain.run.parent_id" not in line}
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from lc_trace.testing import FakeChatModel
-from tests.conftest import HANDLERS, MODES, call, flower_chain, parent_name, spans_by_name
+from tests.conftest import HANDLERS, MODES, call, flower_chain, log_lines, parent_name, spans_by_name
 
 
 @pytest.mark.parametrize("handler_cls", HANDLERS)
@@ -106,6 +106,9 @@ class TestContext:
         spans = spans_by_name(exporter)
         assert request.get_span_context().span_id == spans["RunnableSequence"].parent.span_id
         assert {request.get_span_context().trace_id} == {s.context.trace_id for s in spans.values()}
+        # The log says so too: the root's lines name the request's span, which is in no line of its own.
+        roots = [line for line in log_lines(handler) if "langchain.run.parent_id" not in line]
+        assert {format(request.get_span_context().span_id, "016x")} == {line["parent.id"] for line in roots}
 
     def test_async_root_nests_under_ambient_span(self, handler_cls, make_handler, tracing, exporter):
         """Under ainvoke too, the root nests under the caller's current span."""
@@ -119,6 +122,8 @@ class TestContext:
 
         request_id = asyncio.run(main())
         assert request_id == spans_by_name(exporter)["RunnableSequence"].parent.span_id
+        roots = [line for line in log_lines(handler) if "langchain.run.parent_id" not in line]
+        assert {format(request_id, "016x")} == {line["parent.id"] for line in roots}
 
     def test_sequential_ainvokes_are_separate_traces(self, handler_cls, make_handler, exporter):
         """Ten awaited calls in one task are ten traces, and the caller's context is untouched."""

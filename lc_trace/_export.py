@@ -1,0 +1,224 @@
+"""
+``lc-trace export``: the spans of a log file rebuilt and sent over OTLP, as if exported live.
+
+The log is the durable record (design.md section 7): an app that ran with no collector, a
+collector outage, a day of traces moved to another backend. Each run becomes one finished
+``ReadableSpan`` with the ids, parent, name, kind, start and end, attributes, events, status and
+``service.name`` its live span had, so a backend stores the same span; re-exporting the same
+file sends the same ids again, and what a backend does with them is its own choice: Jaeger v2
+keeps both copies (its API returns each span twice, one flagged "duplicate span IDs"), so export
+a time range once.
+
+A run with no end line (the process was killed, or is still running) is exported as ended at
+its last line, with ``langchain.run.end_reason=never_ended``. Not in the lines, so not rebuilt: a
+remote parent's ``tracestate`` and its is-remote flag (a root continuing another service's trace).
+The exporter is configured as ``lc_trace.configure()`` configures it: the standard
+``OTEL_EXPORTER_OTLP_*`` variables, gRPC or ``http/protobuf``, with an endpoint the caller may
+override.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+
+from lc_trace import __version__
+from lc_trace import _attributes as A
+from lc_trace._reader import RunView, TraceView
+
+__all__ = ["ExportSummary", "NEVER_ENDED", "export_traces", "otlp_exporter", "run_spans"]
+
+NEVER_ENDED = "never_ended"
+_DEFAULT_BATCH = 512
+_GIVE_UP_AFTER_FAILURES = 3  # consecutive refused batches: the collector is down, stop trying
+_SCOPE = InstrumentationScope("lc_trace", __version__, schema_url=A.SCHEMA_URL)  # the live spans' scope
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+# Span names of runs logged before span.name was (the mapping's rule, design.md section 4).
+_OPERATION = {"chat_model": A.OP_CHAT, "llm": A.OP_TEXT_COMPLETION}
+_CLIENT_TYPES = frozenset({"chat_model", "llm", "retriever"})
+
+
+@dataclass
+class ExportSummary:
+    """
+    What an export did: spans sent and refused, runs that never ended, traces covered.
+    """
+
+    traces: int = 0
+    sent: int = 0
+    refused: int = 0
+    never_ended: int = 0
+    stopped_early: bool = False
+
+
+def otlp_exporter(endpoint: str | None = None) -> SpanExporter:
+    """
+    The OTLP span exporter ``configure()`` would build: ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``
+    or ``OTEL_EXPORTER_OTLP_PROTOCOL`` picks ``grpc`` (default) or ``http/protobuf``; the other
+    ``OTEL_EXPORTER_OTLP_*`` variables (headers, timeout, certificates) apply as usual.
+    *endpoint* overrides the endpoint as ``OTEL_EXPORTER_OTLP_ENDPOINT`` would (for HTTP,
+    ``/v1/traces`` is added to a URL that has no path).
+
+    Raises:
+        ValueError: an unknown protocol.
+    """
+    protocol = (
+        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+    ).strip()
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter(endpoint=endpoint) if endpoint else OTLPSpanExporter()
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPSpanExporter
+
+        if endpoint and urlsplit(endpoint).path in ("", "/"):
+            endpoint = endpoint.rstrip("/") + "/v1/traces"
+        return HTTPSpanExporter(endpoint=endpoint) if endpoint else HTTPSpanExporter()
+    raise ValueError(f"OTLP protocol must be 'grpc' or 'http/protobuf', got {protocol!r}")
+
+
+def run_spans(trace: TraceView, resources: dict[str, Resource] | None = None) -> Iterator[ReadableSpan]:
+    """
+    One finished span per run of *trace*, parents before children.
+    """
+    resources = {} if resources is None else resources
+    stack = list(reversed(trace.roots))
+    while stack:
+        run = stack.pop()
+        yield _span(trace.trace_id, run, resources)
+        stack.extend(reversed(run.children))
+
+
+def _span(trace_id: str, run: RunView, resources: dict[str, Resource]) -> ReadableSpan:
+    trace_number = int(trace_id, 16)
+    service = run.service or "lc_trace"
+    resource = resources.get(service)
+    if resource is None:
+        resource = resources[service] = Resource.create({SERVICE_NAME: service})
+    parent_id = run.parent_span_id
+    attributes = {key: _value(value) for key, value in run.attributes().items() if value is not None}
+    events = [
+        Event(line.action, {k: _value(v) for k, v in run.event_attributes(line).items() if v is not None}, line.time_ns)
+        for line in run.events
+    ]
+    status = Status(StatusCode.UNSET)
+    if run.end is None:
+        attributes[A.LC_END_REASON] = NEVER_ENDED
+    elif run.failed:
+        message = str(attributes.get(A.ERROR_MESSAGE, ""))
+        events.append(
+            Event(
+                "exception",
+                {
+                    "exception.type": attributes.get(A.ERROR_TYPE, ""),
+                    "exception.message": message,
+                    "exception.stacktrace": attributes.get(A.ERROR_STACK_TRACE, ""),
+                },
+                run.end_ns,
+            )
+        )
+        status = Status(StatusCode.ERROR, message[:1024])
+    return ReadableSpan(
+        name=run.span_name or _span_name(run, attributes),
+        context=SpanContext(trace_number, int(run.span_id, 16), is_remote=False, trace_flags=_SAMPLED),
+        parent=SpanContext(trace_number, int(parent_id, 16), is_remote=False, trace_flags=_SAMPLED)
+        if parent_id
+        else None,
+        resource=resource,
+        attributes=attributes,
+        events=events,
+        kind=_kind(run),
+        status=status,
+        start_time=run.start_ns,
+        end_time=run.end_ns,
+        instrumentation_scope=_SCOPE,
+    )
+
+
+def _value(value: Any) -> Any:
+    """
+    An attribute value OTLP carries: lc_trace writes only scalars and lists of strings, but a
+    user's structlog processor may add any JSON; anything else becomes its JSON text.
+    """
+    if isinstance(value, (str, bool, int, float)):
+        return value
+    if (
+        isinstance(value, list)
+        and value
+        and len({type(v) for v in value}) == 1
+        and isinstance(value[0], (str, bool, int, float))
+    ):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def _kind(run: RunView) -> SpanKind:
+    if run.span_kind is not None and run.span_kind in SpanKind.__members__:
+        return SpanKind[run.span_kind]
+    return SpanKind.CLIENT if run.run_type in _CLIENT_TYPES else SpanKind.INTERNAL  # logged before span.kind was
+
+
+def _span_name(run: RunView, attributes: dict[str, object]) -> str:
+    """
+    The mapping's span name, for a run logged before ``span.name`` was.
+    """
+    if run.run_type in _OPERATION:
+        model = attributes.get(A.GEN_AI_REQUEST_MODEL)
+        return f"{_OPERATION[run.run_type]} {model}" if model else _OPERATION[run.run_type]
+    prefix = {"tool": A.OP_EXECUTE_TOOL, "retriever": A.OP_RETRIEVAL, "agent": A.OP_INVOKE_AGENT}.get(run.run_type)
+    return f"{prefix} {run.name}" if prefix else run.name
+
+
+def export_traces(
+    traces: Iterable[TraceView],
+    exporter: SpanExporter,
+    *,
+    batch_size: int = _DEFAULT_BATCH,
+    progress: Callable[[int], None] | None = None,
+) -> ExportSummary:
+    """
+    Send every run of *traces* as a span, *batch_size* at a time; report each batch's size to
+    *progress*. After three refused batches in a row the rest are counted as refused unsent.
+    """
+    summary = ExportSummary()
+    resources: dict[str, Resource] = {}
+    batch: list[ReadableSpan] = []
+    failures = 0
+
+    def send() -> None:
+        nonlocal failures
+        if failures >= _GIVE_UP_AFTER_FAILURES:
+            summary.refused += len(batch)
+            summary.stopped_early = True
+        elif exporter.export(batch) == SpanExportResult.SUCCESS:
+            summary.sent += len(batch)
+            failures = 0
+        else:
+            summary.refused += len(batch)
+            failures += 1
+        if progress is not None:
+            progress(len(batch))
+        batch.clear()
+
+    for trace in traces:
+        summary.traces += 1
+        for span in run_spans(trace, resources):
+            if span.attributes is not None and span.attributes.get(A.LC_END_REASON) == NEVER_ENDED:
+                summary.never_ended += 1
+            batch.append(span)
+            if len(batch) >= batch_size:
+                send()
+    if batch:
+        send()
+    return summary

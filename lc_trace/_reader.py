@@ -1,0 +1,668 @@
+"""
+The reader: a log path's files (rotated ones too) → lines → runs → traces, and a follower.
+
+Every reading command (``traces``, ``show``, ``tail``, ``usage``, ``export``, ``html``) sits on
+this one module (design.md section 8), so they agree on what a run and a trace are. It imports
+only ``_attributes`` from the core: the library's hot path never imports it, and reading a
+file never needs LangChain or the OpenTelemetry SDK.
+
+A run is the lines that share a ``span.id``: its start line (the span's name, kind, parent and
+start attributes), its events, and its end line (end attributes, outcome, duration). A run with
+no end line (the process was killed, or is still running) is *unended*: its last line is the
+last thing known about it.
+"""
+
+from __future__ import annotations
+
+import calendar
+import fnmatch
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from lc_trace import _attributes as A
+
+__all__ = [
+    "LINE_KEYS",
+    "Filter",
+    "Line",
+    "LogReadError",
+    "RunView",
+    "TraceView",
+    "build_traces",
+    "default_log_path",
+    "find_trace",
+    "follow",
+    "log_files",
+    "parse_time",
+    "read_lines",
+]
+
+_DEFAULT_LOG_PATH = os.path.join("lc_trace_logs", "lc_trace.jsonl")  # the handler's default too
+_QUIET_EVENTS = frozenset({"llm_new_token"})  # one per streamed chunk: counted on llm_end already
+
+# Fields that describe the line or the span itself, never a span attribute.
+LINE_KEYS = frozenset(
+    {
+        A.TIMESTAMP,
+        A.LOG_LEVEL,
+        A.MESSAGE,
+        A.ECS_VERSION_KEY,
+        A.SERVICE_NAME,
+        A.EVENT_DATASET,
+        A.EVENT_ACTION,
+        A.EVENT_OUTCOME,
+        A.EVENT_DURATION,
+        A.TRACE_ID,
+        A.SPAN_ID,
+        A.PARENT_ID,
+        A.SPAN_NAME,
+        A.SPAN_KIND,
+    }
+)
+# What a run learns when it turns out to be an agent (the recorder's promotion): run attributes
+# that first appear on an event line, not the event's own fields.
+_PROMOTED_KEYS = frozenset({A.LC_RUN_TYPE, A.GEN_AI_OPERATION_NAME, A.GEN_AI_AGENT_NAME})
+
+
+class LogReadError(Exception):
+    """
+    A log path that is missing or cannot be read.
+    """
+
+
+# --- lines -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Line:
+    """
+    One parsed log line, with its position (to keep file order among equal timestamps).
+    """
+
+    seq: int
+    time_ns: int
+    fields: dict[str, Any]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """
+        A field of the line.
+        """
+        return self.fields.get(key, default)
+
+    @property
+    def action(self) -> str:
+        """
+        ``event.action``, or an empty string.
+        """
+        action = self.fields.get(A.EVENT_ACTION)
+        return action if isinstance(action, str) else ""
+
+    @property
+    def is_error(self) -> bool:
+        """
+        A run that failed, or a line logged at level error.
+        """
+        return self.fields.get(A.EVENT_OUTCOME) == "failure" or self.fields.get(A.LOG_LEVEL) == "error"
+
+
+def default_log_path() -> str:
+    """
+    ``$LC_TRACE_LOG_PATH``, else ``./lc_trace_logs/lc_trace.jsonl``: where the handler writes.
+    """
+    return os.environ.get("LC_TRACE_LOG_PATH", "").strip() or _DEFAULT_LOG_PATH
+
+
+def log_files(path: str | os.PathLike[str], *, rotated: bool = True) -> list[Path]:
+    """
+    The file and, oldest first, its rotated copies ``path.N`` … ``path.1`` before it.
+
+    Raises:
+        LogReadError: neither the file nor a rotated copy exists.
+    """
+    main_file = Path(path).expanduser()
+    files = []
+    if rotated and main_file.parent.is_dir():
+        stem = main_file.name + "."
+        numbered = {p: p.name[len(stem) :] for p in main_file.parent.iterdir() if p.name.startswith(stem)}
+        files = sorted((p for p, n in numbered.items() if n.isdigit()), key=lambda p: int(numbered[p]), reverse=True)
+    if main_file.exists():
+        files.append(main_file)
+    if not files:
+        raise LogReadError(
+            f"no log file at {main_file.resolve()} "
+            "(pass PATH, set LC_TRACE_LOG_PATH, or run `lc-trace demo` to write one)"
+        )
+    return files
+
+
+def read_lines(files: Iterable[Path], on_invalid: Callable[[str], None] | None = None) -> Iterator[Line]:
+    """
+    Every JSON-object line of *files*, in order. A line that is not one (a crash mid-write, a
+    stray edit) is skipped and reported to *on_invalid* as ``file:line``, never fatal.
+
+    Raises:
+        LogReadError: a file cannot be opened or read.
+    """
+    seq = 0
+    stamps = _StampParser()
+    for file in files:
+        try:
+            with open(file, "rb") as handle:
+                for number, raw in enumerate(handle, 1):
+                    fields = _parse(raw)
+                    if fields is None:
+                        if raw.strip() and on_invalid is not None:
+                            on_invalid(f"{file}:{number}")
+                        continue
+                    yield Line(seq, stamps(fields.get(A.TIMESTAMP)), fields)
+                    seq += 1
+        except OSError as exc:
+            raise LogReadError(f"cannot read {file}: {exc.strerror or exc}") from None
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        fields = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return fields if isinstance(fields, dict) else None
+
+
+class _StampParser:
+    """
+    ``@timestamp`` (``YYYY-MM-DDTHH:MM:SS.fffffffffZ``, 6 or 9 digits) to epoch nanoseconds;
+    the seconds part is converted once per distinct second, not once per line. 0 when absent
+    or malformed.
+    """
+
+    __slots__ = ("_prefix", "_seconds")
+
+    def __init__(self) -> None:
+        self._prefix = ""
+        self._seconds = 0
+
+    def __call__(self, stamp: Any) -> int:
+        if not isinstance(stamp, str) or len(stamp) < 20:
+            return 0
+        prefix = stamp[:19]
+        if prefix != self._prefix:
+            try:
+                moment = time.strptime(prefix, "%Y-%m-%dT%H:%M:%S")
+            except ValueError:
+                return _slow_stamp(stamp)
+            self._prefix, self._seconds = prefix, calendar.timegm(moment)
+        fraction = stamp[20:-1] if stamp[19] == "." and stamp[-1] == "Z" else ""
+        if not fraction.isdigit():
+            return _slow_stamp(stamp)
+        return self._seconds * 1_000_000_000 + int(fraction.ljust(9, "0")[:9])
+
+
+def _slow_stamp(stamp: str) -> int:
+    try:
+        moment = datetime.fromisoformat(stamp)
+    except ValueError:
+        return 0
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+def parse_time(text: str, *, now_ns: int | None = None) -> int:
+    """
+    A time given on the command line, as epoch nanoseconds: an ISO 8601 date or date-time
+    (UTC unless it says otherwise), or a span back from now: ``30m``, ``2h``, ``1d``, ``90s``.
+
+    Raises:
+        ValueError: neither form.
+    """
+    text = text.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    if text[:-1].isdigit() and text[-1:] in units:
+        now = time.time_ns() if now_ns is None else now_ns
+        return now - int(text[:-1]) * units[text[-1]] * 1_000_000_000
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00") if text.endswith("Z") else text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a time: give an ISO date or date-time (2026-11-30, 2026-11-30T17:05) "
+            "or an age (30m, 2h, 1d)"
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+
+
+# --- runs and traces ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class RunView:
+    """
+    One LangChain run as its log lines tell it: the start, the end, the events in between.
+    """
+
+    span_id: str
+    trace_id: str
+    run_id: str | None = None
+    parent_run_id: str | None = None
+    parent_span_id: str | None = None
+    name: str = "?"
+    run_type: str = "?"
+    span_name: str | None = None
+    span_kind: str | None = None
+    service: str | None = None
+    first: Line | None = None
+    last: Line | None = None
+    end: Line | None = None
+    events: list[Line] = field(default_factory=list)
+    children: list[RunView] = field(default_factory=list)
+    promoted: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def start_key(self) -> tuple[int, int]:
+        """
+        When the run started (its first line), for ordering siblings.
+        """
+        return (self.first.time_ns, self.first.seq) if self.first is not None else (0, 0)
+
+    @property
+    def start_ns(self) -> int:
+        """
+        The span's start: the end's time less ``event.duration`` (exact to the nanosecond,
+        even when the start line was rotated away), else the first line's time.
+        """
+        if self.end is not None:
+            duration = self.end.get(A.EVENT_DURATION)
+            if isinstance(duration, int):
+                return self.end.time_ns - duration
+        return self.first.time_ns if self.first is not None else 0
+
+    @property
+    def end_ns(self) -> int:
+        """
+        The span's end: the end line's time, else the last line's (an unended run).
+        """
+        last = self.end or self.last
+        return last.time_ns if last is not None else self.start_ns
+
+    @property
+    def duration_ns(self) -> int:
+        """
+        ``event.duration`` of the end line; for an unended run, up to its last line.
+        """
+        if self.end is not None:
+            duration = self.end.get(A.EVENT_DURATION)
+            if isinstance(duration, int):
+                return duration
+        return max(self.end_ns - self.start_ns, 0)
+
+    @property
+    def failed(self) -> bool:
+        """
+        The run ended in failure.
+        """
+        return self.end is not None and self.end.get(A.EVENT_OUTCOME) == "failure"
+
+    def usage(self, key: str) -> int:
+        """
+        A ``gen_ai.usage.*`` count of the end line (0 when absent).
+        """
+        return _int(self.end.get(key)) if self.end is not None else 0
+
+    def tokens(self) -> tuple[int, int]:
+        """
+        Input and output tokens the end line reports (zero for runs that are not models).
+        """
+        return self.usage(A.GEN_AI_USAGE_INPUT_TOKENS), self.usage(A.GEN_AI_USAGE_OUTPUT_TOKENS)
+
+    def attributes(self) -> dict[str, Any]:
+        """
+        The span's attributes as the lines tell them: the start line's (attributes and
+        content), what a promotion to agent added, then the end line's.
+        """
+        out: dict[str, Any] = {}
+        start = self.first if self.first is not None and self.first.action.endswith("_start") else None
+        for line in (start, self.end):  # no start line (rotated away): the end line repeats the rest
+            if line is not None:
+                out.update((k, v) for k, v in line.fields.items() if k not in LINE_KEYS)
+        if self.end is None:
+            out.update(self.promoted)
+        return out
+
+    def event_attributes(self, line: Line) -> dict[str, Any]:
+        """
+        A point event's own fields: the event line less the run's attributes it repeats.
+        """
+        start = self.first.fields if self.first is not None else {}
+        return {
+            k: v for k, v in line.fields.items() if k not in LINE_KEYS and k not in start and k not in _PROMOTED_KEYS
+        }
+
+
+@dataclass(slots=True)
+class TraceView:
+    """
+    The runs of one trace id, nested by parent span id (``langchain.run.parent_id`` for lines
+    written before the parent's span id was logged).
+    """
+
+    trace_id: str
+    runs: dict[str, RunView]
+    roots: list[RunView]
+    first_ns: int
+    last_ns: int
+
+    @property
+    def root_name(self) -> str:
+        """
+        The name of the first top-level run.
+        """
+        return self.roots[0].name if self.roots else "?"
+
+    @property
+    def service(self) -> str:
+        """
+        The first top-level run's ``service.name``.
+        """
+        return (self.roots[0].service if self.roots else None) or "?"
+
+    @property
+    def duration_ns(self) -> int:
+        """
+        The root run's own duration; from first to last line when there is no single root.
+        """
+        if len(self.roots) == 1 and self.roots[0].end is not None:
+            return self.roots[0].duration_ns
+        return self.last_ns - self.first_ns
+
+    def tokens(self) -> tuple[int, int]:
+        """
+        Input and output tokens summed over every model call in the trace.
+        """
+        counts = [run.tokens() for run in self.runs.values()]
+        return sum(c[0] for c in counts), sum(c[1] for c in counts)
+
+    @property
+    def errors(self) -> int:
+        """
+        Runs that ended in failure.
+        """
+        return sum(1 for run in self.runs.values() if run.failed)
+
+
+def build_traces(lines: Iterable[Line]) -> list[TraceView]:
+    """
+    Group lines into traces by ``trace.id`` and runs by ``span.id``, then nest the runs;
+    oldest trace first. Lines with no trace (lc_trace's own notices) are left out.
+    """
+    grouped: dict[str, dict[str, RunView]] = {}
+    bounds: dict[str, list[int]] = {}
+    for line in lines:
+        fields = line.fields
+        trace_id, span_id = fields.get(A.TRACE_ID), fields.get(A.SPAN_ID)
+        if not isinstance(trace_id, str) or not isinstance(span_id, str):
+            continue
+        runs = grouped.get(trace_id)
+        if runs is None:
+            runs = grouped[trace_id] = {}
+            bounds[trace_id] = [line.time_ns, line.time_ns]
+        else:
+            span = bounds[trace_id]
+            if line.time_ns < span[0]:
+                span[0] = line.time_ns
+            elif line.time_ns > span[1]:
+                span[1] = line.time_ns
+        run = runs.get(span_id)
+        if run is None:  # every line of a run repeats what its start said
+            run = runs[span_id] = RunView(span_id, trace_id)
+            run.first = line
+            run.run_id = fields.get(A.LC_RUN_ID)
+            run.parent_run_id = fields.get(A.LC_RUN_PARENT_ID)
+            run.parent_span_id = fields.get(A.PARENT_ID)
+            run.name = str(fields.get(A.LC_RUN_NAME, "?"))
+            run.run_type = str(fields.get(A.LC_RUN_TYPE, "?"))
+            run.span_name = fields.get(A.SPAN_NAME)
+            run.span_kind = fields.get(A.SPAN_KIND)
+            run.service = fields.get(A.SERVICE_NAME)
+        run.last = line
+        action = line.action
+        if action.endswith(("_end", "_error")):
+            run.end = line
+            run.run_type = str(fields.get(A.LC_RUN_TYPE, run.run_type))  # a chain may turn out to be an agent
+            run.span_name = fields.get(A.SPAN_NAME, run.span_name)
+        elif not action.endswith("_start") and action not in _QUIET_EVENTS:
+            run.events.append(line)
+            if fields.get(A.LC_RUN_TYPE) != run.run_type and A.LC_RUN_TYPE in fields:  # promoted to an agent
+                run.run_type = str(fields[A.LC_RUN_TYPE])
+                run.span_name = fields.get(A.SPAN_NAME, run.span_name)
+                run.promoted = {k: fields[k] for k in _PROMOTED_KEYS if k in fields}
+    traces = []
+    for trace_id, runs in grouped.items():
+        by_run_id = {run.run_id: run for run in runs.values() if run.run_id}
+        roots: list[RunView] = []
+        for run in sorted(runs.values(), key=lambda r: r.start_key):
+            parent = runs.get(run.parent_span_id) if run.parent_span_id else None
+            if parent is None and run.parent_run_id:  # lines from before parent.id was logged
+                parent = by_run_id.get(run.parent_run_id)
+                if parent is not None and parent is not run:
+                    run.parent_span_id = parent.span_id
+            (parent.children if parent is not None and parent is not run else roots).append(run)
+        traces.append(TraceView(trace_id, runs, roots, *bounds[trace_id]))
+    traces.sort(key=lambda t: (t.first_ns, t.roots[0].start_key if t.roots else (0, 0)))
+    return traces
+
+
+def find_trace(traces: Sequence[TraceView], prefix: str) -> TraceView:
+    """
+    The one trace whose id starts with *prefix*.
+
+    Raises:
+        LookupError: no trace, or more than one, has that prefix.
+    """
+    wanted = prefix.strip().lower()
+    found = [t for t in traces if t.trace_id.lower().startswith(wanted)] if wanted else []
+    if not found:
+        raise LookupError(f"no trace id starts with {prefix!r}")
+    if len(found) > 1:
+        ids = ", ".join(t.trace_id for t in found[:5])
+        raise LookupError(
+            f"{prefix!r} matches {len(found)} traces ({ids}{', …' if len(found) > 5 else ''}); give more of the id"
+        )
+    return found[0]
+
+
+# --- filters -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """
+    What the user asked to see; the same options on every reading command.
+
+    A line passes when it matches every option given; a trace passes when it starts inside
+    ``since``/``until``, its id starts with one of ``traces``, and it has a line of one of
+    ``services``, a line of one of ``actions`` (shell patterns: ``tool_*``) and, with
+    ``errors``, a failed run.
+    """
+
+    since_ns: int | None = None
+    until_ns: int | None = None
+    traces: tuple[str, ...] = ()
+    services: tuple[str, ...] = ()
+    actions: tuple[str, ...] = ()
+    errors: bool = False
+
+    def line(self, line: Line) -> bool:
+        """
+        Whether one line passes (``tail``).
+        """
+        if self.since_ns is not None and line.time_ns < self.since_ns:
+            return False
+        if self.until_ns is not None and line.time_ns >= self.until_ns:
+            return False
+        if self.traces and not str(line.get(A.TRACE_ID, "")).startswith(self.traces):
+            return False
+        if self.services and line.get(A.SERVICE_NAME) not in self.services:
+            return False
+        if self.actions and not any(fnmatch.fnmatchcase(line.action, p) for p in self.actions):
+            return False
+        return not self.errors or line.is_error
+
+    def trace(self, trace: TraceView) -> bool:
+        """
+        Whether a whole trace passes (every other command).
+        """
+        if self.since_ns is not None and trace.first_ns < self.since_ns:
+            return False
+        if self.until_ns is not None and trace.first_ns >= self.until_ns:
+            return False
+        if self.traces and not trace.trace_id.startswith(self.traces):
+            return False
+        runs = trace.runs.values()
+        if self.services and not any(run.service in self.services for run in runs):
+            return False
+        if self.actions and not any(
+            fnmatch.fnmatchcase(line.action, p)
+            for run in runs
+            for line in (run.first, *run.events, run.end)
+            if line is not None
+            for p in self.actions
+        ):
+            return False
+        return not self.errors or trace.errors > 0
+
+
+# --- following a file --------------------------------------------------------------------
+
+
+def follow(
+    path: str | os.PathLike[str],
+    *,
+    poll_s: float = 0.2,
+    from_start: bool = False,
+    stop: Callable[[], bool] = lambda: False,
+) -> Iterator[Line | None]:
+    """
+    Lines appended to *path* from now on (from its start with *from_start*), across rotation:
+    when the name comes to point at a new file (lc_trace's own rotation, or logrotate's
+    ``create``), the old file is read to its end and the new one from its start; when the
+    file shrinks (logrotate's ``copytruncate``), it is read again from its start. A line is
+    yielded once it is whole; ``None`` is yielded each time the reader has caught up and waits.
+    Polls every *poll_s* until *stop()* says so.
+    """
+    name = Path(path).expanduser()
+    handle: Any = None
+    pending = b""
+    seq = 0
+    stamps = _StampParser()
+
+    def lines_from(chunk: bytes) -> Iterator[Line]:
+        nonlocal pending, seq
+        pending += chunk
+        *whole, pending = pending.split(b"\n")
+        for raw in whole:
+            fields = _parse(raw)
+            if fields is not None:
+                yield Line(seq, stamps(fields.get(A.TIMESTAMP)), fields)
+                seq += 1
+
+    while not stop():
+        if handle is None:
+            try:
+                handle = open(name, "rb")
+            except FileNotFoundError:
+                yield None
+                time.sleep(poll_s)
+                continue
+            except OSError as exc:
+                raise LogReadError(f"cannot read {name}: {exc.strerror or exc}") from None
+            if not from_start:
+                handle.seek(0, os.SEEK_END)
+            from_start = True  # every file after the first is new: read it whole
+        chunk = handle.read()
+        if chunk:
+            yield from lines_from(chunk)
+            continue
+        try:
+            now = os.stat(name)
+        except FileNotFoundError:  # renamed away, the new one not yet created
+            yield None
+            time.sleep(poll_s)
+            continue
+        current = os.fstat(handle.fileno())
+        if (now.st_ino, now.st_dev) != (current.st_ino, current.st_dev):
+            yield from lines_from(handle.read())  # whatever the old file got before the rename
+            handle.close()
+            handle, pending = _successor(name, current), b""
+            continue
+        if now.st_size < handle.tell():  # truncated in place
+            handle.seek(0)
+            pending = b""
+            continue
+        yield None
+        time.sleep(poll_s)
+    if handle is not None:
+        handle.close()
+
+
+def _successor(name: Path, done: os.stat_result) -> Any:
+    """
+    The file written after the one just read to its end, opened: when that one is now
+    ``name.K``, it is ``name.K-1`` (``name`` after ``name.1``), so rotations faster than the
+    polling skip no file. None (open *name* next) when it is not among the numbered copies.
+
+    Rotation renames the oldest copy first, so if the finished file is still ``name.K`` once
+    the next one is open, that one was ``name.K-1`` when it was opened. A rotation under way
+    can spoil a look (a file moved while the copies were being looked at): look again, a little
+    later each time, for up to about two seconds (ten looks when the file is not seen at all).
+    """
+    missing = 0
+    for attempt in range(200):
+        if attempt:
+            time.sleep(min(0.0005 * attempt, 0.02))
+        index = _index_of(name, done)
+        if index is None:
+            missing += 1
+            if missing == 10:  # not a numbered copy (deleted past log_backups, or logrotate's dateext)
+                return None
+            continue
+        try:
+            handle = open(f"{name}.{index - 1}" if index > 1 else name, "rb")
+        except OSError:
+            continue
+        if _index_of(name, done, index) == index:
+            return handle
+        handle.close()
+    return None
+
+
+def _index_of(name: Path, wanted: os.stat_result, only: int | None = None) -> int | None:
+    """
+    K such that ``name.K`` is the file *wanted*, in one look (None if not seen).
+    """
+    if only is not None:
+        indexes: Iterable[int] = [only]
+    else:
+        stem = name.name + "."
+        suffixes = (entry.name[len(stem) :] for entry in os.scandir(name.parent) if entry.name.startswith(stem))
+        numbers = [int(n) for n in suffixes if n.isdigit()]
+        indexes = range(1, max(numbers, default=0) + 3)  # one past the last: it may be moving there
+    for index in indexes:
+        try:
+            found = os.stat(f"{name}.{index}")
+        except FileNotFoundError:
+            continue
+        if (found.st_ino, found.st_dev) == (wanted.st_ino, wanted.st_dev):
+            return index
+    return None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
