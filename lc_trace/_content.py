@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from langchain_core.documents import Document
 from langchain_core.messages import AIMessage, BaseMessage, ToolMessage
-from langchain_core.prompt_values import PromptValue
+from langchain_core.prompt_values import ChatPromptValue, PromptValue
 from pydantic import BaseModel, SecretBytes, SecretStr
 
 __all__ = [
@@ -230,13 +230,44 @@ class Serializer:
         """
         JSON text of *obj*: redacted, each string capped, the whole text capped and marked.
         """
-        if type(obj) is str and len(obj) > self.max_length:  # a long document: redacted once, as it is cut
+        kind = type(obj)
+        if kind is str and len(obj) > self.max_length:  # a long document: redacted once, as it is cut
             return self.cut(orjson.dumps(self.text(obj)).decode())
+        way = _WAYS.get(kind)
+        if way is not None and (step := way[0]) in _MESSAGE_STEPS:  # a message or a chat prompt: plain text?
+            if step is Serializer._message:
+                plain = self._plain_messages((obj,))
+                if plain is not None:
+                    return self.text(orjson.dumps(plain[0]).decode())
+            elif kind is ChatPromptValue:
+                plain = self._plain_messages(obj.messages)
+                if plain is not None:
+                    return self.text(orjson.dumps(plain).decode())
         try:
             text = orjson.dumps(self.jsonable(obj)).decode()
         except Exception as exc:  # the walker only yields JSON types; this is a last resort
             text = orjson.dumps(f"<unserializable {type(obj).__name__}: {type(exc).__name__}>").decode()
         return self.text(text)
+
+    def _plain_messages(self, messages: Any) -> list[dict[str, str]] | None:
+        """
+        What the walk makes of plain text messages (no name, tool calls or tool result; string
+        content) that fit the length budget and item cap, without the walk; None otherwise.
+        """
+        if len(messages) > self.max_items:
+            return None
+        out = []
+        size = 16
+        for message in messages:
+            content = message.content
+            if type(content) is not str or message.name or isinstance(message, ToolMessage):
+                return None
+            if isinstance(message, AIMessage) and message.tool_calls:
+                return None
+            role = message_role(message)
+            size += 32 + len(role) + len(content)  # the walk's budget for it: keys, brackets, both strings
+            out.append({"role": role, "content": content})
+        return out if size <= self.max_length else None
 
     def text(self, value: str) -> str:
         """
@@ -449,6 +480,7 @@ class Serializer:
 
 
 Step = Callable[[Serializer, Any, int, _Walk], Any]
+_MESSAGE_STEPS = (Serializer._message, Serializer._prompt)
 
 # How the walker treats each type it has met: (step, nested). Filled by _learn from the same
 # isinstance tests, in the same order, as a chain of them would ask each object (~20 for a prompt

@@ -6,7 +6,7 @@ import json
 import random
 
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
+from langchain_core.messages import AIMessage, ChatMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.prompt_values import ChatPromptValue
 
 from lc_trace._content import _SECRET_VALUE, REDACTED, Serializer, is_secret_key, redact_text
@@ -122,6 +122,33 @@ class TestRedactText:
 
 
 class TestSerializer:
+    @pytest.mark.parametrize(
+        "value",
+        [
+            HumanMessage("roses?"),
+            AIMessage("3.50 a stem"),
+            AIMessage(""),
+            SystemMessage("be brief", name="shop"),
+            AIMessage("", tool_calls=[{"id": "c1", "name": "price", "args": {"api_key": "k"}}]),
+            ToolMessage("3.50", tool_call_id="c1"),
+            HumanMessage([{"type": "text", "text": "roses?"}]),
+            ChatMessage(content="hi", role="florist-in-chief"),
+            HumanMessage("x" * 100),
+            ChatPromptValue(messages=[SystemMessage("be brief"), HumanMessage("roses?")]),
+            ChatPromptValue(messages=[HumanMessage(f"m{i}") for i in range(150)]),
+            ChatPromptValue(messages=[HumanMessage("sk-proj-" + "a" * 20), AIMessage("y" * 50)]),
+            ChatPromptValue(
+                messages=[HumanMessage("roses?"), AIMessage("", tool_calls=[{"id": "c", "name": "p", "args": {}}])]
+            ),
+        ],
+    )
+    def test_plain_messages_come_out_as_the_walk_makes_them(self, value):
+        """Plain text messages and chat prompts skip the walk: the same JSON, cut and redacted alike."""
+        small = Serializer(max_length=96)
+        for serializer in (Serializer(), small):
+            walked = serializer.text(json.dumps(serializer.jsonable(value), separators=(",", ":"), ensure_ascii=False))
+            assert serializer.dumps(value) == walked
+
     def test_messages_are_role_and_content(self):
         """Messages serialise as role/content (plus tool calls), not as their pydantic repr."""
         value = ChatPromptValue(
