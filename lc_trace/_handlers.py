@@ -323,20 +323,7 @@ class _TraceCore:
             metadata = kwargs.get("metadata")
             if metadata and TRACEPARENT in metadata:
                 remote = remote_parent(metadata, self.stats)
-        recorder.start(
-            lambda: mapper(
-                serialized,
-                payload,
-                run_id=run_id,
-                parent_run_id=parent_run_id,
-                serializer=self._serializer,
-                capture=recorder.capture,
-                **kwargs,
-            ),
-            run_id,
-            parent_run_id,
-            remote,
-        )
+        recorder.start(mapper, serialized, payload, run_id, parent_run_id, kwargs, remote)
 
     def _end(self, mapper: Callable[..., tuple[dict[str, Any], dict[str, str]]], payload: Any, run_id: UUID) -> None:
         recorder = self._recorder

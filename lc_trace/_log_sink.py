@@ -79,6 +79,34 @@ class LogSink:
         except structlog.DropEvent:  # a user's processor dropped the line, as structlog allows
             return
 
+    def emit_run(
+        self,
+        level: str,
+        message: str,
+        ns: int,
+        action: str,
+        ids: Mapping[str, Any],
+        attributes: Mapping[str, Any],
+        fields: Mapping[str, Any],
+    ) -> None:
+        """
+        One line of a run: its ``event.action``, then its span's ids, its attributes and the
+        event's *fields*, in that order (a later key wins). Without user processors the shaped
+        line is built as one dict, the run's parts copied once into it.
+        """
+        if self._direct:
+            line = self._shaper.start(level, message, ns)
+            line[A.EVENT_ACTION] = action
+            line.update(ids)
+            line.update(attributes)
+            line.update(fields)
+            self._emit(render_json_line(None, level, line))
+            return
+        event = {"_ns": ns, A.EVENT_ACTION: action, **ids}
+        event.update(attributes)
+        event.update(fields)
+        self.emit(level, message, event)
+
     def render(self, level: str, message: str, fields: Mapping[str, Any]) -> bytes:
         """
         The bytes a line would have, without emitting it (for lines the writer writes itself).
@@ -108,3 +136,9 @@ class ClosedLogSink:
             "after_close",
             "log lines emitted after close() are dropped (counted in stats.dropped_after_close)",
         )
+
+    def emit_run(self, level: str, message: str, ns: int, action: str, *parts: Mapping[str, Any]) -> None:
+        """
+        Count a run's line as dropped after close.
+        """
+        self.emit(level, message, {})

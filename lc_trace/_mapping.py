@@ -102,7 +102,7 @@ def _common(
     if parent_run_id is not None:
         attrs[A.LC_RUN_PARENT_ID] = str(parent_run_id)
     if tags:
-        attrs[A.LC_TAGS] = tuple(str(t) for t in tags)
+        attrs[A.LC_TAGS] = tuple(map(str, tags))
     if metadata:
         _metadata(attrs, metadata, serializer)
     return attrs

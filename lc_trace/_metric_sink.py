@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opentelemetry import metrics
-from opentelemetry.metrics import MeterProvider
+from opentelemetry.metrics import Histogram, MeterProvider, NoOpHistogram
 
 from lc_trace import _attributes as A
 from lc_trace._flush import flush_provider
@@ -81,6 +81,8 @@ class MetricSink:
         One finished model call: *start* and *end* are its span attributes; a streamed one also
         its time to the first chunk and when each chunk came (monotonic ns).
         """
+        if not _records(self._duration):
+            return
         attributes = {key: value for key in _KEYS if (value := end.get(key, start.get(key))) is not None}
         self._duration.record(duration_s, attributes)
         if first_chunk_s is not None:
@@ -99,3 +101,12 @@ class MetricSink:
         Ask the provider (the given one, else the current global one) to export what it holds.
         """
         return flush_provider(self._provider or metrics.get_meter_provider(), timeout_millis)
+
+
+def _records(instrument: Histogram) -> bool:
+    """
+    False only for an instrument known to drop every value: the API's no-op, or the global
+    provider's proxy while no provider is set (it forwards once one is; the attribute is the
+    API's own, and without it every call records). Skips building attributes for nothing.
+    """
+    return type(instrument) is not NoOpHistogram and getattr(instrument, "_real_instrument", instrument) is not None

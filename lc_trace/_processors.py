@@ -64,6 +64,13 @@ class EcsShaper:
         out.pop("_ns", None)
         return out
 
+    def start(self, level: str, message: str, ns: int) -> dict[str, Any]:
+        """
+        A shaped line's first fields (timestamp, level, message, constants): the caller adds
+        the rest in place, with no ``_ns`` to pop.
+        """
+        return {A.TIMESTAMP: self._timestamp(ns), A.LOG_LEVEL: level, A.MESSAGE: message, **self._base}
+
     def _timestamp(self, ns: int) -> str:
         second, rest = divmod(ns, 1_000_000_000)
         if second != self._second:  # strftime once a second, not once a line

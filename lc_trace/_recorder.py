@@ -49,13 +49,21 @@ __all__ = ["Recorder", "Run"]
 
 _DEFAULT_MAX_OPEN_RUNS = 10_000
 _PREFIX = {CHAT_MODEL: "llm", LLM: "llm", TOOL: "tool", RETRIEVER: "retriever"}
+# event.action of a run's start, end and error lines, by run type (an agent's are a chain's).
+_ACTIONS = {kind: (f"{stem}_start", f"{stem}_end", f"{stem}_error") for kind, stem in _PREFIX.items()}
+_CHAIN_ACTIONS = ("chain_start", "chain_end", "chain_error")
 _CLIENT, _INTERNAL = SpanKind.CLIENT.name, SpanKind.INTERNAL.name
+_MODELS = frozenset((CHAT_MODEL, LLM))
 PARENT_ENDED = "parent_ended"
 EVICTED = "evicted"
 SHUTDOWN = "shutdown"
 
 F = TypeVar("F", bound=Callable[..., Any])
 _time_ns = time.time_ns
+
+
+def _random_span_id() -> str:
+    return format(random.getrandbits(64), "016x")
 
 
 class Run:
@@ -65,6 +73,7 @@ class Run:
 
     __slots__ = (
         "run_id",
+        "actions",
         "parent",
         "run_type",
         "name",
@@ -94,6 +103,7 @@ class Run:
         self.run_id = run_id
         self.parent = parent
         self.run_type = record.run_type
+        self.actions = _ACTIONS.get(record.run_type, _CHAIN_ACTIONS)
         self.name = record.name
         self.span = span
         self.start_ns = start_ns
@@ -110,13 +120,6 @@ class Run:
         self.chunks = 0
         self.first_chunk_ns = 0
         self.chunk_ns: array[int] | None = None  # when each streamed chunk came (the metrics' gaps): 8 bytes each
-
-    @property
-    def action_prefix(self) -> str:
-        """
-        ``chain``, ``llm``, ``tool`` or ``retriever``: the stem of this run's ``event.action``.
-        """
-        return _PREFIX.get(self.run_type, CHAIN)
 
 
 def guarded(method: F) -> F:
@@ -197,51 +200,95 @@ class Recorder:
 
     # -- starts -----------------------------------------------------------------------------
 
-    @guarded
     def start(
-        self, build: Callable[[], Start], run_id: UUID, parent_run_id: UUID | None, remote: Span | None = None
+        self,
+        mapper: Callable[..., Start],
+        serialized: Any,
+        payload: Any,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        kwargs: dict[str, Any],
+        remote: Span | None = None,
     ) -> None:
         """
-        Open a run: map the start, start its span under its parent's (a root: under *remote*,
-        a span of another service, when given), log ``<kind>_start``.
+        Open a run: map the start (``mapper(serialized, payload, **kwargs)``), start its span
+        under its parent's (a root: under *remote*, a span of another service, when given), log
+        ``<kind>_start``. Guarded inline: the per-event path takes no extra call for it.
         """
-        if run_id in self._runs:  # a duplicate start (a handler registered twice by hand): keep the first
-            return
-        ns = now_ns()
-        parent = self._runs.get(parent_run_id) if parent_run_id is not None else None
         try:
-            record = build()
+            self._start(mapper, serialized, payload, run_id, parent_run_id, kwargs, remote)
+        except Exception:
+            _failed(self, "start")
+
+    def _start(
+        self,
+        mapper: Callable[..., Start],
+        serialized: Any,
+        payload: Any,
+        run_id: UUID,
+        parent_run_id: UUID | None,
+        kwargs: dict[str, Any],
+        remote: Span | None,
+    ) -> None:
+        runs = self._runs
+        if run_id in runs:  # a duplicate start (a handler registered twice by hand): keep the first
+            return
+        ns = _time_ns()
+        parent = runs.get(parent_run_id) if parent_run_id is not None else None
+        try:
+            record = mapper(
+                serialized,
+                payload,
+                run_id=run_id,
+                # The parent's id as text already: made once, at the parent's start.
+                parent_run_id=parent.attributes[A.LC_RUN_ID] if parent is not None else parent_run_id,
+                serializer=self.serializer,
+                capture=self.capture,
+                **kwargs,
+            )
         except Exception:  # the run must still exist, or its children would start new traces
             self.stats.add("internal_errors")
             report_once(self.stats, "internal:map_start", "could not map a run start", exc_info=True)
             record = Start(CHAIN, "unknown", "unknown", False, {A.LC_RUN_ID: str(run_id), A.LC_RUN_TYPE: CHAIN})
         span = self.spans.start(record, parent.span if parent is not None else remote, ns)
         context = span.get_span_context()
-        valid = context.is_valid  # False with no SDK: the log lines still need ids that group and nest
         parent_span_id: str | None = None
         if parent is not None:  # a child shares its parent's trace: reuse the formatted id
             trace_id = parent.trace_id
             parent_span_id = parent.span_id
-        else:
-            trace_id = format(context.trace_id if valid else random.getrandbits(128), "032x")
+            span_id = format(context.span_id, "016x") if context.is_valid else _random_span_id()
+        elif context.is_valid:
+            trace_id = format(context.trace_id, "032x")
+            span_id = format(context.span_id, "016x")
             # What the span sink nested this root under: another service's span, else the current one.
             above = (remote if remote is not None else get_current_span()).get_span_context()
-            if valid and above.is_valid and above.trace_id == context.trace_id:
+            if above.is_valid and above.trace_id == context.trace_id:
                 parent_span_id = format(above.span_id, "016x")
-        span_id = format(context.span_id if valid else random.getrandbits(64), "016x")
+        else:  # no SDK: the log lines still need ids that group and nest
+            trace_id = format(random.getrandbits(128), "032x")
+            span_id = _random_span_id()
         run = Run(run_id, parent, record, span, ns, trace_id, span_id, parent_span_id)
-        evicted: list[Run] = []
         with self._lock:
-            self._runs[run_id] = run
+            runs[run_id] = run
             if parent is not None:
                 if parent.children is None:
                     parent.children = {run_id}
                 else:
                     parent.children.add(run_id)
-            while len(self._runs) > self.max_open_runs:
-                evicted.append(self._runs.pop(next(iter(self._runs))))
-        if record.run_type == TOOL and parent is not None:
+            evicted = self._evict() if len(runs) > self.max_open_runs else None
+        if parent is not None and record.run_type == TOOL:
             self._promote_graph(parent)
+        if evicted:
+            self._close_evicted(evicted, ns)
+        if self.logs is not None:
+            self._log("info", run.actions[0], run, record.content, ns)
+
+    def _evict(self) -> list[Run]:
+        """Take the oldest runs beyond the cap out of the table (the lock is held)."""
+        runs = self._runs
+        return [runs.pop(next(iter(runs))) for _ in range(len(runs) - self.max_open_runs)]
+
+    def _close_evicted(self, evicted: list[Run], ns: int) -> None:
         for old in evicted:
             self.stats.add("runs_evicted")
             report_once(
@@ -251,26 +298,28 @@ class Recorder:
                 self.max_open_runs,
             )
             self._close(old, None, {}, {}, EVICTED, ns)
-        self._log("info", f"{run.action_prefix}_start", run, record.content, ns)
 
     # -- ends -------------------------------------------------------------------------------
 
-    @guarded
     def end(self, run_id: UUID, build: Callable[[], tuple[dict[str, Any], dict[str, str]]] | None = None) -> None:
         """
-        Close a run that succeeded: end attributes and output from *build*.
+        Close a run that succeeded: end attributes and output from *build*. Guarded inline,
+        as ``start`` is.
         """
-        run = self._take(run_id)
-        if run is None:
-            return
-        ns = now_ns()
-        attributes: dict[str, Any] = {}
-        content: dict[str, str] = {}
         try:
-            if build is not None:
-                attributes, content = build()
-        finally:
-            self._close(run, None, attributes, content, None, ns)
+            run = self._take(run_id)
+            if run is None:
+                return
+            ns = _time_ns()
+            attributes: dict[str, Any] = {}
+            content: dict[str, str] = {}
+            try:
+                if build is not None:
+                    attributes, content = build()
+            finally:
+                self._close(run, None, attributes, content, None, ns)
+        except Exception:
+            _failed(self, "end")
 
     @guarded
     def error(self, run_id: UUID, error: BaseException, extra: Callable[[], dict[str, str]] | None = None) -> None:
@@ -281,7 +330,7 @@ class Recorder:
         run = self._take(run_id)
         if run is None:
             return
-        ns = now_ns()
+        ns = _time_ns()
         reason = classify_error(error)
         attributes: dict[str, Any] = {}
         content: dict[str, str] = {}
@@ -296,8 +345,10 @@ class Recorder:
     def _take(self, run_id: UUID) -> Run | None:
         with self._lock:
             run = self._runs.pop(run_id, None)
-            if run is not None and run.parent is not None and run.parent.children is not None:
-                run.parent.children.discard(run_id)
+            if run is not None:
+                parent = run.parent
+                if parent is not None and parent.children is not None:
+                    parent.children.discard(run_id)
         return run
 
     def _close(
@@ -311,7 +362,8 @@ class Recorder:
     ) -> None:
         if run.children:
             self._close_children(run, reason, ns)
-        if run.run_type in (CHAT_MODEL, LLM):
+        model = run.run_type in _MODELS
+        if model:
             if run.chunks:
                 attributes[A.GEN_AI_REQUEST_STREAM] = True
                 attributes[A.LC_STREAM_CHUNKS] = run.chunks
@@ -320,7 +372,7 @@ class Recorder:
                 attributes[A.GEN_AI_REQUEST_STREAM] = False
         if end_reason is not None:
             attributes[A.LC_END_REASON] = end_reason
-        if run.run_type in (CHAT_MODEL, LLM):
+        if model:
             self.metrics.model_call(
                 run.attributes,
                 attributes,
@@ -334,8 +386,11 @@ class Recorder:
             "success" if reason is None and end_reason is None else "failure" if reason == FAILED else "unknown"
         )
         fields[A.EVENT_DURATION] = ns - run.start_ns
-        suffix = "error" if reason == FAILED else "end"
-        self._log("error" if reason == FAILED else "info", f"{run.action_prefix}_{suffix}", run, fields, ns)
+        if self.logs is not None:
+            if reason == FAILED:
+                self._log("error", run.actions[2], run, fields, ns)
+            else:
+                self._log("info", run.actions[1], run, fields, ns)
 
     def _close_children(self, parent: Run, reason: str | None, ns: int) -> None:
         """
@@ -439,9 +494,6 @@ class Recorder:
     # -- log lines --------------------------------------------------------------------------
 
     def _log(self, level: str, action: str, run: Run, fields: Mapping[str, Any], ns: int) -> None:
-        if self.logs is None:
-            return
-        line = {"_ns": ns, A.EVENT_ACTION: action, **run.ids}
-        line.update(run.attributes)
-        line.update(fields)
-        self.logs.emit(level, f"{action} {run.name}", line)
+        logs = self.logs
+        if logs is not None:
+            logs.emit_run(level, f"{action} {run.name}", ns, action, run.ids, run.attributes, fields)

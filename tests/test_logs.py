@@ -306,6 +306,38 @@ def test_user_structlog_processors_shape_and_drop_lines(handler_cls, make_handle
     assert (0, 0) == (handler.stats.dropped, handler.stats.internal_errors)
 
 
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+def test_an_agents_lines_after_it_is_promoted_carry_its_new_name(handler_cls, make_handler, log_path):
+    """
+    A run that becomes an agent mid-run: its later lines say so, with the same fields in the
+    same order whether or not they go through structlog's chain (a user processor).
+    """
+    from langchain_core.agents import AgentAction, AgentFinish
+
+    def agent_step(question: str, run_manager: Any) -> str:
+        run_manager.on_agent_action(AgentAction(tool="flower_price", tool_input={"flower": "rose"}, log="price"))
+        run_manager.on_agent_finish(AgentFinish(return_values={"output": "3.50"}, log="done"))
+        return "3.50"
+
+    plain = make_handler(handler_cls)
+    chained = make_handler(
+        handler_cls, log_path=log_path.with_name("chained.jsonl"), log_processors=[lambda logger, level, e: e]
+    )
+    RunnableLambda(agent_step, name="florist_agent").invoke("price?", {"callbacks": [plain, chained]})
+    volatile = {A.TIMESTAMP, A.TRACE_ID, A.SPAN_ID, A.PARENT_ID, A.EVENT_DURATION}
+    lines = [[{k: v for k, v in line.items() if k not in volatile} for line in log_lines(h)] for h in (plain, chained)]
+    assert lines[0] == lines[1]
+    assert [list(line) for line in lines[0]] == [list(line) for line in lines[1]]  # same key order
+    names = [(line[A.EVENT_ACTION], line[A.SPAN_NAME]) for line in lines[0]]
+    assert [
+        ("chain_start", "florist_agent"),
+        ("agent_action", "invoke_agent florist_agent"),
+        ("agent_finish", "invoke_agent florist_agent"),
+        ("chain_end", "invoke_agent florist_agent"),
+    ] == names
+    assert "invoke_agent" == lines[0][-1][A.GEN_AI_OPERATION_NAME]
+
+
 def test_lines_without_user_processors_are_the_bytes_structlog_would_render():
     """With no user processor a line skips structlog's copies, and its bytes are the same as through the chain."""
     from lc_trace._log_sink import LogSink
