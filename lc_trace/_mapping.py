@@ -177,12 +177,15 @@ def agent_attributes(name: str) -> dict[str, Any]:
 
 # --- models ----------------------------------------------------------------------------
 
-_FLOAT_PARAMS = (
-    ("temperature", A.GEN_AI_REQUEST_TEMPERATURE),
-    ("top_p", A.GEN_AI_REQUEST_TOP_P),
-    ("top_k", A.GEN_AI_REQUEST_TOP_K),
-    ("frequency_penalty", A.GEN_AI_REQUEST_FREQUENCY_PENALTY),
-    ("presence_penalty", A.GEN_AI_REQUEST_PRESENCE_PENALTY),
+_FLOAT_PARAMS = tuple(
+    (key, f"ls_{key}", attr)
+    for key, attr in (
+        ("temperature", A.GEN_AI_REQUEST_TEMPERATURE),
+        ("top_p", A.GEN_AI_REQUEST_TOP_P),
+        ("top_k", A.GEN_AI_REQUEST_TOP_K),
+        ("frequency_penalty", A.GEN_AI_REQUEST_FREQUENCY_PENALTY),
+        ("presence_penalty", A.GEN_AI_REQUEST_PRESENCE_PENALTY),
+    )
 )
 _MAX_TOKEN_PARAMS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_tokens_to_sample")
 
@@ -201,9 +204,9 @@ def _model_attributes(
     model = meta.get("ls_model_name") or params.get("model") or params.get("model_name") or params.get("model_id")
     if model:
         attrs[A.GEN_AI_REQUEST_MODEL] = str(model)
-    for key, attr in _FLOAT_PARAMS:
-        value = params.get(key, meta.get(f"ls_{key}"))
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+    for key, ls_key, attr in _FLOAT_PARAMS:
+        value = params[key] if key in params else meta.get(ls_key)
+        if value is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
             attrs[attr] = float(value)
     for key in _MAX_TOKEN_PARAMS:
         value = params.get(key)
@@ -217,7 +220,7 @@ def _model_attributes(
     stop = params.get("stop") or params.get("stop_sequences") or meta.get("ls_stop")
     if isinstance(stop, str):
         stop = [stop]
-    if isinstance(stop, Sequence) and stop:
+    if stop and isinstance(stop, Sequence):
         attrs[A.GEN_AI_REQUEST_STOP_SEQUENCES] = tuple(str(s) for s in stop)
     seed = params.get("seed")
     if isinstance(seed, int) and not isinstance(seed, bool):
