@@ -319,6 +319,9 @@ EXPLANATION = """## What the figures mean
   every callback. It is what tracing adds to each LangChain callback, including LangChain's own
   dispatch to the handler (which the no-op rows show on their own). A negative figure is noise: the
   contender costs less than the run-to-run spread.
+- **Goals per case** give the ratio of the medians over rounds, then in brackets the lowest and highest
+  of the same ratio taken round by round (each round's processes against each other): where that range
+  straddles the limit, the case is within the run-to-run spread, not decided.
 - **The floors.** *no-op handler (not inline)*: LangChain's dispatch cost for a plain handler; under
   `ainvoke` every event goes through `run_in_executor`. *no-op, `run_inline`*: the cheapest a handler
   can be called. *span floor*: an inline handler that starts one empty OTel span per run (child of its

@@ -296,6 +296,17 @@ class Serializer:
             _forget()
         return self._walk(obj, 0, _Walk(self.max_length))
 
+    def nested(self, value: Any, depth: int) -> tuple[Any, int]:
+        """
+        *value* walked as the walk meets it *depth* levels down, and the length budget it took,
+        for a caller that lays out the containers around it itself and takes ``dumps`` instead
+        when the whole would not fit the budget (``_mapping``'s message parts).
+        """
+        if abc.get_cache_token() != _ways_token:
+            _forget()
+        walk = _Walk(self.max_length)
+        return self._field(value, depth, walk), self.max_length - walk.left
+
     # -- the walker -----------------------------------------------------------------------
 
     def _walk(self, obj: Any, depth: int, walk: _Walk) -> Any:

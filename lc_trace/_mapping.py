@@ -177,12 +177,15 @@ def agent_attributes(name: str) -> dict[str, Any]:
 
 # --- models ----------------------------------------------------------------------------
 
-_FLOAT_PARAMS = (
-    ("temperature", A.GEN_AI_REQUEST_TEMPERATURE),
-    ("top_p", A.GEN_AI_REQUEST_TOP_P),
-    ("top_k", A.GEN_AI_REQUEST_TOP_K),
-    ("frequency_penalty", A.GEN_AI_REQUEST_FREQUENCY_PENALTY),
-    ("presence_penalty", A.GEN_AI_REQUEST_PRESENCE_PENALTY),
+_FLOAT_PARAMS = tuple(
+    (key, f"ls_{key}", attr)
+    for key, attr in (
+        ("temperature", A.GEN_AI_REQUEST_TEMPERATURE),
+        ("top_p", A.GEN_AI_REQUEST_TOP_P),
+        ("top_k", A.GEN_AI_REQUEST_TOP_K),
+        ("frequency_penalty", A.GEN_AI_REQUEST_FREQUENCY_PENALTY),
+        ("presence_penalty", A.GEN_AI_REQUEST_PRESENCE_PENALTY),
+    )
 )
 _MAX_TOKEN_PARAMS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_tokens_to_sample")
 
@@ -201,9 +204,9 @@ def _model_attributes(
     model = meta.get("ls_model_name") or params.get("model") or params.get("model_name") or params.get("model_id")
     if model:
         attrs[A.GEN_AI_REQUEST_MODEL] = str(model)
-    for key, attr in _FLOAT_PARAMS:
-        value = params.get(key, meta.get(f"ls_{key}"))
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+    for key, ls_key, attr in _FLOAT_PARAMS:
+        value = params[key] if key in params else meta.get(ls_key)
+        if value is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
             attrs[attr] = float(value)
     for key in _MAX_TOKEN_PARAMS:
         value = params.get(key)
@@ -217,7 +220,7 @@ def _model_attributes(
     stop = params.get("stop") or params.get("stop_sequences") or meta.get("ls_stop")
     if isinstance(stop, str):
         stop = [stop]
-    if isinstance(stop, Sequence) and stop:
+    if stop and isinstance(stop, Sequence):
         attrs[A.GEN_AI_REQUEST_STOP_SEQUENCES] = tuple(str(s) for s in stop)
     seed = params.get("seed")
     if isinstance(seed, int) and not isinstance(seed, bool):
@@ -268,7 +271,10 @@ def chat_model_start(
         flat = [m for prompt in messages for m in prompt]
         text = _text_messages_json(flat, serializer)
         if text is None:
-            text = serializer.dumps([_message_parts(m) for m in flat])
+            parts = [_message_parts(m) for m in flat]
+            text = _parts_json(parts, serializer)
+            if text is None:
+                text = serializer.dumps(parts)
         start.content[A.GEN_AI_INPUT_MESSAGES] = text
         # The system messages' parts on their own as well (the chat history keeps them: most
         # providers take them there, and the conventions record history as it was sent).
@@ -468,6 +474,8 @@ def llm_end(response: LLMResult, *, serializer: Serializer, capture: bool) -> tu
     if not capture:
         return attrs, {}
     text = _text_outputs_json(outputs, serializer)
+    if text is None:
+        text = _parts_json(outputs, serializer)
     return attrs, {A.GEN_AI_OUTPUT_MESSAGES: serializer.dumps(outputs) if text is None else text}
 
 
@@ -509,6 +517,68 @@ def _text_outputs_json(outputs: list[dict[str, Any]], serializer: Serializer) ->
     if size > serializer.max_length:
         return None
     return serializer.text(orjson.dumps(outputs).decode())
+
+
+# The part fields whose values come from the user or the model (tool arguments, tool results):
+# walked; every other field of _message_parts' layout is a string or None.
+_WALKED_PART_FIELDS = frozenset(("arguments", "response"))
+_PART_DEPTH = 4  # a part's fields as the walk meets them: list, message, parts list, part
+
+
+def _parts_json(messages: list[dict[str, Any]], serializer: Serializer) -> str | None:
+    """
+    ``serializer.dumps(messages)`` for messages in ``_message_parts``' layout, walking only the
+    tool arguments and tool results: the layout's own strings go as they are while the whole
+    stays inside the walk's length budget (counted as the walk counts: 8 a container, every key
+    and string) and no container passes the item cap, which is when the walk leaves them
+    unchanged. None otherwise, and the caller walks it all.
+    """
+    cap = serializer.max_items
+    if len(messages) > cap:
+        return None
+    used = 8
+    out = []
+    for message in messages:
+        if len(message) > cap:
+            return None
+        used += 8
+        laid: dict[str, Any] = {}
+        for key, value in message.items():
+            used += len(key)
+            if key == "parts":
+                if len(value) > cap:
+                    return None
+                used += 8
+                parts = []
+                for part in value:
+                    if len(part) > cap:
+                        return None
+                    used += 8
+                    fields: dict[str, Any] = {}
+                    for name, field in part.items():
+                        used += len(name)
+                        if name in _WALKED_PART_FIELDS:
+                            field, spent = serializer.nested(field, _PART_DEPTH)
+                            used += spent
+                        elif type(field) is str:
+                            used += len(field)
+                        elif field is not None:
+                            return None
+                        fields[name] = field
+                    parts.append(fields)
+                value = parts
+            elif type(value) is str:
+                used += len(value)
+            else:
+                return None
+            laid[key] = value
+        out.append(laid)
+    if used > serializer.max_length:
+        return None
+    try:
+        return serializer.text(orjson.dumps(out).decode())
+    except TypeError:  # the walk yields JSON types only; a last guard
+        return None
 
 
 def _usage_details(details: dict[str, int], counts: Mapping[str, Any]) -> None:

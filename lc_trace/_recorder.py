@@ -216,72 +216,60 @@ class Recorder:
         ``<kind>_start``. Guarded inline: the per-event path takes no extra call for it.
         """
         try:
-            self._start(mapper, serialized, payload, run_id, parent_run_id, kwargs, remote)
+            runs = self._runs
+            if run_id in runs:  # a duplicate start (a handler registered twice by hand): keep the first
+                return
+            ns = _time_ns()
+            parent = runs.get(parent_run_id) if parent_run_id is not None else None
+            try:
+                record = mapper(
+                    serialized,
+                    payload,
+                    run_id=run_id,
+                    # The parent's id as text already: made once, at the parent's start.
+                    parent_run_id=parent.attributes[A.LC_RUN_ID] if parent is not None else parent_run_id,
+                    serializer=self.serializer,
+                    capture=self.capture,
+                    **kwargs,
+                )
+            except Exception:  # the run must still exist, or its children would start new traces
+                self.stats.add("internal_errors")
+                report_once(self.stats, "internal:map_start", "could not map a run start", exc_info=True)
+                record = Start(CHAIN, "unknown", "unknown", False, {A.LC_RUN_ID: str(run_id), A.LC_RUN_TYPE: CHAIN})
+            span = self.spans.start(record, parent.span if parent is not None else remote, ns)
+            context = span.get_span_context()
+            parent_span_id: str | None = None
+            if parent is not None:  # a child shares its parent's trace: reuse the formatted id
+                trace_id = parent.trace_id
+                parent_span_id = parent.span_id
+                span_id = format(context.span_id, "016x") if context.is_valid else _random_span_id()
+            elif context.is_valid:
+                trace_id = format(context.trace_id, "032x")
+                span_id = format(context.span_id, "016x")
+                # What the span sink nested this root under: another service's span, else the current one.
+                above = (remote if remote is not None else get_current_span()).get_span_context()
+                if above.is_valid and above.trace_id == context.trace_id:
+                    parent_span_id = format(above.span_id, "016x")
+            else:  # no SDK: the log lines still need ids that group and nest
+                trace_id = format(random.getrandbits(128), "032x")
+                span_id = _random_span_id()
+            run = Run(run_id, parent, record, span, ns, trace_id, span_id, parent_span_id)
+            with self._lock:
+                runs[run_id] = run
+                if parent is not None:
+                    if parent.children is None:
+                        parent.children = {run_id}
+                    else:
+                        parent.children.add(run_id)
+                evicted = self._evict() if len(runs) > self.max_open_runs else None
+            if parent is not None and record.run_type == TOOL:
+                self._promote_graph(parent)
+            if evicted:
+                self._close_evicted(evicted, ns)
+            if self.logs is not None:
+                self._log("info", run.actions[0], run, record.content, ns)
         except Exception:
             _failed(self, "start")
-
-    def _start(
-        self,
-        mapper: Callable[..., Start],
-        serialized: Any,
-        payload: Any,
-        run_id: UUID,
-        parent_run_id: UUID | None,
-        kwargs: dict[str, Any],
-        remote: Span | None,
-    ) -> None:
-        runs = self._runs
-        if run_id in runs:  # a duplicate start (a handler registered twice by hand): keep the first
-            return
-        ns = _time_ns()
-        parent = runs.get(parent_run_id) if parent_run_id is not None else None
-        try:
-            record = mapper(
-                serialized,
-                payload,
-                run_id=run_id,
-                # The parent's id as text already: made once, at the parent's start.
-                parent_run_id=parent.attributes[A.LC_RUN_ID] if parent is not None else parent_run_id,
-                serializer=self.serializer,
-                capture=self.capture,
-                **kwargs,
-            )
-        except Exception:  # the run must still exist, or its children would start new traces
-            self.stats.add("internal_errors")
-            report_once(self.stats, "internal:map_start", "could not map a run start", exc_info=True)
-            record = Start(CHAIN, "unknown", "unknown", False, {A.LC_RUN_ID: str(run_id), A.LC_RUN_TYPE: CHAIN})
-        span = self.spans.start(record, parent.span if parent is not None else remote, ns)
-        context = span.get_span_context()
-        parent_span_id: str | None = None
-        if parent is not None:  # a child shares its parent's trace: reuse the formatted id
-            trace_id = parent.trace_id
-            parent_span_id = parent.span_id
-            span_id = format(context.span_id, "016x") if context.is_valid else _random_span_id()
-        elif context.is_valid:
-            trace_id = format(context.trace_id, "032x")
-            span_id = format(context.span_id, "016x")
-            # What the span sink nested this root under: another service's span, else the current one.
-            above = (remote if remote is not None else get_current_span()).get_span_context()
-            if above.is_valid and above.trace_id == context.trace_id:
-                parent_span_id = format(above.span_id, "016x")
-        else:  # no SDK: the log lines still need ids that group and nest
-            trace_id = format(random.getrandbits(128), "032x")
-            span_id = _random_span_id()
-        run = Run(run_id, parent, record, span, ns, trace_id, span_id, parent_span_id)
-        with self._lock:
-            runs[run_id] = run
-            if parent is not None:
-                if parent.children is None:
-                    parent.children = {run_id}
-                else:
-                    parent.children.add(run_id)
-            evicted = self._evict() if len(runs) > self.max_open_runs else None
-        if parent is not None and record.run_type == TOOL:
-            self._promote_graph(parent)
-        if evicted:
-            self._close_evicted(evicted, ns)
-        if self.logs is not None:
-            self._log("info", run.actions[0], run, record.content, ns)
 
     def _evict(self) -> list[Run]:
         """Take the oldest runs beyond the cap out of the table (the lock is held)."""

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.ledger import LINES_PER_CALL, read_ledger, read_stats
+from tests.faults.ledger import LINES_PER_CALL, Ledger, read_ledger, read_stats
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "faults" / "worker.py"
@@ -231,27 +231,31 @@ def _logrotate() -> str:
     return path
 
 
-def _rotate_with_logrotate(tmp_path: Path, log: Path, directive: str, times: int) -> None:
+def _run_under_logrotate(tmp_path: Path, directive: str, times: int) -> tuple[Ledger, int]:
+    """
+    A worker writing a line pair every millisecond while real logrotate rotates its file *times*
+    with *directive*; the file's ledger and the calls the worker made.
+    """
+    logrotate = _logrotate()
+    log = tmp_path / "logs" / "lc_trace.jsonl"
+    worker = start_worker("loop", log, tmp_path, "--flush-ms", 20, "--pace-ms", 1, "--max-bytes", 0)
     conf = tmp_path / "logrotate.conf"
     conf.write_text(f"{log} {{\n    {directive}\n    rotate 50\n    missingok\n    nocompress\n}}\n")
     for _ in range(times):
         time.sleep(0.4)
         done = subprocess.run(
-            [_logrotate(), "-f", "-s", str(tmp_path / "state"), str(conf)], capture_output=True, text=True
+            [logrotate, "-f", "-s", str(tmp_path / "state"), str(conf)], capture_output=True, text=True
         )
         assert 0 == done.returncode, done.stderr
+    time.sleep(0.5)
+    calls = stop_worker(worker)
+    return read_ledger(log), calls
 
 
 @exempt_rotated
 def test_logrotate_create_sends_the_next_batch_to_a_new_file(tmp_path):
     """logrotate's default (rename, create): each rename is followed, later lines land at log_path, none lost."""
-    _logrotate()
-    log = tmp_path / "logs" / "lc_trace.jsonl"
-    worker = start_worker("loop", log, tmp_path, "--flush-ms", 20, "--pace-ms", 1, "--max-bytes", 0)
-    _rotate_with_logrotate(tmp_path, log, "create 0600", times=3)
-    time.sleep(0.5)
-    calls = stop_worker(worker)
-    ledger = read_ledger(log)
+    ledger, calls = _run_under_logrotate(tmp_path, "create 0600", times=3)
     assert {"lc_trace.jsonl", "lc_trace.jsonl.1", "lc_trace.jsonl.2", "lc_trace.jsonl.3"} == set(ledger.sizes)
     assert all(size > 0 for size in ledger.sizes.values())  # every rename was followed by new lines at the path
     assert [] == ledger.torn and 0 == ledger.duplicated
@@ -261,13 +265,7 @@ def test_logrotate_create_sends_the_next_batch_to_a_new_file(tmp_path):
 @exempt_rotated
 def test_logrotate_copytruncate_leaves_no_nul_holes(tmp_path):
     """copytruncate: no NUL bytes, no torn line; what is lost is only logrotate's copy window, one gap a rotation."""
-    _logrotate()
-    log = tmp_path / "logs" / "lc_trace.jsonl"
-    worker = start_worker("loop", log, tmp_path, "--flush-ms", 20, "--pace-ms", 1, "--max-bytes", 0)
-    _rotate_with_logrotate(tmp_path, log, "copytruncate", times=3)
-    time.sleep(0.5)
-    calls = stop_worker(worker)
-    ledger = read_ledger(log)
+    ledger, calls = _run_under_logrotate(tmp_path, "copytruncate", times=3)
     assert 0 == ledger.nul_bytes
     assert [] == ledger.torn and 0 == ledger.duplicated
     held = ledger.calls("w0")

@@ -5,8 +5,10 @@ generated from it: one source for both, every real line valid, and a check that 
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -268,14 +270,23 @@ def test_a_full_real_run_writes_only_valid_lines(tmp_path: Path, tracing: Any) -
         shop_day(handler)
     finally:
         handler.close()
-    dropping = TraceHandler(
-        tracer_provider=tracing[0], log_path=tmp_path / "drops.jsonl", queue_size=4, flush_interval_ms=60_000
-    )
-    for i in range(50):
-        RunnableLambda(lambda x: x, name="step").invoke(i, {"callbacks": [dropping]})
+    # Drops for the drop report: the writer is held at the log folder's lock (as by another process
+    # rotating the file) while 50 runs queue 100 lines into room for 4.
+    drops = tmp_path / "drops"
+    drops.mkdir()
+    dropping = TraceHandler(tracer_provider=tracing[0], log_path=drops / "drops.jsonl", queue_size=4)
+    folder = os.open(drops, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        for i in range(50):
+            RunnableLambda(lambda x: x, name="step").invoke(i, {"callbacks": [dropping]})
+        fcntl.flock(folder, fcntl.LOCK_UN)
+    finally:
+        os.close(folder)
     dropping.close()
+    assert dropping.stats.dropped_queue_full >= 90
 
-    files = sorted(tmp_path.glob("*.jsonl*"))
+    files = sorted([*tmp_path.glob("*.jsonl*"), *drops.glob("*.jsonl*")])
     assert any(path.name.startswith("day.jsonl.") for path in files), "the run was meant to rotate"
     assert [] == [problem for path in files for problem in log_schema_violations(path)]
     lines = [line for path in files for line in read_log(path)]
@@ -460,6 +471,7 @@ class TestTheCheckCanFail:
 
 INNER_TESTS = """
 import json
+import os
 import pytest
 
 LINE = {line!r}

@@ -11,7 +11,7 @@ from langchain_core.outputs import ChatGeneration, Generation, LLMResult
 from lc_trace import _mapping as mapping
 from lc_trace._attributes import GEN_AI_OUTPUT_MESSAGES
 from lc_trace._content import Serializer
-from lc_trace._mapping import _message_parts, _text_messages_json, _text_outputs_json, llm_end
+from lc_trace._mapping import _message_parts, _parts_json, _text_messages_json, _text_outputs_json, llm_end
 
 PLAIN = [
     [SystemMessage("You are a florist."), HumanMessage("Which flower for mom?")],
@@ -88,6 +88,7 @@ class TestTextOutputsJson:
         fast = llm_end(response, serializer=serializer, capture=True)[1][GEN_AI_OUTPUT_MESSAGES]
         with monkeypatch.context() as patch:
             patch.setattr(mapping, "_text_outputs_json", lambda outputs, serializer: None)
+            patch.setattr(mapping, "_parts_json", lambda outputs, serializer: None)
             walked = llm_end(response, serializer=serializer, capture=True)[1][GEN_AI_OUTPUT_MESSAGES]
         return fast, walked
 
@@ -131,3 +132,68 @@ class TestTextOutputsJson:
         """More outputs than a list may keep: the walk marks the cut, so the shortcut declines."""
         outputs = [{"role": "assistant", "parts": []}] * 4
         assert _text_outputs_json(outputs, Serializer(8192, max_items=3)) is None
+
+
+DEEP: dict[str, object] = {"leaf": "x"}
+for _ in range(20):
+    DEEP = {"d": DEEP}
+TOOL_TURNS = [
+    [
+        HumanMessage("What do roses cost?"),
+        AIMessage(
+            "",
+            tool_calls=[
+                {"id": "c1", "name": "flower_price", "args": {"flower": "rose", "api_key": "sk-x", "n": 3}},
+                {"id": "c2", "name": "stock", "args": {"flower": "rose", "filters": [1, 2.5, None, True]}},
+            ],
+        ),
+        ToolMessage("3.50", tool_call_id="c1"),
+        ToolMessage(content=[{"type": "text", "text": "12 in stock"}], tool_call_id="c2"),
+    ],
+    [AIMessage("", tool_calls=[{"id": "c1", "name": "deep", "args": DEEP}])],
+    [AIMessage("", tool_calls=[{"id": "c1", "name": "long", "args": {"text": "y" * 500}}])],
+    [AIMessage("", tool_calls=[{"id": f"c{i}", "name": "many", "args": {"i": i}} for i in range(12)])],
+    [AIMessage("", tool_calls=[{"id": "c1", "name": "secret", "args": {"token": "t", "note": "Bearer abcdefghijk"}}])],
+    [ToolMessage("x" * 120, tool_call_id="c9"), HumanMessage(content=[{"type": "image_url", "image_url": {}}])],
+]
+
+
+class TestPartsJson:
+    """Messages with tool calls and tool results: only their arguments and results are walked."""
+
+    @pytest.mark.parametrize("max_items", [3, 100])
+    @pytest.mark.parametrize("max_length", [16, 64, 200, 8192])
+    @pytest.mark.parametrize("messages", TOOL_TURNS + PLAIN)
+    def test_same_text_as_the_walk(self, messages, max_length, max_items):
+        """The shortcut's JSON is the walk's, to the byte, or it declines (deep, long, many, secret)."""
+        serializer = Serializer(max_length, max_items=max_items)
+        parts = [_message_parts(m) for m in messages]
+        fast = _parts_json(parts, serializer)
+        assert fast is None or serializer.dumps(parts) == fast
+        if max_length == 8192 and max_items == 100:
+            assert fast is not None
+
+    def test_near_the_length_budget_it_agrees_or_declines(self):
+        """Around the walk's length budget the shortcut agrees with the walk or leaves it to the walk."""
+        taken = 0
+        for n in range(0, 300):
+            serializer = Serializer(260)
+            messages = [
+                AIMessage("", tool_calls=[{"id": "c1", "name": "p", "args": {"q": "q" * n}}]),
+                ToolMessage("r" * 20, tool_call_id="c1"),
+            ]
+            parts = [_message_parts(m) for m in messages]
+            fast = _parts_json(parts, serializer)
+            assert fast is None or serializer.dumps(parts) == fast
+            taken += fast is not None
+        assert 0 < taken < 300
+
+    def test_the_model_sees_the_same_input_either_way(self, monkeypatch):
+        """chat_model_start's gen_ai.input.messages for a tool-calling turn is the walk's JSON."""
+        serializer = Serializer()
+        start = mapping.chat_model_start(None, [TOOL_TURNS[0]], run_id="r", serializer=serializer, capture=True)
+        with monkeypatch.context() as patch:
+            patch.setattr(mapping, "_parts_json", lambda parts, serializer: None)
+            walked = mapping.chat_model_start(None, [TOOL_TURNS[0]], run_id="r", serializer=serializer, capture=True)
+        assert walked.content == start.content
+        assert "[REDACTED]" in start.content["gen_ai.input.messages"]
