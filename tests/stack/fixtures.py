@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from types import ModuleType
 
 import pytest
 
@@ -26,6 +27,29 @@ def pytest_configure(config: pytest.Config) -> None:
             reporter.flush()
 
     cache.set_announcer(show)
+
+
+# The modules that build or download stack programs on first use (Go builds, the Maven node).
+_INSTALLING = frozenset({"tests.stack.servers", "tests.stack.gobuild", "tests.stack.ilm"})
+
+
+def runs_stack_programs(item: pytest.Item) -> bool:
+    """Whether *item* needs a stack program: it asks for the ``elasticsearch`` node, or its module imports a builder."""
+    if "elasticsearch" in getattr(item, "fixturenames", ()):
+        return True
+    module = getattr(item, "module", None)
+    return isinstance(module, ModuleType) and any(
+        isinstance(value, ModuleType) and value.__name__ in _INSTALLING for value in vars(module).values()
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """
+    Tests that run stack programs go last, in their order: while ``.ci/run``'s background
+    ``python -m tests.stack install`` builds them (minutes on a fresh machine), the rest of the suite runs,
+    and a stack test that comes early only waits on the program's lock.
+    """
+    items.sort(key=runs_stack_programs)
 
 
 @pytest.fixture(scope="session")

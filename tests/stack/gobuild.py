@@ -23,6 +23,10 @@ import yaml
 from tests.stack.cache import DEPLOY, building, locked, versions
 
 COLLECTOR_MANIFEST = DEPLOY / "otel-collector" / "builder-config.yaml"
+# No DWARF debug info, from compiler and linker: the same programs (stack traces come from the symbol table, which
+# stays), ~9% less CPU for a fresh build (VictoriaMetrics: 71 CPU-s instead of 78). The builder's link is already -s -w.
+GCFLAGS = "all=-dwarf=false"
+LDFLAGS = "-s -w"
 
 
 def _go(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -57,6 +61,7 @@ def collector() -> Path:
                 f"go.opentelemetry.io/collector/cmd/builder@v{version}",
                 "--config",
                 "builder-config.yaml",
+                f"--gcflags={GCFLAGS}",
                 cwd=folder,
             )
         (build / "otelcol-lc-trace").rename(binary)
@@ -103,9 +108,9 @@ def _jaeger_program(name: str, package: str) -> Path:
             shutil.copytree(info["Dir"], source)
             for path in source.rglob("*"):
                 path.chmod(path.stat().st_mode | 0o200)
-            ldflags = f"-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v{version}"
+            ldflags = f"{LDFLAGS} -X github.com/jaegertracing/jaeger/internal/version.latestVersion=v{version}"
             part = folder / f"{name}.part"
-            _go("build", "-trimpath", "-ldflags", ldflags, "-o", str(part), package, cwd=source)
+            _go("build", "-trimpath", "-gcflags", GCFLAGS, "-ldflags", ldflags, "-o", str(part), package, cwd=source)
         part.rename(binary)
         return binary
 
@@ -132,6 +137,18 @@ def victoriametrics() -> Path:
                 path.chmod(path.stat().st_mode | 0o200)
             part = folder / "victoria-metrics.part"
             # Pure Go (VictoriaMetrics' own "pure" build): no C compiler needed, zstd from klauspost/compress.
-            _go("build", "-trimpath", "-o", str(part), "./app/victoria-metrics", cwd=source, env={"CGO_ENABLED": "0"})
+            _go(
+                "build",
+                "-trimpath",
+                "-gcflags",
+                GCFLAGS,
+                "-ldflags",
+                LDFLAGS,
+                "-o",
+                str(part),
+                "./app/victoria-metrics",
+                cwd=source,
+                env={"CGO_ENABLED": "0"},
+            )
         part.rename(binary)
         return binary
