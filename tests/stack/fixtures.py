@@ -38,7 +38,8 @@ _MAVEN_INSTALLED = frozenset({"tests.stack.elasticsearch", "tests.stack.ilm"})
 def _modules_called(function: object) -> set[str]:
     """The modules whose names *function*'s code (nested functions included) reads from its globals."""
     code, namespace = getattr(function, "__code__", None), getattr(function, "__globals__", {})
-    codes, names = [code] if isinstance(code, CodeType) else [], set()
+    codes = [code] if isinstance(code, CodeType) else []
+    names: set[str] = set()
     while codes:
         current = codes.pop()
         names.update(current.co_names)

@@ -55,7 +55,11 @@ def collector() -> Path:
         build = folder / "build"
         manifest["dist"]["output_path"] = str(build)
         (folder / "builder-config.yaml").write_text(yaml.safe_dump(manifest))
-        with building(f"the OpenTelemetry Collector {version} (Collector Builder, Go)", "6 min on 2 cores", folder):
+        with building(
+            f"the OpenTelemetry Collector {version} (Collector Builder, Go)",
+            "4 min alone on 2 cores, 9-12 beside the other builds",
+            folder,
+        ):
             _go(
                 "run",
                 f"go.opentelemetry.io/collector/cmd/builder@v{version}",
@@ -96,7 +100,11 @@ def _jaeger_program(name: str, package: str) -> Path:
         binary = folder / name
         if binary.exists():
             return binary
-        about = "5 min on 2 cores" if name == "jaeger" else "2 min on 2 cores, seconds after Jaeger's own build"
+        about = (
+            "5 min alone on 2 cores, 11-14 beside the other builds"
+            if name == "jaeger"
+            else "2 min on 2 cores, seconds after Jaeger's own build"
+        )
         with (
             building(f"Jaeger {version}'s {name} (Go module v{module_version})", about, folder),
             tempfile.TemporaryDirectory() as scratch,
@@ -126,7 +134,9 @@ def victoriametrics() -> Path:
         if binary.exists():
             return binary
         with (
-            building(f"VictoriaMetrics {version} (Go module)", "3 min on 2 cores", folder),
+            building(
+                f"VictoriaMetrics {version} (Go module)", "1 min alone on 2 cores, 2-4 beside the other builds", folder
+            ),
             tempfile.TemporaryDirectory() as scratch,
         ):
             module = f"github.com/VictoriaMetrics/VictoriaMetrics@v{version}"
