@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from types import CodeType, ModuleType
 
 import pytest
 
@@ -26,6 +27,47 @@ def pytest_configure(config: pytest.Config) -> None:
             reporter.flush()
 
     cache.set_announcer(show)
+
+
+# What a test's code calls, module by module: Go-built programs (minutes on a fresh machine), or the Elasticsearch
+# node and the ILM checker (Maven, ready in about a minute).
+_GO_BUILT = frozenset({"tests.stack.servers", "tests.stack.gobuild"})
+_MAVEN_INSTALLED = frozenset({"tests.stack.elasticsearch", "tests.stack.ilm"})
+
+
+def _modules_called(function: object) -> set[str]:
+    """The modules whose names *function*'s code (nested functions included) reads from its globals."""
+    code, namespace = getattr(function, "__code__", None), getattr(function, "__globals__", {})
+    codes = [code] if isinstance(code, CodeType) else []
+    names: set[str] = set()
+    while codes:
+        current = codes.pop()
+        names.update(current.co_names)
+        codes.extend(const for const in current.co_consts if isinstance(const, CodeType))
+    return {value.__name__ for name in names if isinstance(value := namespace.get(name), ModuleType)}
+
+
+def stack_tier(item: pytest.Item) -> int:
+    """
+    0: *item* runs no stack program; 1: only the Elasticsearch node or the ILM checker; 2: a Go-built program.
+    Read from the code of the test and of the fixtures it uses (a helper in between is not followed: such a test
+    counts as 0 and waits on the program's lock if it comes early).
+    """
+    functions = [getattr(item, "function", None)]
+    fixtures = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    functions += [definition.func for definitions in fixtures.values() for definition in definitions]
+    called = set().union(*(_modules_called(function) for function in functions))
+    return 2 if called & _GO_BUILT else int(bool(called & _MAVEN_INSTALLED))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """
+    Tests ordered by what they need from the stack, keeping their order otherwise: while ``.ci/run``'s background
+    ``python -m tests.stack install`` builds the programs, the tests that need none run first, then those that
+    need only the node (mostly waiting on it, so their time hides under the builds), then the Go programs'.
+    A stack test that comes before its program is ready waits on the program's lock, and says so.
+    """
+    items.sort(key=stack_tier)
 
 
 @pytest.fixture(scope="session")

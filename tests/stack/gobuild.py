@@ -23,6 +23,10 @@ import yaml
 from tests.stack.cache import DEPLOY, building, locked, versions
 
 COLLECTOR_MANIFEST = DEPLOY / "otel-collector" / "builder-config.yaml"
+# No DWARF debug info, from compiler and linker: the same programs (stack traces come from the symbol table, which
+# stays), ~9% less CPU for a fresh build (VictoriaMetrics: 71 CPU-s instead of 78). The builder's link is already -s -w.
+GCFLAGS = "all=-dwarf=false"
+LDFLAGS = "-s -w"
 
 
 def _go(*args: str, cwd: Path, env: dict[str, str] | None = None) -> str:
@@ -51,12 +55,17 @@ def collector() -> Path:
         build = folder / "build"
         manifest["dist"]["output_path"] = str(build)
         (folder / "builder-config.yaml").write_text(yaml.safe_dump(manifest))
-        with building(f"the OpenTelemetry Collector {version} (Collector Builder, Go)", "6 min on 2 cores", folder):
+        with building(
+            f"the OpenTelemetry Collector {version} (Collector Builder, Go)",
+            "4 min alone on 2 cores, 9-12 beside the other builds",
+            folder,
+        ):
             _go(
                 "run",
                 f"go.opentelemetry.io/collector/cmd/builder@v{version}",
                 "--config",
                 "builder-config.yaml",
+                f"--gcflags={GCFLAGS}",
                 cwd=folder,
             )
         (build / "otelcol-lc-trace").rename(binary)
@@ -91,7 +100,11 @@ def _jaeger_program(name: str, package: str) -> Path:
         binary = folder / name
         if binary.exists():
             return binary
-        about = "5 min on 2 cores" if name == "jaeger" else "2 min on 2 cores, seconds after Jaeger's own build"
+        about = (
+            "5 min alone on 2 cores, 11-14 beside the other builds"
+            if name == "jaeger"
+            else "2 min on 2 cores, seconds after Jaeger's own build"
+        )
         with (
             building(f"Jaeger {version}'s {name} (Go module v{module_version})", about, folder),
             tempfile.TemporaryDirectory() as scratch,
@@ -103,9 +116,9 @@ def _jaeger_program(name: str, package: str) -> Path:
             shutil.copytree(info["Dir"], source)
             for path in source.rglob("*"):
                 path.chmod(path.stat().st_mode | 0o200)
-            ldflags = f"-X github.com/jaegertracing/jaeger/internal/version.latestVersion=v{version}"
+            ldflags = f"{LDFLAGS} -X github.com/jaegertracing/jaeger/internal/version.latestVersion=v{version}"
             part = folder / f"{name}.part"
-            _go("build", "-trimpath", "-ldflags", ldflags, "-o", str(part), package, cwd=source)
+            _go("build", "-trimpath", "-gcflags", GCFLAGS, "-ldflags", ldflags, "-o", str(part), package, cwd=source)
         part.rename(binary)
         return binary
 
@@ -121,7 +134,9 @@ def victoriametrics() -> Path:
         if binary.exists():
             return binary
         with (
-            building(f"VictoriaMetrics {version} (Go module)", "3 min on 2 cores", folder),
+            building(
+                f"VictoriaMetrics {version} (Go module)", "1 min alone on 2 cores, 2-4 beside the other builds", folder
+            ),
             tempfile.TemporaryDirectory() as scratch,
         ):
             module = f"github.com/VictoriaMetrics/VictoriaMetrics@v{version}"
@@ -132,6 +147,18 @@ def victoriametrics() -> Path:
                 path.chmod(path.stat().st_mode | 0o200)
             part = folder / "victoria-metrics.part"
             # Pure Go (VictoriaMetrics' own "pure" build): no C compiler needed, zstd from klauspost/compress.
-            _go("build", "-trimpath", "-o", str(part), "./app/victoria-metrics", cwd=source, env={"CGO_ENABLED": "0"})
+            _go(
+                "build",
+                "-trimpath",
+                "-gcflags",
+                GCFLAGS,
+                "-ldflags",
+                LDFLAGS,
+                "-o",
+                str(part),
+                "./app/victoria-metrics",
+                cwd=source,
+                env={"CGO_ENABLED": "0"},
+            )
         part.rename(binary)
         return binary

@@ -23,6 +23,7 @@ import yaml
 from tests.stack import gobuild
 from tests.stack.cache import DEPLOY, free_port
 
+STOP_TIMEOUT_S = 3.0
 START_TIMEOUT_S = 60.0
 
 
@@ -83,10 +84,14 @@ class Server:
         )
 
     def stop(self) -> None:
+        """
+        SIGTERM, then SIGKILL after a few seconds: a collector whose backend is gone keeps retrying its queue
+        on a graceful shutdown (10 s of every such teardown before), and no test needs that drain.
+        """
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(10)
+                self.process.wait(STOP_TIMEOUT_S)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
