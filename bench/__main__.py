@@ -1,7 +1,7 @@
 """
 The benchmark, one command:
 
-    python -m bench --out BENCHMARKS.md     # full run, ~20 min on 2 cores
+    python -m bench --out BENCHMARKS.md     # full run, ~30 min on 2 cores
     python -m bench --smoke                 # every part once, tiny iterations (CI)
     python -m bench --only lc_trace,span-floor,chain --rounds 3
     python -m bench --profile lc_trace --case stream/async --out profile.txt
@@ -278,7 +278,7 @@ def preamble(run: Run, plan: Plan, sel: Selection, info: dict[str, str], argv: l
         "handlers, one empty span per run) and the peers (OpenInference, OpenLLMetry, LangChain's own "
         "`FileCallbackHandler`) in one run on one machine; then its log writer and its memory.",
         "",
-        "Regenerate (creates `.venv-bench` with the peers on first use; ~20 minutes on 2 cores):",
+        "Regenerate (creates `.venv-bench` with the peers on first use; ~30 minutes on 2 cores):",
         "",
         "```bash",
         f".venv/bin/{command.strip()}",
