@@ -40,12 +40,7 @@ class EcsShaper:
 
     def __call__(self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> dict[str, Any]:
         ns = event_dict.pop("_ns", None) or time.time_ns()
-        out = {
-            A.TIMESTAMP: self._timestamp(ns),
-            A.LOG_LEVEL: method_name,
-            A.MESSAGE: event_dict.pop("event", ""),
-            **self._base,
-        }
+        out = self.start(method_name, event_dict.pop("event", ""), ns)
         out.update(event_dict)
         return out
 
@@ -54,12 +49,7 @@ class EcsShaper:
         The shaped event for *fields* (which may carry ``_ns``), built in one dict: what
         structlog's chain gives ``__call__`` with no processor in between, without its copies.
         """
-        out = {
-            A.TIMESTAMP: self._timestamp(fields.get("_ns") or time.time_ns()),
-            A.LOG_LEVEL: level,
-            A.MESSAGE: message,
-            **self._base,
-        }
+        out = self.start(level, message, fields.get("_ns") or time.time_ns())
         out.update(fields)
         out.pop("_ns", None)
         return out

@@ -10,7 +10,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from lc_trace.testing import FakeChatModel
-from tests.conftest import HANDLERS, flower_chain
+from tests.conftest import HANDLERS, REPO, flower_chain
 
 
 @pytest.fixture
@@ -142,3 +142,59 @@ def test_unstreamed_call_records_no_chunk_times(make_handler, meter_provider, re
     FakeChatModel().invoke("hi", {"callbacks": [make_handler(meter_provider=meter_provider)]})
     assert [] == points(reader, "gen_ai.client.operation.time_to_first_chunk")
     assert [] == points(reader, "gen_ai.client.operation.time_per_output_chunk")
+
+
+def test_the_global_meter_provider_set_after_the_handler_gets_the_metrics(tmp_path):
+    """
+    A handler built before the app sets its global meter provider records nothing until then (no
+    provider: nothing to build metric attributes for) and every model call after it, in a process
+    of its own (the global provider can be set once per process).
+    """
+    import json
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "app.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import json
+            from opentelemetry import metrics
+            from opentelemetry.sdk.metrics import MeterProvider
+            from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+            from lc_trace import TraceHandler
+            from tests.conftest import flower_chain
+
+            handler = TraceHandler(log_path=None)
+            chain = flower_chain()
+            chain.invoke({"who": "mum"}, {"callbacks": [handler]})  # before any provider: dropped, no error
+            reader = InMemoryMetricReader()
+            metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+            for _ in range(3):
+                chain.invoke({"who": "mum"}, {"callbacks": [handler]})
+            counts = {}
+            for resource in reader.get_metrics_data().resource_metrics:
+                for scope in resource.scope_metrics:
+                    for metric in scope.metrics:
+                        counts[metric.name] = sum(p.count for p in metric.data.data_points)
+            print(json.dumps({"counts": counts, "errors": handler.stats.internal_errors}))
+            """
+        )
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=REPO, capture_output=True, text=True, timeout=120, env=_clean_env()
+    )
+    assert 0 == done.returncode, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert 0 == result["errors"]
+    assert 3 == result["counts"]["gen_ai.client.operation.duration"]
+    assert 6 == result["counts"]["gen_ai.client.token.usage"]  # input and output, per call
+
+
+def _clean_env() -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LC_TRACE_"))}
+    env["PYTHONPATH"] = str(REPO)
+    return env
