@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import random
 import socket
 import sys
 import threading
@@ -100,8 +101,45 @@ def building(what: str, about: str, where: Path) -> Iterator[None]:
     announce(f"built {what} in {time.monotonic() - began:.0f} s")
 
 
+_PORTS_FROM = 20_000
+_PICKED: set[int] = set()
+_RANDOM = random.SystemRandom()  # a test that seeds ``random`` must not make two processes pick alike
+
+
 def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
+    """
+    A loopback TCP port nobody uses right now, taken from below the kernel's ephemeral range when there is room:
+    the kernel gives ports from that range to every outgoing connection and every bind to port 0 on the machine,
+    so one picked there can be taken between this pick and the program's own bind (a CI run lost a collector's
+    start three times in a row so). Never the same port twice in one process.
+    """
+    low = _ephemeral_low()
+    if low - _PORTS_FROM > 2_000:
+        for _ in range(200):
+            port = _RANDOM.randrange(_PORTS_FROM, low)
+            if port not in _PICKED and _bindable(port):
+                _PICKED.add(port)
+                return port
+    while True:  # no room below the ephemeral range (or all taken): the kernel's pick
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _PICKED:
+            _PICKED.add(port)
+            return port
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

@@ -39,7 +39,7 @@ class Server:
     ports: dict[str, int] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
 
-    def start(self, attempts: int = 3) -> Server:
+    def start(self, attempts: int = 5) -> Server:
         """
         Start and wait until healthy. A port free when picked can be taken before the program binds it (other
         tests, other processes): then the ports are picked again, up to *attempts* times.
