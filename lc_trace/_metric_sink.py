@@ -96,6 +96,10 @@ class MetricSink:
             if count is not None:
                 self._tokens.record(count, {**attributes, TOKEN_TYPE: kind})
 
+    def times_chunks(self) -> bool:
+        """Whether the gaps between streamed chunks are recorded: if not, only the first is timed."""
+        return _records(self._per_chunk)
+
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         """
         Ask the provider (the given one, else the current global one) to export what it holds.

@@ -119,7 +119,7 @@ class Run:
         self.ids[A.SPAN_KIND] = _CLIENT if record.client else _INTERNAL
         self.chunks = 0
         self.first_chunk_ns = 0
-        self.chunk_ns: array[int] | None = None  # when each streamed chunk came (the metrics' gaps): 8 bytes each
+        self.chunk_ns: array[int] | None = None  # when each chunk came, if the gaps are recorded: 8 bytes each
 
 
 def guarded(method: F) -> F:
@@ -409,20 +409,21 @@ class Recorder:
 
     def token(self, run_id: UUID, token: Any) -> None:
         """
-        A streamed chunk: counted and timed; a log line only if asked for. The per-token path:
-        one lookup, one count, one clock read and append; guarded inline (a ``try`` costs
-        nothing until it catches) rather than through ``guarded``'s extra call.
+        A streamed chunk: counted; the first one timed. Each later one is timed only while a meter
+        provider records the gaps between chunks (decided at the run's first chunk). The per-token
+        path is one lookup and one count, guarded inline (a ``try`` costs nothing until it
+        catches) rather than through ``guarded``'s extra call.
         """
         try:
             run = self._runs.get(run_id)
             if run is None:
                 return
-            ns = _time_ns()
-            if not run.chunks:
-                run.first_chunk_ns = ns
-                run.chunk_ns = array("q", (ns,))
-            elif run.chunk_ns is not None:
-                run.chunk_ns.append(ns)
+            if run.chunk_ns is not None:
+                run.chunk_ns.append(_time_ns())
+            elif not run.chunks:
+                run.first_chunk_ns = ns = _time_ns()
+                if self.metrics.times_chunks():
+                    run.chunk_ns = array("q", (ns,))
             run.chunks += 1
             if self.log_tokens:
                 self._token_line(run, token)

@@ -147,8 +147,9 @@ def test_unstreamed_call_records_no_chunk_times(make_handler, meter_provider, re
 def test_the_global_meter_provider_set_after_the_handler_gets_the_metrics(tmp_path):
     """
     A handler built before the app sets its global meter provider records nothing until then (no
-    provider: nothing to build metric attributes for) and every model call after it, in a process
-    of its own (the global provider can be set once per process).
+    provider: nothing to build metric attributes for, no chunk but the first timed) and every model
+    call after it, a streamed one's gaps between chunks included, in a process of its own (the
+    global provider can be set once per process).
     """
     import json
     import subprocess
@@ -163,22 +164,34 @@ def test_the_global_meter_provider_set_after_the_handler_gets_the_metrics(tmp_pa
             from opentelemetry import metrics
             from opentelemetry.sdk.metrics import MeterProvider
             from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+            from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
             from lc_trace import TraceHandler
+            from lc_trace.testing import FakeChatModel
             from tests.conftest import flower_chain
 
-            handler = TraceHandler(log_path=None)
+            spans = InMemorySpanExporter()
+            tracer_provider = TracerProvider()
+            tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+            handler = TraceHandler(log_path=None, tracer_provider=tracer_provider)
             chain = flower_chain()
+            model = FakeChatModel(responses=["Roses are red and violets blue."])
             chain.invoke({"who": "mum"}, {"callbacks": [handler]})  # before any provider: dropped, no error
+            list(model.stream("poem", {"callbacks": [handler]}))
             reader = InMemoryMetricReader()
             metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
             for _ in range(3):
                 chain.invoke({"who": "mum"}, {"callbacks": [handler]})
+            list(model.stream("poem", {"callbacks": [handler]}))
+            streamed = [s for s in spans.get_finished_spans() if "langchain.stream.chunk_count" in s.attributes]
             counts = {}
             for resource in reader.get_metrics_data().resource_metrics:
                 for scope in resource.scope_metrics:
                     for metric in scope.metrics:
                         counts[metric.name] = sum(p.count for p in metric.data.data_points)
-            print(json.dumps({"counts": counts, "errors": handler.stats.internal_errors}))
+            chunks = [s.attributes["langchain.stream.chunk_count"] for s in streamed]
+            print(json.dumps({"counts": counts, "chunks": chunks, "errors": handler.stats.internal_errors}))
             """
         )
     )
@@ -188,8 +201,12 @@ def test_the_global_meter_provider_set_after_the_handler_gets_the_metrics(tmp_pa
     assert 0 == done.returncode, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert 0 == result["errors"]
-    assert 3 == result["counts"]["gen_ai.client.operation.duration"]
-    assert 6 == result["counts"]["gen_ai.client.token.usage"]  # input and output, per call
+    assert 4 == result["counts"]["gen_ai.client.operation.duration"]  # three chains' models, one stream
+    assert 8 == result["counts"]["gen_ai.client.token.usage"]  # input and output, per call
+    before, after = result["chunks"]
+    assert before == after >= 5  # both streams counted every chunk on their spans
+    assert 1 == result["counts"]["gen_ai.client.operation.time_to_first_chunk"]
+    assert after - 1 == result["counts"]["gen_ai.client.operation.time_per_output_chunk"]
 
 
 def _clean_env() -> dict[str, str]:
