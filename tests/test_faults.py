@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from tests.faults.ledger import LINES_PER_CALL, Ledger, read_ledger, read_stats
+from tests.stack.cache import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "faults" / "worker.py"
@@ -123,12 +124,6 @@ def test_backups_beyond_the_limit_are_deleted_and_no_others(tmp_path):
         assert all(LINES_PER_CALL == ledger.calls(worker)[c] for c in held[1:])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 GUNICORN_APP = """
 import atexit, json, os
 from langchain_core.runnables import RunnableLambda
@@ -160,7 +155,7 @@ def test_a_real_gunicorn_with_preload_and_four_workers(tmp_path):
     2,000 requests, every line of every request in the files once, whole; stats add up.
     """
     (tmp_path / "shop.py").write_text(GUNICORN_APP)
-    port, log = _free_port(), tmp_path / "logs" / "lc_trace.jsonl"
+    port, log = free_port(), tmp_path / "logs" / "lc_trace.jsonl"
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--preload", "-w", "4", "-b", f"127.0.0.1:{port}", "shop:app"],
         cwd=tmp_path,
