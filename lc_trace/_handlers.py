@@ -216,6 +216,9 @@ class _TraceCore:
             stats=self.stats,
             max_open_runs=max_open_runs,
         )
+        if type(self).on_llm_new_token is _TraceCore.on_llm_new_token:  # a subclass's own is kept
+            # LangChain calls this per streamed chunk: straight into the Recorder, no frame between.
+            self.on_llm_new_token = self._recorder.token  # type: ignore[method-assign]
         self._closed = False
 
     # -- what a user calls ------------------------------------------------------------------
@@ -387,8 +390,8 @@ class _TraceCore:
             _current.claim(self._recorder, run_id)
 
     def on_llm_new_token(self, token: Any = "", *args: Any, run_id: UUID, **kwargs: Any) -> None:
-        # ``token`` is a keyword on LangChain's sync path and positional on its async one.
-        self._recorder.token(run_id, token)
+        """Replaced per instance by the Recorder's ``token`` (see ``__init__``) unless a subclass overrides it."""
+        self._recorder.token(token, run_id=run_id)
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
         self._end(_mapping.llm_end, response, run_id)

@@ -407,12 +407,13 @@ class Recorder:
 
     # -- events inside a run ----------------------------------------------------------------
 
-    def token(self, run_id: UUID, token: Any) -> None:
+    def token(self, token: Any = "", *args: Any, run_id: UUID, **kwargs: Any) -> None:
         """
-        A streamed chunk: counted; the first one timed. Each later one is timed only while a meter
-        provider records the gaps between chunks (decided at the run's first chunk). The per-token
-        path is one lookup and one count, guarded inline (a ``try`` costs nothing until it
-        catches) rather than through ``guarded``'s extra call.
+        A streamed chunk, straight from LangChain's ``on_llm_new_token`` (``token`` is a keyword
+        on its sync path and positional on its async one): counted; the first one timed. Each
+        later one is timed only while a meter provider records the gaps between chunks (decided
+        at the run's first chunk). One lookup and one count, guarded inline (a ``try`` costs
+        nothing until it catches) rather than through ``guarded``'s extra call.
         """
         try:
             run = self._runs.get(run_id)

@@ -582,6 +582,35 @@ def test_no_callback_is_a_coroutine_function():
         assert [] == coroutines, f"{cls.__name__}: {coroutines}"
 
 
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+@pytest.mark.parametrize("style", ["stream", "astream"])
+def test_a_subclass_that_overrides_on_llm_new_token_gets_every_chunk(handler_cls, style, make_handler, exporter):
+    """
+    lc_trace hands LangChain its recorder's per-token function directly (one frame fewer per chunk);
+    a subclass's own ``on_llm_new_token`` still gets every chunk, and its ``super()`` call still counts them.
+    """
+    seen: list[str] = []
+
+    class Tapped(handler_cls):  # type: ignore[misc,valid-type]
+        def on_llm_new_token(self, token: Any = "", *args: Any, run_id: UUID, **kwargs: Any) -> None:
+            seen.append(token)
+            super().on_llm_new_token(token, *args, run_id=run_id, **kwargs)
+
+    handler = make_handler(Tapped)
+    model = FakeChatModel(responses=[ANSWER])
+    if style == "stream":
+        chunks = list(model.stream("poem", {"callbacks": [handler]}))
+    else:
+
+        async def collect() -> list[Any]:
+            return [c async for c in model.astream("poem", {"callbacks": [handler]})]
+
+        chunks = asyncio.run(collect())
+    assert ANSWER == "".join(seen) == "".join(str(c.content) for c in chunks)
+    (span,) = [s for s in exporter.get_finished_spans() if s.name.startswith("chat ")]
+    assert len(seen) == span.attributes["langchain.stream.chunk_count"]
+
+
 def test_run_inline_outside_the_llm_start_partition(make_handler):
     """Read from anywhere but AsyncCallbackManager.on_llm_start, run_inline is True, so the async API calls lc_trace on the loop thread."""
     for cls in HANDLERS:
