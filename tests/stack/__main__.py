@@ -21,14 +21,9 @@ def main() -> int:
     parser.add_argument("command", choices=["install"])
     parser.parse_args()
 
-    def jaeger_programs() -> Path:
-        # In turn, not side by side: es-rollover reuses most of Jaeger's compiled packages from the Go build cache.
-        gobuild.jaeger()
-        return gobuild.jaeger_es_rollover()
-
     steps: list[tuple[str, Callable[[], Path]]] = [
         ("collector", gobuild.collector),
-        ("jaeger", jaeger_programs),
+        ("jaeger", gobuild.jaeger_es_rollover),  # Jaeger, then its es-rollover (which reuses Jaeger's packages)
         ("victoriametrics", gobuild.victoriametrics),
         ("elasticsearch", ilm.install),  # the node's jars, then X-Pack core's policy checker beside them
         ("docker-compose", packaged.compose),
