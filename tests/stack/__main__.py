@@ -36,8 +36,9 @@ def main() -> int:
         where = install()
         return f"{name:<15} done after {time.monotonic() - started:6.1f} s  {where}"
 
-    # Side by side: one build downloads modules while another compiles. A fresh 2-core machine, nothing else
-    # running: 10.7 min in all, Jaeger last (950 CPU-s: Jaeger 500, the collector 350, VictoriaMetrics 70, Maven 20).
+    # Side by side: one build downloads modules while another compiles. A fresh 2-core machine: Jaeger ~350 CPU-s,
+    # the collector ~260 (both unoptimised, gobuild.py), VictoriaMetrics 70, Maven 20; 11 min beside .ci/run's
+    # tests, Jaeger last (10.7 min alone, 950 CPU-s, when Jaeger and the collector were optimised).
     with ThreadPoolExecutor(max_workers=len(steps)) as pool:
         for line in pool.map(timed, steps):
             print(line, flush=True)

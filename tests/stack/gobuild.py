@@ -62,7 +62,7 @@ def collector() -> Path:
         (folder / "builder-config.yaml").write_text(yaml.safe_dump(manifest))
         with building(
             f"the OpenTelemetry Collector {version} (Collector Builder, Go)",
-            "4 min alone on 2 cores, 9-12 beside the other builds",
+            "3 min alone on 2 cores, 9-12 beside the other builds and tests",
             folder,
         ):
             _go(
@@ -110,7 +110,7 @@ def _jaeger_program(name: str, package: str) -> Path:
         if binary.exists():
             return binary
         about = (
-            "5 min alone on 2 cores, 11-14 beside the other builds"
+            "3 min alone on 2 cores, 10-12 beside the other builds and tests"
             if name == "jaeger"
             else "2 min on 2 cores, seconds after Jaeger's own build"
         )
