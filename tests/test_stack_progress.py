@@ -31,10 +31,13 @@ def test_builds(tmp_path):
 """
 
 
-def _pytest(test_file: Path, cache_dir: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _pytest(
+    test_file: Path, cache_dir: Path, timeout: float = 60, options: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LC_TRACE_STACK_CACHE": str(cache_dir), "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "tests.stack.fixtures", "-p", "no:cacheprovider", *options]
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "tests.stack.fixtures", "-p", "no:cacheprovider", str(test_file)],
+        [*command, str(test_file)],
         cwd=test_file.parent,
         env=env,
         capture_output=True,
@@ -57,6 +60,18 @@ def test_a_build_is_announced_with_its_estimate_progress_and_time(tmp_path):
     assert any(line.startswith("[lc_trace stack] ... still building a demo program (") for line in lines[1:-1])
     assert lines[-1] == "[lc_trace stack] built a demo program in 1 s"
     assert "captured, not shown" not in done.stdout  # capture is on: only the progress lines pass through
+
+
+def test_a_build_in_an_xdist_worker_reaches_the_terminal(tmp_path):
+    """The suite runs in xdist workers (pyproject's addopts): a worker's progress lines reach the terminal too."""
+    test_file = tmp_path / "test_demo.py"
+    test_file.write_text(textwrap.dedent(TEST))
+    done = _pytest(test_file, tmp_path / "cache", options=("-n", "2", "--dist", "loadgroup"))
+    assert 0 == done.returncode, done.stdout + done.stderr
+    lines = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("[lc_trace stack]")]
+    assert lines and lines[0].startswith("[lc_trace stack] building a demo program into "), done.stdout + done.stderr
+    assert lines[-1] == "[lc_trace stack] built a demo program in 1 s"
+    assert "captured, not shown" not in done.stdout + done.stderr
 
 
 def test_waiting_for_another_build_is_announced(tmp_path):

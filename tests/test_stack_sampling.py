@@ -31,9 +31,10 @@ from tests.stack import packaged, servers
 from tests.stack.elasticsearch import ElasticsearchNode
 
 DECISION_WAIT_S = 3
+SLOW_S = 0.3  # a slow order's extra step; the latency threshold is below it, an ordinary order (ms) far below that
 SAMPLING = {
     "LC_TRACE_SAMPLING_PERCENT": "25",
-    "LC_TRACE_SAMPLING_SLOW_MS": "500",
+    "LC_TRACE_SAMPLING_SLOW_MS": "250",
     "LC_TRACE_SAMPLING_DECISION_WAIT": f"{DECISION_WAIT_S}s",
 }
 
@@ -98,12 +99,12 @@ def _settled(
         elif must_keep <= complete and time.monotonic() - stable_since > 2 * DECISION_WAIT_S:
             return now
         assert time.monotonic() < deadline, f"not settled: {len(must_keep - complete)} required traces incomplete"
-        time.sleep(1)
+        time.sleep(0.5)
 
 
 def _run_orders(processor: SpanProcessor, log_path: Path, service: str) -> tuple[dict[str, set[str]], dict[str, str]]:
     """
-    200 orders traced by lc_trace: 20 fail, 10 are slow (0.6 s), 170 are ordinary. Returns the span ids
+    200 orders traced by lc_trace: 20 fail, 10 are slow (:data:`SLOW_S`), 170 are ordinary. Returns the span ids
     of each trace as the app recorded them, and each trace's kind.
     """
     provider = TracerProvider(resource=Resource.create({"service.name": service}))
@@ -114,7 +115,7 @@ def _run_orders(processor: SpanProcessor, log_path: Path, service: str) -> tuple
     chain = flower_chain(FakeChatModel(responses=["Roses."]))
 
     def slow_down(text: str) -> str:
-        time.sleep(0.6)
+        time.sleep(SLOW_S)
         return text
 
     def refuse(text: str) -> str:

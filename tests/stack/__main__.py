@@ -21,14 +21,9 @@ def main() -> int:
     parser.add_argument("command", choices=["install"])
     parser.parse_args()
 
-    def jaeger_programs() -> Path:
-        # In turn, not side by side: es-rollover reuses most of Jaeger's compiled packages from the Go build cache.
-        gobuild.jaeger()
-        return gobuild.jaeger_es_rollover()
-
     steps: list[tuple[str, Callable[[], Path]]] = [
         ("collector", gobuild.collector),
-        ("jaeger", jaeger_programs),
+        ("jaeger", gobuild.jaeger_es_rollover),  # Jaeger, then its es-rollover (which reuses Jaeger's packages)
         ("victoriametrics", gobuild.victoriametrics),
         ("elasticsearch", ilm.install),  # the node's jars, then X-Pack core's policy checker beside them
         ("docker-compose", packaged.compose),
@@ -41,8 +36,9 @@ def main() -> int:
         where = install()
         return f"{name:<15} done after {time.monotonic() - started:6.1f} s  {where}"
 
-    # Side by side: one build downloads modules while another compiles. A fresh 2-core machine, nothing else
-    # running: 10.7 min in all, Jaeger last (950 CPU-s: Jaeger 500, the collector 350, VictoriaMetrics 70, Maven 20).
+    # Side by side: one build downloads modules while another compiles. A fresh 2-core machine: Jaeger ~350 CPU-s,
+    # the collector ~260 (both unoptimised, gobuild.py), VictoriaMetrics 70, Maven 20; 11 min beside .ci/run's
+    # tests, Jaeger last (10.7 min alone, 950 CPU-s, when Jaeger and the collector were optimised).
     with ThreadPoolExecutor(max_workers=len(steps)) as pool:
         for line in pool.map(timed, steps):
             print(line, flush=True)

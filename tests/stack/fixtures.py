@@ -18,10 +18,13 @@ def pytest_configure(config: pytest.Config) -> None:
     def show(text: str) -> None:
         reporter = config.pluginmanager.get_plugin("terminalreporter")
         capture = config.pluginmanager.get_plugin("capturemanager")
-        if reporter is None or capture is None:
+        if capture is None:
             print(text, file=sys.stderr, flush=True)
             return
         with capture.global_and_fixture_disabled():
+            if reporter is None or hasattr(config, "workerinput"):  # an xdist worker: its stderr is the terminal's
+                print(text, file=sys.stderr, flush=True)
+                return
             reporter.ensure_newline()
             reporter.write_line(text)
             reporter.flush()
@@ -65,7 +68,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     Tests ordered by what they need from the stack, keeping their order otherwise: while ``.ci/run``'s background
     ``python -m tests.stack install`` builds the programs, the tests that need none run first, then those that
     need only the node (mostly waiting on it, so their time hides under the builds), then the Go programs'.
-    A stack test that comes before its program is ready waits on the program's lock, and says so.
+    A stack test that comes before its program is ready waits on the program's lock, and says so. Under xdist
+    (pyproject's addopts) the workers take the tests in this order too, so the Go programs' tests come last.
     """
     items.sort(key=stack_tier)
 
