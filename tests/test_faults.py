@@ -20,7 +20,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -42,6 +42,23 @@ def run_worker(*args: object, timeout: float = 300) -> subprocess.CompletedProce
     )
 
 
+_WORKERS: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap_workers() -> Iterator[None]:
+    """
+    A test that fails before it stops its workers leaves no process running and no pipe open: a leaked one would
+    be reported, at garbage collection, as an unraisable warning in whichever later test of this process runs then.
+    """
+    yield
+    while _WORKERS:
+        proc = _WORKERS.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+
+
 def start_worker(*args: object) -> subprocess.Popen[str]:
     proc = subprocess.Popen(
         [sys.executable, str(WORKER), *map(str, args)],
@@ -50,8 +67,17 @@ def start_worker(*args: object) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    _WORKERS.append(proc)
     assert "ready\n" == proc.stdout.readline(), proc.stderr.read()  # type: ignore[union-attr]
     return proc
+
+
+def _wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    """Poll *condition*: a loaded machine (the suite's other workers, a build beside it) can be slow, never wrong."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not there after {timeout_s:.0f} s"
+        time.sleep(0.02)
 
 
 def stop_worker(proc: subprocess.Popen[str]) -> int:
@@ -238,6 +264,7 @@ def _run_under_logrotate(tmp_path: Path, directive: str, times: int) -> tuple[Le
     conf.write_text(f"{log} {{\n    {directive}\n    rotate 50\n    missingok\n    nocompress\n}}\n")
     for _ in range(times):
         time.sleep(0.4)
+        _wait_until(lambda: log.exists() and log.stat().st_size > 0, "new lines at the path before rotating")
         done = subprocess.run(
             [logrotate, "-f", "-s", str(tmp_path / "state"), str(conf)], capture_output=True, text=True
         )
@@ -274,12 +301,12 @@ def test_a_deleted_file_is_recreated(tmp_path):
     """The log file (and then its folder) deleted under a running app: the next lines make them again."""
     log = tmp_path / "logs" / "lc_trace.jsonl"
     worker = start_worker("loop", log, tmp_path, "--flush-ms", 20, "--pace-ms", 1)
-    time.sleep(0.3)
+    _wait_until(log.exists, "the log file")
     log.unlink()
-    time.sleep(0.5)
-    assert log.exists()
+    _wait_until(log.exists, "the log file made again after it was deleted")
     shutil.rmtree(log.parent)
-    time.sleep(0.5)
+    _wait_until(log.exists, "the log file and its folder made again after the folder was deleted")
+    time.sleep(0.2)  # some lines into the new file
     calls = stop_worker(worker)
     ledger = read_ledger(log)
     assert [] == ledger.torn and 0 == ledger.duplicated
