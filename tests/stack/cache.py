@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import random
 import socket
@@ -129,7 +130,9 @@ def free_port() -> int:
             return port
 
 
+@functools.cache
 def _ephemeral_low() -> int:
+    """Where the kernel's own port range starts (read once: it is machine configuration)."""
     try:
         return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
