@@ -256,6 +256,15 @@ def _round_spread(ov: Overheads, num: str, dens: Sequence[str], case: str, above
     return f" ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else ""
 
 
+GOALS_STANDING = [
+    "The goals that stand (decided 2026-12-06): content capture stays on by default and every run keeps its "
+    "start and end lines; what lc_trace adds above LangChain's own dispatch is at most a third of what the "
+    "fastest content-capturing peer adds, in every case, and no change may move a case away from it. The "
+    'goal "cheaper than one empty SDK span per run" is withdrawn: that floor captures no content and '
+    "writes no line; the span floor stays in the tables for scale.",
+]
+
+
 def goals(
     ov: Overheads,
     writer: dict[str, Any] | None,
@@ -266,16 +275,7 @@ def goals(
     """
     The issue's goals, each checked case by case against the measured numbers.
     """
-    found = [
-        _per_case_goal(
-            ov,
-            "lc_trace (content on, file log) costs ≤ 1.0× the span floor per event: cheaper than one bare SDK "
-            "span per run",
-            LC_TRACE,
-            "span-floor",
-            1.0,
-            ov.cases,
-        ),
+    found = [  # "≤ 1.0x the span floor" was withdrawn on 2026-12-06: that floor captures no content, writes no line
         _per_case_goal(
             ov,
             "what lc_trace adds above LangChain's own dispatch (the inline no-op) ≤ ⅓ of what the fastest "
@@ -493,7 +493,7 @@ def render(run: dict[str, Any]) -> str:
     ov = overheads(run["workers"], list(labels))
     writer, memory, content = run.get("writer"), run.get("memory"), run.get("content")
     collector = run.get("collector")
-    out = [*run["preamble"], "", "## Goals", "", "| goal | | measured |", "|---|:-:|---|"]
+    out = [*run["preamble"], "", "## Goals", "", *GOALS_STANDING, "", "| goal | | measured |", "|---|:-:|---|"]
     for goal in goals(ov, writer, memory, content, collector):
         out.append(f"| {goal.text} | {_mark(goal.ok)} | {goal.detail} |")
     out += ["", "## Overhead per event", "", *overhead_tables(ov, labels, run["scenarios"]), ""]

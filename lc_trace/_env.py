@@ -13,6 +13,7 @@ import os
 
 __all__ = [
     "LC_TRACE_CAPTURE_CONTENT",
+    "LC_TRACE_FINISHED_SPANS",
     "LC_TRACE_FLUSH_INTERVAL_MS",
     "LC_TRACE_LOG_BACKUPS",
     "LC_TRACE_LOG_MAX_BYTES",
@@ -89,6 +90,15 @@ LC_TRACE_FLUSH_INTERVAL_MS = "LC_TRACE_FLUSH_INTERVAL_MS"
 .. envvar:: LC_TRACE_FLUSH_INTERVAL_MS
 
 Longest time a line waits in the queue before it is written. Default: 500.
+"""
+
+LC_TRACE_FINISHED_SPANS = "LC_TRACE_FINISHED_SPANS"
+"""
+.. envvar:: LC_TRACE_FINISHED_SPANS
+
+``false``: every run gets the SDK's own span from its start (the API path), for an APM agent or
+vendor SDK that patches the tracer in a way lc_trace cannot see. Default: ``true`` (lc_trace
+builds a run's span at its end where it can stand in for the SDK's span).
 """
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

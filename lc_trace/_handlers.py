@@ -141,6 +141,7 @@ class _TraceCore:
         flush_interval_ms: int | None = None,
         on_queue_full: Literal["drop", "wait"] = "drop",
         log_processors: Iterable[Processor] = (),
+        finished_spans: bool | None = None,
     ) -> None:
         """
         Args:
@@ -166,6 +167,11 @@ class _TraceCore:
             on_queue_full: ``"drop"`` (count and drop, never block) or ``"wait"`` (block the
                 caller up to a second for room, then drop and count).
             log_processors: extra structlog processors run on every line before rendering.
+            finished_spans: ``False`` gives every run the SDK's own span from its start, for a
+                tracer patched in a way lc_trace cannot see (an APM agent, a vendor SDK);
+                default on, unless ``LC_TRACE_FINISHED_SPANS=false``: a run's span is built at its
+                end where that stands in exactly for the SDK's, and becomes the SDK's own span
+                wherever other code asks for it.
 
         Raises:
             LogPathError: the log file cannot be created or written.
@@ -179,7 +185,9 @@ class _TraceCore:
             else _env.env_int(_env.LC_TRACE_MAX_CONTENT_LENGTH, 8192, minimum=16)
         )
         self._serializer = Serializer(length)
-        self._spans = span_sink(tracer_provider)
+        if finished_spans is None:
+            finished_spans = _env.env_bool(_env.LC_TRACE_FINISHED_SPANS, True)
+        self._spans = span_sink(tracer_provider, finished_spans=finished_spans)
         self._metrics = MetricSink(meter_provider)
         self.service_name = service_name or _service_name(tracer_provider)
         if log_path is _UNSET:

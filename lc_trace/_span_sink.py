@@ -4,9 +4,10 @@ chosen once per tracer provider by :func:`span_sink` (the Recorder does not know
 
 * :class:`ApiSpanSink` (here): a live span per run through the OpenTelemetry API, started at
   the run's start and ended at its end. Works with any provider.
-* ``FinishedSpanSink`` (``_finished_spans``): where it is exactly equivalent (an SDK provider
-  whose processors do nothing at a span's start), the run's span context is made at its start
-  and one finished ``ReadableSpan`` is handed to the processors at its end.
+* ``FinishedSpanSink`` (``_finished_spans``): where it can stand in for the SDK's span (the
+  SDK's own provider, tracer, sampler and processors, unpatched), the run's span context is made
+  at its start and one finished ``ReadableSpan`` is handed to the processors at its end; where
+  anything asks for the span object, it becomes the SDK's own span.
 
 Parents are passed explicitly (``context=`` built from the parent run's span); nothing is ever
 attached to the ambient context, so nothing can leak from one call into the next (design
@@ -91,16 +92,17 @@ def lc_trace_tracer(tracer_provider: TracerProvider | None) -> trace.Tracer:
     return trace.get_tracer("lc_trace", _VERSION, tracer_provider=tracer_provider, schema_url=A.SCHEMA_URL)
 
 
-def span_sink(tracer_provider: TracerProvider | None = None) -> SpanSink:
+def span_sink(tracer_provider: TracerProvider | None = None, *, finished_spans: bool = True) -> SpanSink:
     """
-    The finished-span path where it is exactly equivalent to the API path, else the API path.
+    The finished-span path where it can stand in for the SDK's span, else the API path;
+    ``finished_spans=False`` always the API path (a tracer patched in a way no check sees).
     """
-    from lc_trace._finished_spans import FinishedSpanSink
+    from lc_trace._finished_spans import FinishedSpanSink, selectable
 
     if tracer_provider is None and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        return _UntilGlobalIsSet()
+        return _UntilGlobalIsSet(finished_spans=finished_spans)
     tracer = lc_trace_tracer(tracer_provider)
-    if FinishedSpanSink.supports(tracer):
+    if finished_spans and selectable(tracer, tracer_provider):
         return FinishedSpanSink(tracer, tracer_provider)
     return ApiSpanSink(tracer_provider, tracer)
 
@@ -205,12 +207,16 @@ class _UntilGlobalIsSet(ApiSpanSink):
 
     __slots__ = ("__dict__",)
 
+    def __init__(self, *, finished_spans: bool) -> None:
+        super().__init__(None)
+        self._finished_spans = finished_spans
+
     def start(self, record: Start, parent: Span | None, start_ns: int) -> Span:
         """
         Start on the API path, or switch to the real sink once the global provider exists.
         """
         if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-            sink = span_sink(None)
+            sink = span_sink(None, finished_spans=self._finished_spans)
             for name in ("start", "end", "event", "rename", "as_span"):
                 setattr(self, name, getattr(sink, name))
             return sink.start(record, parent, start_ns)  # type: ignore[no-any-return]

@@ -1,26 +1,34 @@
 """
-Both span paths at once: every handler a test builds on an SDK provider sends each run through
-the finished-span path (what the test asserts on) and, in step, through the API path on a twin
-provider with the same sampler, resource and limits, whose id generator replays the ids the
-first one drew. After the test the two exports must be the same, OTLP protobuf field by field
-and attribute values type by type (tests/conftest.py, ``_both_span_paths_agree``).
+Both span paths at once: every handler a test builds on an SDK provider (given, or the global
+one) sends each run through the chosen sink (what the test asserts on) and, in step, through the
+API path on a twin provider with the same sampler, resource and limits, whose id generator
+replays the ids the first one drew, and with replicas of the test's own processors. What user
+code does to a run's span (the current span under ``instrument()``, a parent a processor reads)
+is done to the twin's span too, and an event racing a run's end from another thread reaches both
+paths in the same order. After the test the two exports must be the same, OTLP protobuf field by
+field and attribute values type by type, and no span may have changed after it was handed to the
+processors (tests/conftest.py, ``_both_span_paths_agree``).
 """
 
 from __future__ import annotations
 
+import copy
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
+from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.common._internal.trace_encoder import _encode_span
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Span, SpanContext
 
-from lc_trace._finished_spans import FinishedSpanSink, _Pending
+from lc_trace._finished_spans import FinishedSpanSink, _Pending, _quiet
 from lc_trace._mapping import Start
 from lc_trace._span_sink import ApiSpanSink, SpanSink, lc_trace_tracer
 
@@ -81,9 +89,9 @@ class _Matcher:
     def __init__(self) -> None:
         self.waiting: tuple[dict[tuple[int, int], ReadableSpan], dict[tuple[int, int], ReadableSpan]] = ({}, {})
         self.problems: list[str] = []
-        self.finished: set[tuple[int, int]] = (
-            set()
-        )  # spans the finished path made (others were API spans on both sides)
+        self.compared_keys: set[tuple[int, int]] = set()  # spans to compare (every span when all compare)
+        self.compare_all = True  # False once a test processor could not be replicated on the twin
+        self.handed: list[tuple[ReadableSpan, Any]] = []  # what on_end saw, to check it never changes
         self.compared = 0
         self.stopped = False
         self._lock = threading.Lock()
@@ -105,25 +113,79 @@ class _Matcher:
 
     def arrived(self, index: int, span: ReadableSpan) -> None:
         key = _key(span)
+        if index == 0:
+            self.handed.append((span, _encode_span(span)))
         with self._lock:
             other = self.waiting[1 - index].pop(key, None)
             if other is None:
                 self.waiting[index][key] = span
                 return
         main, twin = (span, other) if index == 0 else (other, span)
-        if key not in self.finished:
+        if not self.compare_all and key not in self.compared_keys:
             return
         self.problems.extend(compare([main], [twin]))
         self.compared += 1
 
     def differences(self) -> list[str]:
         """How the two exports differ (nothing, when the paths are equivalent)."""
+        changed = [
+            f"{s.name}: changed after it was handed to the processors"
+            for s, seen in self.handed
+            if _encode_span(s) != seen
+        ]
         if self.stopped:  # the test shut its provider down: the twin's export is not comparable
-            return []
-        main, twin = ({k: s for k, s in side.items() if k in self.finished} for side in self.waiting)
-        unpaired = [f"{s.name}: exported by the finished path only" for s in main.values()]
+            return changed
+        main, twin = (
+            {k: s for k, s in side.items() if self.compare_all or k in self.compared_keys} for side in self.waiting
+        )
+        unpaired = [f"{s.name}: exported by the chosen path only" for s in main.values()]
         unpaired += [f"{s.name}: exported by the API path only" for s in twin.values()]
-        return self.problems + unpaired
+        return changed + self.problems + unpaired
+
+
+class _Replicas(SpanProcessor):
+    """
+    The twin provider's copies of the test's own processors that act on spans (anything but the
+    SDK's quiet ones, whose exports the matcher stands for), made as the test adds them.
+    """
+
+    def __init__(self, main: TracerProvider, matcher: _Matcher, skip: SpanProcessor) -> None:
+        self._main, self._matcher, self._skip = main, matcher, skip
+        self._seen: set[int] = set()
+        self._replicas: list[SpanProcessor] = []
+
+    def _sync(self) -> list[SpanProcessor]:
+        for processor in self._main._active_span_processor._span_processors:
+            if id(processor) in self._seen:
+                continue
+            self._seen.add(id(processor))
+            if processor is self._skip or (_quiet(processor) and type(processor) in _SDK_PROCESSORS):
+                continue
+            try:
+                self._replicas.append(copy.deepcopy(processor))
+            except Exception:  # a processor holding a lock or a socket: compare the chosen path's own spans only
+                self._matcher.compare_all = False
+        return self._replicas
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        for replica in self._sync():
+            replica.on_start(span, parent_context=parent_context)
+
+    def _on_ending(self, span: Any) -> None:
+        for replica in self._sync():
+            ending = getattr(replica, "_on_ending", None)
+            if ending is not None:
+                ending(span)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        for replica in self._sync():
+            replica.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True  # (SDKs before 1.3x return None from the base class's, which the provider reads as a timeout)
+
+
+_SDK_PROCESSORS = (SpanProcessor, SimpleSpanProcessor, BatchSpanProcessor)
 
 
 class _Twins:
@@ -131,7 +193,8 @@ class _Twins:
 
     def __init__(self, provider: TracerProvider, tracer: Any) -> None:
         self.matcher = _Matcher()
-        provider.add_span_processor(SimpleSpanProcessor(self.matcher.side(0)))
+        side = SimpleSpanProcessor(self.matcher.side(0))
+        provider.add_span_processor(side)
         tape: deque[tuple[str, int]] = deque()
         self.recording = _Recording(tracer.id_generator, tape)
         tracer.id_generator = self.recording
@@ -142,22 +205,60 @@ class _Twins:
             id_generator=_Replaying(self.recording, tape),
             shutdown_on_exit=False,
         )
+        self.twin_provider.add_span_processor(_Replicas(provider, self.matcher, side))
         self.twin_provider.add_span_processor(SimpleSpanProcessor(self.matcher.side(1)))
-        self.lock = threading.Lock()
+        self.lock = threading.RLock()  # a pair of calls (chosen path, twin) is atomic against other threads
 
     def differences(self) -> list[str]:
         return self.matcher.differences()
 
 
+_INSIDE = threading.local()  # set while TwinSink drives both paths: lc_trace's own calls are not user calls
+
+
+def _mirrored(live: Any, twin: Any, lock: threading.RLock) -> None:
+    """
+    Make what user code does to the chosen path's span happen to the twin's too (the same
+    timestamps), in one step against other threads. Instance attributes on the SDK's own span:
+    its type and every answer it gives stay the SDK's.
+    """
+    if not isinstance(live, SdkSpan) or "_twin" in vars(live):
+        return
+    live._twin = twin
+
+    def wrap(name: str) -> None:
+        own = getattr(live, name)
+        other = getattr(twin, name)
+
+        def both(*args: Any, **kwargs: Any) -> Any:
+            if getattr(_INSIDE, "on", False):
+                return own(*args, **kwargs)
+            if name == "add_event" and kwargs.get("timestamp") is None and len(args) < 3:
+                kwargs["timestamp"] = time.time_ns()
+            if name == "end" and kwargs.get("end_time") is None and not args:
+                kwargs["end_time"] = time.time_ns()
+            with lock:
+                result = own(*args, **kwargs)
+                other(*args, **kwargs)
+            return result
+
+        setattr(live, name, both)
+
+    # record_exception is the SDK's add_event underneath: mirrored there, with its stack trace text
+    for name in ("set_attribute", "set_attributes", "add_event", "add_link", "update_name", "set_status", "end"):
+        wrap(name)
+
+
 class TwinSink:
     """A span sink that drives the chosen sink and the API path side by side."""
 
-    def __init__(self, main: FinishedSpanSink, twins: _Twins) -> None:
+    def __init__(self, main: Any, twins: _Twins) -> None:
         self.main = main
-        main._ids = twins.recording
+        if isinstance(main, FinishedSpanSink):
+            main._ids = twins.recording
         self.twin = ApiSpanSink(twins.twin_provider, lc_trace_tracer(twins.twin_provider))
         self._lock = twins.lock
-        self._finished = twins.matcher.finished
+        self._matcher = twins.matcher
 
     @property
     def provider(self) -> Any:
@@ -167,27 +268,52 @@ class TwinSink:
         if parent is not None and not isinstance(parent, _Pair):  # a remote parent (a traceparent): both take it
             parent = _Pair(parent, parent)
         with self._lock:  # the twin replays the ids the main path just drew
-            main = self.main.start(record, parent.main if parent else None, start_ns)
+            _INSIDE.on = True
+            try:
+                main = self.main.start(record, parent.main if parent else None, start_ns)
+                if parent is not None:
+                    self._mirror(parent)  # the chosen path may have promoted it for a processor to read
+            finally:
+                _INSIDE.on = False
             twin = self.twin.start(record, self.twin.as_span(parent.twin) if parent else None, start_ns)
         if type(main) is _Pending:
             context = main.get_span_context()
-            self._finished.add((context.trace_id, context.span_id))
+            self._matcher.compared_keys.add((context.trace_id, context.span_id))
         return _Pair(main, twin)
 
+    def _both(self, call: str, span: _Pair, *args: Any) -> None:
+        with self._lock:
+            _INSIDE.on = True
+            try:
+                getattr(self.main, call)(span.main, *args)
+            finally:
+                _INSIDE.on = False
+            getattr(self.twin, call)(span.twin, *args)
+
     def end(self, span: _Pair, attributes: Mapping[str, Any], reason: str | None, end_ns: int) -> None:
-        self.main.end(span.main, attributes, reason, end_ns)
-        self.twin.end(span.twin, attributes, reason, end_ns)
+        self._both("end", span, attributes, reason, end_ns)
 
     def event(self, span: _Pair, name: str, attributes: Mapping[str, Any], timestamp_ns: int) -> None:
-        self.main.event(span.main, name, attributes, timestamp_ns)
-        self.twin.event(span.twin, name, attributes, timestamp_ns)
+        self._both("event", span, name, attributes, timestamp_ns)
 
     def rename(self, span: _Pair, name: str, attributes: Mapping[str, Any]) -> None:
-        self.main.rename(span.main, name, attributes)
-        self.twin.rename(span.twin, name, attributes)
+        self._both("rename", span, name, attributes)
 
     def as_span(self, span: _Pair) -> Span:
-        return self.main.as_span(span.main)
+        with self._lock:
+            _INSIDE.on = True
+            try:
+                live = self.main.as_span(span.main)
+            finally:
+                _INSIDE.on = False
+            _mirrored(live, span.twin, self._lock)
+        return live
+
+    def _mirror(self, pair: _Pair) -> None:
+        main = pair.main
+        live = main.live if type(main) is _Pending else main
+        if live is not None:
+            _mirrored(live, pair.twin, self._lock)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         return self.main.force_flush(timeout_millis) and self.twin.force_flush(timeout_millis)
@@ -231,14 +357,17 @@ def compare(main: list[ReadableSpan], twin: list[ReadableSpan]) -> list[str]:
 
 
 def twin_chooser(chooser: Callable[..., SpanSink], made: dict[int, _Twins]) -> Callable[..., SpanSink]:
-    """``span_sink`` that twins every finished-span sink on an explicit SDK provider."""
+    """``span_sink`` that twins every sink on an SDK provider, given or global."""
 
-    def choose(tracer_provider: Any = None) -> SpanSink:
-        sink = chooser(tracer_provider)
-        if isinstance(sink, FinishedSpanSink) and isinstance(tracer_provider, TracerProvider):
-            twins = made.get(id(tracer_provider))
+    def choose(tracer_provider: Any = None, **options: Any) -> SpanSink:
+        sink = chooser(tracer_provider, **options)
+        provider = tracer_provider if tracer_provider is not None else trace.get_tracer_provider()
+        if type(provider) is TracerProvider and hasattr(sink, "_tracer") and hasattr(sink._tracer, "id_generator"):
+            twins = made.get(id(provider))
             if twins is None:
-                twins = made[id(tracer_provider)] = _Twins(tracer_provider, sink._tracer)
+                twins = made[id(provider)] = _Twins(provider, sink._tracer)
+            else:  # another tracer of the same provider draws from the same tape
+                sink._tracer.id_generator = twins.recording
             return TwinSink(sink, twins)
         return sink
 
