@@ -31,7 +31,8 @@ import pytest
 import vcr
 from langchain_anthropic import ChatAnthropic
 from langchain_core.exceptions import ModelAuthenticationError
-from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.language_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import BaseTool, tool
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
@@ -477,7 +478,8 @@ def test_openai_stream_usage(driver: Driver) -> None:
     assert 0 == attrs[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS]
     assert "gpt-4o-mini-2024-07-18" == attrs[A.GEN_AI_RESPONSE_MODEL]
     assert ("stop",) == attrs[A.GEN_AI_RESPONSE_FINISH_REASONS]
-    # The provider id never reaches a handler when streaming; LangChain's own id must not stand in.
+    # langchain-openai drops the chunks' id on a Chat Completions stream, so no handler can see it
+    # (README's attribute table says so); LangChain's own `lc_run--` id must not stand in.
     assert A.GEN_AI_RESPONSE_ID not in attrs
     lines = driver.lines()
     assert [] == [text for text in all_texts(spans, lines) if "lc_run--" in text]
@@ -583,6 +585,29 @@ def test_openai_tool_calling_loop(
         ]
     assert_ok_and_closed(driver, spans)
     assert_log_matches_spans(driver.lines(), spans)
+
+
+def test_openai_responses_stream_carries_the_response_id(driver: Driver) -> None:
+    """A streamed ChatOpenAI call on the Responses API gets the `resp_…` id OpenAI sent in its first event, on the span and on the end line, as a non-streamed call does."""
+    model = openai_chat(model="gpt-4.1-nano", use_responses_api=True)
+    question = "Tell me a three sentence bedtime story about a unicorn."
+    with replay("openai/responses_stream"):
+        texts = ["".join(chunk.text for chunk in driver.stream(model, question)) for _ in range(2)]
+
+    assert [True, True] == [text.startswith("Once upon a time") for text in texts]
+    spans = named(driver.spans(), "chat gpt-4.1-nano")
+    ids = ["resp_0fef0f8a68937870006911e9ecf124819491634b434678464a", "resp_0a5e72c4d8eb43c50069cbcbf7fa78819b82d7e42163ef3bd0"]
+    assert ids == [s.attributes[A.GEN_AI_RESPONSE_ID] for s in spans]
+    assert [True, True] == [s.attributes[A.GEN_AI_REQUEST_STREAM] for s in spans]
+    assert [82, 83] == [s.attributes[A.LC_STREAM_CHUNKS] for s in spans]
+    assert [(18, 79), (18, 80)] == [
+        (s.attributes[A.GEN_AI_USAGE_INPUT_TOKENS], s.attributes[A.GEN_AI_USAGE_OUTPUT_TOKENS]) for s in spans
+    ]
+    assert ["gpt-4.1-nano-2025-04-14"] * 2 == [s.attributes[A.GEN_AI_RESPONSE_MODEL] for s in spans]
+    lines = driver.lines()
+    assert ids == [line[A.GEN_AI_RESPONSE_ID] for line in lines if line[A.EVENT_ACTION] == "llm_end"]
+    assert_ok_and_closed(driver, spans)
+    assert_log_matches_spans(lines, spans)
 
 
 def test_openai_error_401(driver: Driver) -> None:
@@ -776,6 +801,24 @@ def test_streamed_output_message_role_is_assistant(
 
     span = driver.spans()[0]
     assert ["assistant"] == [m["role"] for m in json.loads(span.attributes[A.GEN_AI_OUTPUT_MESSAGES])]
+
+
+def test_a_provider_id_on_the_streamed_message_alone_is_the_response_id(driver: Driver) -> None:
+    """An integration that puts the provider's id on its chunks' message id (not in response_metadata) still gives gen_ai.response.id; LangChain's own `lc_run--` id never does."""
+    answer = AIMessage("Roses are red.", id="chatcmpl-streamed42")
+    with_id = GenericFakeChatModel(messages=iter([answer]))
+    without_id = GenericFakeChatModel(messages=iter([AIMessage("Violets are blue.")]))
+    streamed = driver.stream(with_id, "A rhyme?")
+    driver.stream(without_id, "Another?")
+
+    assert {"chatcmpl-streamed42"} == {chunk.id for chunk in streamed}
+    first, second = driver.spans()
+    assert (True, True) == (first.attributes[A.GEN_AI_REQUEST_STREAM], second.attributes[A.GEN_AI_REQUEST_STREAM])
+    assert "chatcmpl-streamed42" == first.attributes[A.GEN_AI_RESPONSE_ID]
+    assert A.GEN_AI_RESPONSE_ID not in second.attributes
+    lines = driver.lines()
+    assert ["chatcmpl-streamed42", None] == [line.get(A.GEN_AI_RESPONSE_ID) for line in lines if line[A.EVENT_ACTION] == "llm_end"]
+    assert_log_matches_spans(lines, [first, second])
 
 
 # --- the offline guarantees themselves ---------------------------------------------------
