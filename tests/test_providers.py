@@ -596,7 +596,10 @@ def test_openai_responses_stream_carries_the_response_id(driver: Driver) -> None
 
     assert [True, True] == [text.startswith("Once upon a time") for text in texts]
     spans = named(driver.spans(), "chat gpt-4.1-nano")
-    ids = ["resp_0fef0f8a68937870006911e9ecf124819491634b434678464a", "resp_0a5e72c4d8eb43c50069cbcbf7fa78819b82d7e42163ef3bd0"]
+    ids = [
+        "resp_0fef0f8a68937870006911e9ecf124819491634b434678464a",
+        "resp_0a5e72c4d8eb43c50069cbcbf7fa78819b82d7e42163ef3bd0",
+    ]
     assert ids == [s.attributes[A.GEN_AI_RESPONSE_ID] for s in spans]
     assert [True, True] == [s.attributes[A.GEN_AI_REQUEST_STREAM] for s in spans]
     assert [82, 83] == [s.attributes[A.LC_STREAM_CHUNKS] for s in spans]
@@ -817,7 +820,9 @@ def test_a_provider_id_on_the_streamed_message_alone_is_the_response_id(driver: 
     assert "chatcmpl-streamed42" == first.attributes[A.GEN_AI_RESPONSE_ID]
     assert A.GEN_AI_RESPONSE_ID not in second.attributes
     lines = driver.lines()
-    assert ["chatcmpl-streamed42", None] == [line.get(A.GEN_AI_RESPONSE_ID) for line in lines if line[A.EVENT_ACTION] == "llm_end"]
+    assert ["chatcmpl-streamed42", None] == [
+        line.get(A.GEN_AI_RESPONSE_ID) for line in lines if line[A.EVENT_ACTION] == "llm_end"
+    ]
     assert_log_matches_spans(lines, [first, second])
 
 
