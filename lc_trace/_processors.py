@@ -98,7 +98,7 @@ class EcsShaper:
         instance = self._instance_id or process_instance_id()
         self._base = {**self._constants, A.SERVICE_INSTANCE_ID: instance, A.PROCESS_PID: os.getpid()}
 
-    def _forked(self) -> None:
+    def _in_forked_child(self) -> None:
         """
         In a forked child: its own pid and instance id. The provider's id was the parent's; the
         SDK gives the provider's resource the child's own too.
@@ -144,7 +144,7 @@ def _after_fork_in_child() -> None:
     global _forked
     _forked = True
     for shaper in list(_shapers):
-        shaper._forked()
+        shaper._in_forked_child()
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
