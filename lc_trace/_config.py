@@ -39,13 +39,14 @@ from opentelemetry.sdk.metrics.export import (
     MetricReader,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
 from lc_trace._env import env_int
 from lc_trace._exporters import CountingBatchSpanProcessor, GuardedMetricExporter, GuardedSpanExporter, Outage
 from lc_trace._handlers import AsyncTraceHandler
+from lc_trace._processors import process_instance_id
 
 __all__ = ["configure"]
 
@@ -120,6 +121,8 @@ def configure(
     """
     name = service_name or os.environ.get("OTEL_SERVICE_NAME", "").strip() or "lc_trace"
     resource = Resource.create({SERVICE_NAME: name})
+    if SERVICE_INSTANCE_ID not in resource.attributes:  # an SDK that adds none: the one lc_trace's log lines carry
+        resource = resource.merge(Resource({SERVICE_INSTANCE_ID: process_instance_id()}))
     retry_interval_s = env_int(OTEL_BSP_SCHEDULE_DELAY, _DEFAULT_SCHEDULE_DELAY_MS, minimum=1) / 1000
     span_outage = Outage(retry_interval_s)
     shared = isinstance(exporter, str) and _same_collector()

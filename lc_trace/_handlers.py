@@ -72,7 +72,7 @@ _writers_lock = threading.Lock()
 
 
 def _acquire_writer(
-    path: str, service_name: str, processors: Sequence[Processor], options: dict[str, Any]
+    path: str, service_name: str, processors: Sequence[Processor], options: dict[str, Any], tracer_provider: Any = None
 ) -> tuple[LineWriter, LogSink]:
     key = os.path.abspath(os.path.expanduser(path))
     with _writers_lock:
@@ -99,7 +99,7 @@ def _acquire_writer(
 
             writer, users = LineWriter(key, stats=Stats(), drop_line=drop_line, **options), 0
         _writers[key] = (writer, users + 1)
-    return writer, LogSink(writer.emit, service_name, processors)
+    return writer, LogSink(writer.emit, service_name, processors, tracer_provider=tracer_provider)
 
 
 def _release_writer(writer: LineWriter, timeout_millis: int) -> bool:
@@ -211,7 +211,9 @@ class _TraceCore:
                 "backups": log_backups if log_backups is not None else _env.env_int(_env.LC_TRACE_LOG_BACKUPS, 5),
                 "on_full": on_queue_full,
             }
-            self._writer, logs = _acquire_writer(os.fspath(log_path), self.service_name, list(log_processors), options)
+            self._writer, logs = _acquire_writer(
+                os.fspath(log_path), self.service_name, list(log_processors), options, tracer_provider
+            )
         self.stats: Stats = self._writer.stats if self._writer is not None else Stats()
         tokens = log_tokens if log_tokens is not None else _env.env_bool(_env.LC_TRACE_LOG_TOKENS, False)
         self._recorder = Recorder(

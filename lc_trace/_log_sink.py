@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from lc_trace import _attributes as A
-from lc_trace._processors import EcsShaper, render_json_line
+from lc_trace._processors import EcsShaper, render_json_line, resource_instance_id
 from lc_trace._stats import Stats, report_once
 
 __all__ = ["ClosedLogSink", "LogSink"]
@@ -56,12 +56,22 @@ class LogSink:
         emit: where finished lines go (``LineWriter.emit``).
         service_name: written as ``service.name`` on every line.
         processors: extra structlog processors, run after ECS shaping and before rendering.
+        tracer_provider: whose resource's ``service.instance.id`` every line carries (default:
+            the global provider's); with none, this process's (``process_instance_id``).
     """
 
     __slots__ = ("_direct", "_emit", "_log", "_shaper")
 
-    def __init__(self, emit: Callable[[bytes], None], service_name: str, processors: Iterable[Processor] = ()) -> None:
-        self._shaper = EcsShaper({A.SERVICE_NAME: service_name, A.EVENT_DATASET: "lc_trace"})
+    def __init__(
+        self,
+        emit: Callable[[bytes], None],
+        service_name: str,
+        processors: Iterable[Processor] = (),
+        tracer_provider: Any = None,
+    ) -> None:
+        self._shaper = EcsShaper(
+            {A.SERVICE_NAME: service_name, A.EVENT_DATASET: "lc_trace"}, resource_instance_id(tracer_provider)
+        )
         user = list(processors)
         self._log = _LineLogger(_QueueLogger(emit), [self._shaper, *user, render_json_line], {})
         self._emit = emit

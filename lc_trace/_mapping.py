@@ -52,6 +52,9 @@ _CONVERSATION_KEYS = ("session_id", "thread_id", "conversation_id")
 _AGENT_NAMES = frozenset({"AgentExecutor"})
 _NOT_ERRORS = frozenset({"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand"})
 _METADATA_SKIP_PREFIXES = ("ls_", "lc_")
+# Message ids LangChain makes up itself (``lc_run--<run id>`` for a streamed message, ``run-`` before
+# langchain-core 1.0, ``lc_`` for others): never a provider's response id.
+_LANGCHAIN_ID_PREFIXES = ("lc_", "run-")
 
 
 @dataclass(slots=True)
@@ -436,7 +439,9 @@ def llm_end(response: LLMResult, *, serializer: Serializer, capture: bool) -> tu
                 meta = message.response_metadata or {}
                 reason = reason or meta.get("finish_reason") or meta.get("stop_reason")
                 model = model or meta.get("model_name") or meta.get("model")
-                response_id = response_id or meta.get("id")
+                # A stream's final message keeps the first provider id any chunk carried (langchain-core
+                # merges chunk ids so), where some integrations put it and not in response_metadata.
+                response_id = response_id or meta.get("id") or _provider_id(message.id)
                 counts = getattr(message, "usage_metadata", None)
                 if counts:
                     found_usage = True
@@ -477,6 +482,13 @@ def llm_end(response: LLMResult, *, serializer: Serializer, capture: bool) -> tu
     if text is None:
         text = _parts_json(outputs, serializer)
     return attrs, {A.GEN_AI_OUTPUT_MESSAGES: serializer.dumps(outputs) if text is None else text}
+
+
+def _provider_id(message_id: str | None) -> str | None:
+    """
+    *message_id* when a provider assigned it, None when LangChain made it up.
+    """
+    return message_id if message_id and not message_id.startswith(_LANGCHAIN_ID_PREFIXES) else None
 
 
 # What the walk's length budget takes for an output message besides its strings: the message's

@@ -55,6 +55,8 @@ LINE_KEYS = frozenset(
         A.MESSAGE,
         A.ECS_VERSION_KEY,
         A.SERVICE_NAME,
+        A.SERVICE_INSTANCE_ID,
+        A.PROCESS_PID,
         A.EVENT_DATASET,
         A.EVENT_ACTION,
         A.EVENT_OUTCOME,

@@ -13,8 +13,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
+import signal
+import socket
 import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -376,3 +381,106 @@ def test_trace_id_opens_the_trace_in_jaeger(compose_config):
     assert "url" == trace_format["id"]
     jaeger_port = next(int(p["published"]) for p in compose_config["services"]["jaeger"]["ports"])
     assert f"http://localhost:{jaeger_port}/trace/{{{{value}}}}" == trace_format["params"]["urlTemplate"]
+
+
+# --- the stack without Docker: deploy/run_local.py ------------------------------------------
+
+RUN_LOCAL = DEPLOY / "run_local.py"
+
+
+def env_variables(*configs: Path) -> set[str]:
+    """Every ``${env:NAME...}`` a config reads (its comments left out)."""
+    texts = [re.sub(r"(?m)^\s*#.*$", "", config.read_text()) for config in configs]
+    return {name for text in texts for name in re.findall(r"\$\{env:([A-Z0-9_]+)", text)}
+
+
+def planned(output: str) -> dict[str, tuple[dict[str, str], list[str]]]:
+    """`run_local.py --print`'s programs: name -> (variables, command), from its shell lines."""
+    plan: dict[str, tuple[dict[str, str], list[str]]] = {}
+    name = ""
+    for line in output.splitlines():
+        if line.startswith("# ") and " " not in line[2:]:
+            name = line[2:]
+        elif line and not line.startswith("#"):
+            words = shlex.split(line)
+            variables = dict(word.split("=", 1) for word in words if re.fullmatch(r"[A-Z0-9_]+=.*", word))
+            plan["es-rollover" if name == "elasticsearch" else name] = (variables, words[len(variables) :])
+    return plan
+
+
+def test_run_local_print_runs_the_deploy_configs_on_composes_ports(compose_config):
+    """
+    `deploy/run_local.py --print`, as a user runs it: the built programs with the committed configs, every
+    address variable the configs read moved to loopback (none left at a compose host name), compose's
+    published ports, the compose es-rollover arguments with ILM off for the OSS node, VictoriaMetrics with
+    the compose flags.
+    """
+    done = run(sys.executable, RUN_LOCAL, "--print")
+    assert 0 == done.returncode, done.stderr
+    plan = planned(done.stdout)
+    assert ["es-rollover", "jaeger", "victoriametrics", "collector"] == list(plan)
+    collector_configs = [DEPLOY / "otel-collector" / "config.yaml", DEPLOY / "otel-collector" / "direct.yaml"]
+    variables, command = plan["collector"]
+    assert [str(gobuild.collector()), *(f"--config={c}" for c in collector_configs)] == command
+    assert env_variables(*collector_configs) == set(variables)
+    variables, command = plan["jaeger"]
+    assert [str(gobuild.jaeger()), "--config", str(DEPLOY / "jaeger" / "config.yaml")] == command
+    assert env_variables(DEPLOY / "jaeger" / "config.yaml") == set(variables)
+    every = {key: value for variables, _ in plan.values() for key, value in variables.items()}
+    addresses = [value for key, value in every.items() if key.endswith(("_ENDPOINT", "_URL", "_HOST"))]
+    assert [] == [a for a in addresses if "127.0.0.1" not in a]
+    assert ("127.0.0.1:4317", "127.0.0.1:4318", "127.0.0.1:13133") == tuple(
+        every[key] for key in ("OTLP_GRPC_ENDPOINT", "OTLP_HTTP_ENDPOINT", "HEALTH_CHECK_ENDPOINT")
+    )
+    assert "127.0.0.1:16686" == every["JAEGER_QUERY_HTTP_ENDPOINT"]
+    assert every["JAEGER_OTLP_ENDPOINT"] == every["JAEGER_OTLP_GRPC_ENDPOINT"]  # the collector sends to Jaeger
+    assert "http://127.0.0.1:8428/opentelemetry" == every["VICTORIAMETRICS_OTLP_ENDPOINT"]
+    clients = {"JAEGER_OTLP_ENDPOINT", "VICTORIAMETRICS_OTLP_ENDPOINT", "JAEGER_ES_URL"}  # where one sends to another
+    bound = [every[k].rsplit(":", 1)[1] for k in every if k.endswith("_ENDPOINT") and k not in clients]
+    bound += [every["COLLECTOR_METRICS_PORT"], every["JAEGER_METRICS_PORT"], "8428", "9200"]
+    assert len(bound) == len(set(bound)), f"two programs on one port: {sorted(bound)}"
+    _, command = plan["es-rollover"]
+    compose = compose_config["services"]["jaeger-es-init"]["command"]
+    assert [str(gobuild.jaeger_es_rollover())] == command[:1]
+    assert [a.replace("--es.use-ilm=true", "--es.use-ilm=false") for a in compose[:-1]] + [
+        "http://127.0.0.1:9200"
+    ] == command[1:]
+    _, command = plan["victoriametrics"]
+    flags = dict(flag.split("=", 1) for flag in command[1:])
+    assert [flag.split("=", 1)[0] for flag in compose_config["services"]["victoriametrics"]["command"]] == list(flags)
+    assert ("127.0.0.1:8428", "7d") == (flags["-httpListenAddr"], flags["-retentionPeriod"])
+    assert str(DEPLOY / "victoriametrics" / "dashboards") == flags["-vmui.customDashboardsPath"]
+
+
+def test_run_local_starts_the_collector_and_stops_it(tmp_path):
+    """
+    `deploy/run_local.py --only collector --any-ports`, as a user runs it: the collector answers its health
+    check and takes an OTLP connection on the loopback ports the script prints; SIGTERM stops it, and the
+    script exits 0.
+    """
+    gobuild.collector()  # built before the script is timed (and the test runs with the Go programs' tests)
+    command = [sys.executable, str(RUN_LOCAL), "--only", "collector", "--any-ports", "--workdir", str(tmp_path)]
+    with subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as script:
+        try:
+            assert script.stdout is not None
+            lines = []
+            for line in script.stdout:
+                lines.append(line)
+                if "Ctrl-C stops them" in line:
+                    break
+            assert "Ctrl-C stops them" in lines[-1], "".join(lines)
+            [health] = [line.split()[2] for line in lines if line.startswith("ready: collector ")]
+            with urllib.request.urlopen(health, timeout=5) as answer:
+                assert 200 == answer.status
+            what, kind, address = next(script.stdout).split()
+            assert ("OTLP", "gRPC") == (what, kind)
+            host, port = address.rsplit(":", 1)
+            assert "127.0.0.1" == host
+            socket.create_connection((host, int(port)), timeout=5).close()
+        finally:
+            script.send_signal(signal.SIGTERM)
+            code = script.wait(timeout=30)
+    assert 0 == code
+    with pytest.raises(OSError):
+        urllib.request.urlopen(health, timeout=2)
+    assert "otel-collector-direct.log" in {path.name for path in tmp_path.iterdir()}

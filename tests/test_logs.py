@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import os
 import re
+import subprocess
+import sys
+import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -17,7 +21,7 @@ from langchain_core.runnables import RunnableLambda
 from pydantic import BaseModel, SecretStr
 
 from lc_trace import _attributes as A
-from lc_trace.testing import FakeChatModel
+from lc_trace.testing import FakeChatModel, read_log
 from tests.conftest import HANDLERS, MODES, call, flower_chain, log_lines, spans_by_name
 from tests.test_spans import FlowerRetriever, broken_vase, flower_price
 
@@ -360,3 +364,112 @@ def test_lines_without_user_processors_are_the_bytes_structlog_would_render():
     line = json.loads(direct[0])
     assert line["@timestamp"].endswith(".123456789Z")
     assert "_ns" not in line
+
+
+# --- every line names its process ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("handler_cls", HANDLERS)
+def test_every_line_names_its_process_as_its_spans_resource_does(handler_cls, make_handler, exporter):
+    """Every line, the drop report included, carries process.pid and the service.instance.id that its spans' resource has."""
+    handler = make_handler(handler_cls, queue_size=1)
+    busy_day(handler, "invoke")
+    busy_day(handler, "invoke")  # room for one line: some are dropped, and the drop report says so
+    lines = log_lines(handler)
+    assert "lc_trace_dropped" in {line[A.EVENT_ACTION] for line in lines}
+    [instance] = {span.resource.attributes["service.instance.id"] for span in exporter.get_finished_spans()}
+    assert {(os.getpid(), instance)} == {(line[A.PROCESS_PID], line[A.SERVICE_INSTANCE_ID]) for line in lines}
+    assert str(uuid.UUID(instance)) == instance
+
+
+def test_configured_apps_lines_and_spans_name_the_same_instance(tmp_path, monkeypatch):
+    """configure()'s resource carries a service.instance.id, and its handler's lines carry the same one."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    import lc_trace
+
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", trace.Once())
+    exporter = InMemorySpanExporter()
+    handler = lc_trace.configure("flower-shop", exporter=exporter, set_global=False, log_path=tmp_path / "app.jsonl")
+    flower_chain().invoke({"who": "mom"}, {"callbacks": [handler]})
+    lines = log_lines(handler)
+    assert handler.close()
+    [instance] = {span.resource.attributes["service.instance.id"] for span in exporter.get_finished_spans()}
+    assert {instance} == {line[A.SERVICE_INSTANCE_ID] for line in lines}
+
+
+FORKING_APP = """
+import json, os, sys
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from langchain_core.runnables import RunnableLambda
+from lc_trace import TraceHandler
+
+exporter = InMemorySpanExporter()
+if sys.argv[2] == "global":  # the app's own resource, on the global provider the handler finds
+    provider = TracerProvider(resource=Resource.create({"service.instance.id": "florist-7"}))
+    trace.set_tracer_provider(provider)
+    handler = TraceHandler(log_path=sys.argv[1])
+else:  # OTEL_RESOURCE_ATTRIBUTES, on a provider given to the handler
+    provider = TracerProvider()
+    handler = TraceHandler(tracer_provider=provider, log_path=sys.argv[1])
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+# The handler is built before the fork, as under gunicorn --preload.
+step = RunnableLambda(lambda who: who, name="step")
+step.invoke("parent", {"callbacks": [handler]})
+children = []
+for n in range(2):
+    pid = os.fork()
+    if pid == 0:
+        exporter.clear()
+        step.invoke(f"child-{n}", {"callbacks": [handler]})
+        handler.flush()
+        [span] = exporter.get_finished_spans()
+        print(json.dumps({"who": f"child-{n}", "pid": os.getpid(), "span": span.resource.attributes["service.instance.id"]}), flush=True)
+        os._exit(0)
+    children.append(pid)
+for pid in children:
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+[span] = exporter.get_finished_spans()
+print(json.dumps({"who": "parent", "pid": os.getpid(), "span": span.resource.attributes["service.instance.id"]}), flush=True)
+handler.close()
+"""
+
+
+@pytest.mark.parametrize("where", ["global", "environment"])
+def test_a_forked_child_names_itself(tmp_path, where):
+    """
+    A real os.fork() after the handler is built (a pre-forking server): the parent's lines carry the
+    service.instance.id its resource names (in code on the global provider, or in
+    OTEL_RESOURCE_ATTRIBUTES), each child's its own pid and a new instance id, the one the SDK gives
+    the child's spans.
+    """
+    script = tmp_path / "app.py"
+    script.write_text(FORKING_APP)
+    log = tmp_path / "app.jsonl"
+    environment = {"OTEL_RESOURCE_ATTRIBUTES": "service.instance.id=florist-7"} if where == "environment" else {}
+    done = subprocess.run(
+        [sys.executable, str(script), str(log), where],
+        env={**os.environ, **environment},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert 0 == done.returncode, done.stderr
+    processes = {row["who"]: row for row in map(json.loads, done.stdout.splitlines())}
+    lines = read_log(log)
+    seen = {
+        json.loads(line[A.LC_INPUT]): (line[A.PROCESS_PID], line[A.SERVICE_INSTANCE_ID])
+        for line in lines
+        if line[A.EVENT_ACTION] == "chain_start"
+    }
+    assert ("florist-7", "florist-7") == (processes["parent"]["span"], seen["parent"][1])
+    for who, row in processes.items():
+        assert (row["pid"], row["span"]) == seen[who], who
+    assert 3 == len({pid for pid, _ in seen.values()}) == len({instance for _, instance in seen.values()})
+    assert 6 == len(lines)

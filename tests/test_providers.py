@@ -31,7 +31,8 @@ import pytest
 import vcr
 from langchain_anthropic import ChatAnthropic
 from langchain_core.exceptions import ModelAuthenticationError
-from langchain_core.messages import AIMessageChunk, BaseMessage, HumanMessage
+from langchain_core.language_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage, HumanMessage
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import BaseTool, tool
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
@@ -477,7 +478,8 @@ def test_openai_stream_usage(driver: Driver) -> None:
     assert 0 == attrs[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS]
     assert "gpt-4o-mini-2024-07-18" == attrs[A.GEN_AI_RESPONSE_MODEL]
     assert ("stop",) == attrs[A.GEN_AI_RESPONSE_FINISH_REASONS]
-    # The provider id never reaches a handler when streaming; LangChain's own id must not stand in.
+    # langchain-openai drops the chunks' id on a Chat Completions stream, so no handler can see it
+    # (README's attribute table says so); LangChain's own `lc_run--` id must not stand in.
     assert A.GEN_AI_RESPONSE_ID not in attrs
     lines = driver.lines()
     assert [] == [text for text in all_texts(spans, lines) if "lc_run--" in text]
@@ -776,6 +778,26 @@ def test_streamed_output_message_role_is_assistant(
 
     span = driver.spans()[0]
     assert ["assistant"] == [m["role"] for m in json.loads(span.attributes[A.GEN_AI_OUTPUT_MESSAGES])]
+
+
+def test_a_provider_id_on_the_streamed_message_alone_is_the_response_id(driver: Driver) -> None:
+    """An integration that puts the provider's id on its chunks' message id (not in response_metadata) still gives gen_ai.response.id; LangChain's own `lc_run--` id never does."""
+    answer = AIMessage("Roses are red.", id="chatcmpl-streamed42")
+    with_id = GenericFakeChatModel(messages=iter([answer]))
+    without_id = GenericFakeChatModel(messages=iter([AIMessage("Violets are blue.")]))
+    streamed = driver.stream(with_id, "A rhyme?")
+    driver.stream(without_id, "Another?")
+
+    assert {"chatcmpl-streamed42"} == {chunk.id for chunk in streamed}
+    first, second = driver.spans()
+    assert (True, True) == (first.attributes[A.GEN_AI_REQUEST_STREAM], second.attributes[A.GEN_AI_REQUEST_STREAM])
+    assert "chatcmpl-streamed42" == first.attributes[A.GEN_AI_RESPONSE_ID]
+    assert A.GEN_AI_RESPONSE_ID not in second.attributes
+    lines = driver.lines()
+    assert ["chatcmpl-streamed42", None] == [
+        line.get(A.GEN_AI_RESPONSE_ID) for line in lines if line[A.EVENT_ACTION] == "llm_end"
+    ]
+    assert_log_matches_spans(lines, [first, second])
 
 
 # --- the offline guarantees themselves ---------------------------------------------------

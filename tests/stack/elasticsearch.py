@@ -246,24 +246,26 @@ class _NodeDied(Exception):
         self.code = code
 
 
-def start(tmp_dir: Path, *, heap: str = HEAP, timeout: float = START_TIMEOUT_S) -> ElasticsearchNode:
+def start(
+    tmp_dir: Path, *, heap: str = HEAP, timeout: float = START_TIMEOUT_S, http_port: int | None = None
+) -> ElasticsearchNode:
     """
     Install if needed, then start one node with its data, logs and console output under *tmp_dir*, and
-    return it once ``/_cluster/health`` is yellow. The node dies with this process (its stdin is our pipe)
-    and is stopped at interpreter exit if nobody called ``stop()``.
+    return it once ``/_cluster/health`` is yellow; on loopback *http_port* (default: a free one). The node dies
+    with this process (its stdin is our pipe) and is stopped at interpreter exit if nobody called ``stop()``.
     """
     home = install()
     java = _java_tool("java")
     tmp_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout
     for attempt in range(3):  # a port free when picked can be taken before the node binds it
-        http_port = cache.free_port()
+        port = http_port or cache.free_port()
         transport_port = cache.free_port()
-        while transport_port == http_port:
+        while transport_port == port:
             transport_port = cache.free_port()
-        base_dir = tmp_dir / f"node-{http_port}"
+        base_dir = tmp_dir / f"node-{port}"
         (base_dir / "tmp").mkdir(parents=True, exist_ok=True)
-        log_path = tmp_dir / f"node-{http_port}.log"
+        log_path = tmp_dir / f"node-{port}.log"
         command = [
             java,
             f"-Xms{heap}",
@@ -273,7 +275,7 @@ def start(tmp_dir: Path, *, heap: str = HEAP, timeout: float = START_TIMEOUT_S) 
             "-cp",
             os.pathsep.join([str(home / "lib" / "*"), str(home / "classes")]),
             "EsNode",
-            str(http_port),
+            str(port),
             str(transport_port),
             str(base_dir),
         ]
@@ -281,7 +283,7 @@ def start(tmp_dir: Path, *, heap: str = HEAP, timeout: float = START_TIMEOUT_S) 
             process = subprocess.Popen(
                 command, cwd=base_dir, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT
             )
-        node = ElasticsearchNode(process, http_port, base_dir, log_path)
+        node = ElasticsearchNode(process, port, base_dir, log_path)
         atexit.register(node.stop)
         try:
             node._wait_ready(deadline)
@@ -289,7 +291,7 @@ def start(tmp_dir: Path, *, heap: str = HEAP, timeout: float = START_TIMEOUT_S) 
         except _NodeDied as died:
             tail = node.log_tail()
             node.stop()
-            if "BindException" in tail and attempt < 2:
+            if "BindException" in tail and attempt < 2 and http_port is None:
                 continue
             raise ElasticsearchError(
                 f"the Elasticsearch node exited with code {died.code} before it was ready; "

@@ -128,15 +128,25 @@ def get_json(url: str, timeout: float = 5.0) -> Any:
         return json.load(response)
 
 
-def jaeger(workdir: Path, elasticsearch_url: str | None = None, index_prefix: str = "lc-trace") -> Server:
+JAEGER_PORTS = ("otlp_grpc", "otlp_http", "query_http", "query_grpc", "health", "metrics")
+COLLECTOR_PORTS = ("otlp_grpc", "otlp_http", "health", "metrics")
+
+
+def jaeger(
+    workdir: Path,
+    elasticsearch_url: str | None = None,
+    index_prefix: str = "lc-trace",
+    ports: dict[str, int] | None = None,
+) -> Server:
     """
-    Jaeger v2 with ``deploy/jaeger/config.yaml`` on free loopback ports (not yet started), storing traces in the
-    Elasticsearch at *elasticsearch_url* under *index_prefix* (run ``jaeger_es_init`` for that prefix first).
+    Jaeger v2 with ``deploy/jaeger/config.yaml`` on loopback *ports* (``JAEGER_PORTS``; default: free ones; not
+    yet started), storing traces in the Elasticsearch at *elasticsearch_url* under *index_prefix* (run
+    ``jaeger_es_init`` for that prefix first).
 
     Without *elasticsearch_url*: the same config with its storage swapped for Jaeger's in-memory one (written
     into *workdir*), for tests of the path into Jaeger rather than of where Jaeger keeps traces.
     """
-    ports = {name: free_port() for name in ("otlp_grpc", "otlp_http", "query_http", "query_grpc", "health", "metrics")}
+    ports = dict(ports) if ports is not None else {name: free_port() for name in JAEGER_PORTS}
     env = {
         "JAEGER_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['otlp_grpc']}",
         "JAEGER_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['otlp_http']}",
@@ -166,6 +176,15 @@ def jaeger_es_init(arguments: list[str], elasticsearch_url: str, index_prefix: s
     *elasticsearch_url* with *index_prefix*; returns its output. ``--es.use-ilm`` is turned off: the test
     node (Elasticsearch 7.10.2 OSS) has no ILM, so the indices and aliases are made without a policy.
     """
+    command = jaeger_es_init_command(arguments, elasticsearch_url, index_prefix)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return done.stdout + done.stderr
+
+
+def jaeger_es_init_command(arguments: list[str], elasticsearch_url: str, index_prefix: str) -> list[str]:
+    """``jaeger_es_init``'s command line (the compose *arguments* moved to *elasticsearch_url*, *index_prefix*)."""
     command = [str(gobuild.jaeger_es_rollover())]
     for argument in arguments:
         if argument.startswith("http://"):
@@ -175,21 +194,24 @@ def jaeger_es_init(arguments: list[str], elasticsearch_url: str, index_prefix: s
         elif argument.startswith("--es.use-ilm="):
             argument = "--es.use-ilm=false"
         command.append(argument)
-    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
-    return done.stdout + done.stderr
+    return command
 
 
 def collector(
-    workdir: Path, jaeger_otlp_grpc: str, mode: str = "direct", env: dict[str, str] | None = None, name: str = ""
+    workdir: Path,
+    jaeger_otlp_grpc: str,
+    mode: str = "direct",
+    env: dict[str, str] | None = None,
+    name: str = "",
+    ports: dict[str, int] | None = None,
 ) -> Server:
     """
     The collector with ``deploy/otel-collector/config.yaml`` and the overlay of *mode* (``direct``,
-    ``tail-sampling``, ``scale``: compose's ``LC_TRACE_COLLECTOR_MODE``), exporting to *jaeger_otlp_grpc*;
-    *env* sets the configs' other variables (sampling knobs, the scale tier's sampler addresses).
+    ``tail-sampling``, ``scale``: compose's ``LC_TRACE_COLLECTOR_MODE``) on loopback *ports*
+    (``COLLECTOR_PORTS``; default: free ones), exporting to *jaeger_otlp_grpc*; *env* sets the configs' other
+    variables (sampling knobs, the scale tier's sampler addresses, VictoriaMetrics' address).
     """
-    ports = {name: free_port() for name in ("otlp_grpc", "otlp_http", "health", "metrics")}
+    ports = dict(ports) if ports is not None else {name: free_port() for name in COLLECTOR_PORTS}
     variables = {
         "OTLP_GRPC_ENDPOINT": f"127.0.0.1:{ports['otlp_grpc']}",
         "OTLP_HTTP_ENDPOINT": f"127.0.0.1:{ports['otlp_http']}",
