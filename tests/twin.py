@@ -91,7 +91,8 @@ class _Matcher:
         self.problems: list[str] = []
         self.compared_keys: set[tuple[int, int]] = set()  # spans to compare (every span when all compare)
         self.compare_all = True  # False once a test processor could not be replicated on the twin
-        self.handed: list[tuple[ReadableSpan, Any]] = []  # what on_end saw, to check it never changes
+        self.at_end: dict[tuple[int, int], Any] = {}  # what on_end saw of a span not yet paired
+        self.recent: deque[tuple[ReadableSpan, Any]] = deque(maxlen=64)  # paired, checked again after the test
         self.compared = 0
         self.stopped = False
         self._lock = threading.Lock()
@@ -113,15 +114,21 @@ class _Matcher:
 
     def arrived(self, index: int, span: ReadableSpan) -> None:
         key = _key(span)
-        if index == 0:
-            self.handed.append((span, _encode_span(span)))
         with self._lock:
+            if index == 0:
+                self.at_end[key] = _encode_span(span)
             other = self.waiting[1 - index].pop(key, None)
             if other is None:
                 self.waiting[index][key] = span
                 return
+            seen = self.at_end.pop(key)
+            listed = key in self.compared_keys
+            self.compared_keys.discard(key)
         main, twin = (span, other) if index == 0 else (other, span)
-        if not self.compare_all and key not in self.compared_keys:
+        if _encode_span(main) != seen:
+            self.problems.append(f"{main.name}: changed after it was handed to the processors")
+        self.recent.append((main, seen))
+        if not self.compare_all and not listed:
             return
         self.problems.extend(compare([main], [twin]))
         self.compared += 1
@@ -130,8 +137,13 @@ class _Matcher:
         """How the two exports differ (nothing, when the paths are equivalent)."""
         changed = [
             f"{s.name}: changed after it was handed to the processors"
-            for s, seen in self.handed
+            for s, seen in self.recent
             if _encode_span(s) != seen
+        ]
+        changed += [
+            f"{s.name}: changed after it was handed to the processors"
+            for key, s in self.waiting[0].items()
+            if _encode_span(s) != self.at_end[key]
         ]
         if self.stopped:  # the test shut its provider down: the twin's export is not comparable
             return changed
