@@ -10,7 +10,13 @@ keeps both copies (its API returns each span twice, one flagged "duplicate span 
 a time range once.
 
 A run with no end line (the process was killed, or is still running) is exported as ended at
-its last line, with ``langchain.run.end_reason=never_ended``. Not in the lines, so not rebuilt: a
+its last line, with ``langchain.run.end_reason=never_ended``. A top-level run whose parent span
+is in no file (the web request it ran in, exported by nobody) is counted; with
+``detach_missing_parents`` it is sent as a root that keeps that parent as a span link, so a
+backend shows the trace with a root instead of an orphan, and the reference stays machine
+readable (followable once the parent does arrive) where an attribute would only be text.
+Spans are sent under one resource per process that wrote them (``service.name``, and
+``service.instance.id`` and ``process.pid`` where the lines carry them). Not in the lines, so not rebuilt: a
 remote parent's ``tracestate`` and its is-remote flag (a root continuing another service's trace).
 The exporter is configured as ``lc_trace.configure()`` configures it: the standard
 ``OTEL_EXPORTER_OTLP_*`` variables, gRPC or ``http/protobuf``, with an endpoint the caller may
@@ -30,15 +36,18 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from lc_trace import __version__
 from lc_trace import _attributes as A
-from lc_trace._reader import RunView, TraceView
+from lc_trace._reader import PROCESS_PID, SERVICE_INSTANCE_ID, RunView, TraceView
 
-__all__ = ["ExportSummary", "NEVER_ENDED", "export_traces", "otlp_exporter", "run_spans"]
+__all__ = ["DETACHED_PARENT", "ExportSummary", "NEVER_ENDED", "export_traces", "otlp_exporter", "run_spans"]
 
 NEVER_ENDED = "never_ended"
+# The attribute of the link a detached root keeps to the parent span that is in no file.
+DETACHED_PARENT = "lc_trace.link.detached_parent"
+_ResourceKey = tuple[str, str | None, int | None]
 _DEFAULT_BATCH = 512
 _GIVE_UP_AFTER_FAILURES = 3  # consecutive refused batches: the collector is down, stop trying
 _SCOPE = InstrumentationScope("lc_trace", __version__, schema_url=A.SCHEMA_URL)  # the live spans' scope
@@ -58,6 +67,8 @@ class ExportSummary:
     sent: int = 0
     refused: int = 0
     never_ended: int = 0
+    missing_parents: int = 0
+    detached: bool = False
     stopped_early: bool = False
 
 
@@ -88,25 +99,49 @@ def otlp_exporter(endpoint: str | None = None) -> SpanExporter:
     raise ValueError(f"OTLP protocol must be 'grpc' or 'http/protobuf', got {protocol!r}")
 
 
-def run_spans(trace: TraceView, resources: dict[str, Resource] | None = None) -> Iterator[ReadableSpan]:
+def run_spans(
+    trace: TraceView, resources: dict[_ResourceKey, Resource] | None = None, *, detach_missing_parents: bool = False
+) -> Iterator[ReadableSpan]:
     """
-    One finished span per run of *trace*, parents before children.
+    One finished span per run of *trace*, parents before children; with
+    *detach_missing_parents*, a root whose parent span is not in the trace links to it instead.
     """
     resources = {} if resources is None else resources
-    stack = list(reversed(trace.roots))
+    stack = [(run, detach_missing_parents) for run in reversed(trace.roots)]
     while stack:
-        run = stack.pop()
-        yield _span(trace.trace_id, run, resources)
-        stack.extend(reversed(run.children))
+        run, detach = stack.pop()
+        yield _span(trace.trace_id, run, resources, detach)
+        stack.extend((child, False) for child in reversed(run.children))
 
 
-def _span(trace_id: str, run: RunView, resources: dict[str, Resource]) -> ReadableSpan:
-    trace_number = int(trace_id, 16)
-    service = run.service or "lc_trace"
-    resource = resources.get(service)
+def _resource(run: RunView, resources: dict[_ResourceKey, Resource]) -> Resource:
+    """
+    One resource per process that wrote lines: lines without the process's keys (older logs)
+    share one per ``service.name``, as before those keys were logged.
+    """
+    pid = run.pid if isinstance(run.pid, int) and not isinstance(run.pid, bool) else None
+    instance = run.instance if isinstance(run.instance, str) else None
+    key = (run.service or "lc_trace", instance, pid)
+    resource = resources.get(key)
     if resource is None:
-        resource = resources[service] = Resource.create({SERVICE_NAME: service})
+        attributes: dict[str, str | int] = {SERVICE_NAME: key[0]}
+        if instance is not None:
+            attributes[SERVICE_INSTANCE_ID] = instance
+        if pid is not None:
+            attributes[PROCESS_PID] = pid
+        resource = resources[key] = Resource.create(attributes)
+    return resource
+
+
+def _span(trace_id: str, run: RunView, resources: dict[_ResourceKey, Resource], detach: bool) -> ReadableSpan:
+    trace_number = int(trace_id, 16)
+    resource = _resource(run, resources)
     parent_id = run.parent_span_id
+    links: list[Link] = []
+    if detach and parent_id:
+        parent = SpanContext(trace_number, int(parent_id, 16), is_remote=False, trace_flags=_SAMPLED)
+        links.append(Link(parent, {DETACHED_PARENT: True}))
+        parent_id = None
     attributes = {key: _value(value) for key, value in run.attributes().items() if value is not None}
     events = [
         Event(line.action, {k: _value(v) for k, v in run.event_attributes(line).items() if v is not None}, line.time_ns)
@@ -138,6 +173,7 @@ def _span(trace_id: str, run: RunView, resources: dict[str, Resource]) -> Readab
         resource=resource,
         attributes=attributes,
         events=events,
+        links=links,
         kind=_kind(run),
         status=status,
         start_time=run.start_ns,
@@ -186,13 +222,16 @@ def export_traces(
     *,
     batch_size: int = _DEFAULT_BATCH,
     progress: Callable[[int], None] | None = None,
+    detach_missing_parents: bool = False,
 ) -> ExportSummary:
     """
     Send every run of *traces* as a span, *batch_size* at a time; report each batch's size to
     *progress*. After three refused batches in a row the rest are counted as refused unsent.
+    Roots whose parent span is in no line are counted, and with *detach_missing_parents* sent
+    as roots linking to it.
     """
-    summary = ExportSummary()
-    resources: dict[str, Resource] = {}
+    summary = ExportSummary(detached=detach_missing_parents)
+    resources: dict[_ResourceKey, Resource] = {}
     batch: list[ReadableSpan] = []
     failures = 0
 
@@ -213,7 +252,8 @@ def export_traces(
 
     for trace in traces:
         summary.traces += 1
-        for span in run_spans(trace, resources):
+        summary.missing_parents += trace.missing_parents
+        for span in run_spans(trace, resources, detach_missing_parents=detach_missing_parents):
             if span.attributes is not None and span.attributes.get(A.LC_END_REASON) == NEVER_ENDED:
                 summary.never_ended += 1
             batch.append(span)

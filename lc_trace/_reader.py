@@ -18,11 +18,11 @@ import calendar
 import fnmatch
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -30,12 +30,17 @@ from lc_trace import _attributes as A
 
 __all__ = [
     "LINE_KEYS",
+    "PROCESS_PID",
+    "SERVICE_INSTANCE_ID",
     "Filter",
     "Line",
+    "LogFiles",
     "LogReadError",
+    "ModelCall",
     "RunView",
     "TraceView",
     "build_traces",
+    "complete_traces",
     "default_log_path",
     "find_trace",
     "follow",
@@ -46,6 +51,11 @@ __all__ = [
 
 _DEFAULT_LOG_PATH = os.path.join("lc_trace_logs", "lc_trace.jsonl")  # the handler's default too
 _QUIET_EVENTS = frozenset({"llm_new_token"})  # one per streamed chunk: counted on llm_end already
+_CHUNK_BYTES = 1 << 20  # files are read in chunks this size and split into lines here: faster than line iteration
+# The process that wrote a line (its resource, not a span attribute); absent from older logs.
+SERVICE_INSTANCE_ID = "service.instance.id"
+PROCESS_PID = "process.pid"
+MODEL_RUN_TYPES = frozenset({"chat_model", "llm"})
 
 # Fields that describe the line or the span itself, never a span attribute.
 LINE_KEYS = frozenset(
@@ -55,6 +65,8 @@ LINE_KEYS = frozenset(
         A.MESSAGE,
         A.ECS_VERSION_KEY,
         A.SERVICE_NAME,
+        SERVICE_INSTANCE_ID,
+        PROCESS_PID,
         A.EVENT_DATASET,
         A.EVENT_ACTION,
         A.EVENT_OUTCOME,
@@ -142,29 +154,115 @@ def log_files(path: str | os.PathLike[str], *, rotated: bool = True) -> list[Pat
     return files
 
 
-def read_lines(files: Iterable[Path], on_invalid: Callable[[str], None] | None = None) -> Iterator[Line]:
+def read_lines(
+    files: Iterable[Path],
+    on_invalid: Callable[[str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Line]:
     """
     Every JSON-object line of *files*, in order. A line that is not one (a crash mid-write, a
-    stray edit) is skipped and reported to *on_invalid* as ``file:line``, never fatal.
+    stray edit) is skipped and reported to *on_invalid* as ``file:line``, never fatal. Each
+    chunk's size in bytes is reported to *progress*.
 
     Raises:
         LogReadError: a file cannot be opened or read.
     """
-    seq = 0
-    stamps = _StampParser()
-    for file in files:
+    with LogFiles(files) as log:
+        yield from log.lines(on_invalid, progress)
+
+
+class LogFiles:
+    """
+    A log's files opened once and read, as often as asked, up to the size each had when opened.
+
+    Commands that read twice (a summary pass, then the lines of the traces it picked) see the
+    same lines both times, even while the app appends and rotates: an open file keeps its
+    contents through a rename or a deletion.
+
+    Raises:
+        LogReadError: a file cannot be opened.
+    """
+
+    def __init__(self, files: Iterable[Path]) -> None:
+        self._open: list[tuple[Path, Any, int]] = []
         try:
-            with open(file, "rb") as handle:
-                for number, raw in enumerate(handle, 1):
-                    fields = _parse(raw)
-                    if fields is None:
-                        if raw.strip() and on_invalid is not None:
-                            on_invalid(f"{file}:{number}")
-                        continue
-                    yield Line(seq, stamps(fields.get(A.TIMESTAMP)), fields)
-                    seq += 1
+            for file in files:
+                handle = open(file, "rb")
+                self._open.append((file, handle, os.fstat(handle.fileno()).st_size))
         except OSError as exc:
-            raise LogReadError(f"cannot read {file}: {exc.strerror or exc}") from None
+            self.close()
+            raise LogReadError(f"cannot read {exc.filename}: {exc.strerror or exc}") from None
+
+    @property
+    def size(self) -> int:
+        """
+        Bytes a pass reads.
+        """
+        return sum(size for _, _, size in self._open)
+
+    def close(self) -> None:
+        """
+        Close every file.
+        """
+        for _, handle, _ in self._open:
+            handle.close()
+
+    def __enter__(self) -> LogFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lines(
+        self,
+        on_invalid: Callable[[str], None] | None = None,
+        progress: Callable[[int], None] | None = None,
+        *,
+        contains: bytes | None = None,
+    ) -> Iterator[Line]:
+        """
+        One pass over every file's lines, as ``read_lines`` says; with *contains*, only the
+        lines that hold those bytes are parsed (a trace id: the others cannot be its lines).
+
+        Raises:
+            LogReadError: a file cannot be read.
+        """
+        seq = 0
+        stamps = _StampParser()
+        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        for file, handle, size in self._open:
+            number = 0
+            rest = b""
+            left = size
+            try:
+                handle.seek(0)
+                while left > 0 or rest:
+                    chunk = handle.read(min(_CHUNK_BYTES, left)) if left > 0 else b""
+                    left -= len(chunk)
+                    if not chunk:
+                        left = 0
+                        pieces, rest = [rest], b""  # the file's last line, with no newline
+                    else:
+                        if progress is not None:
+                            progress(len(chunk))
+                        pieces = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
+                        rest = pieces.pop()
+                    for raw in pieces:
+                        number += 1
+                        if contains is not None and contains not in raw:
+                            continue
+                        try:
+                            fields = loads(raw)
+                        except decode_error:
+                            fields = None
+                        if type(fields) is not dict:
+                            if raw.strip() and on_invalid is not None:
+                                on_invalid(f"{file}:{number}")
+                            continue
+                        yield Line(seq, stamps(fields.get(A.TIMESTAMP)), fields)
+                        seq += 1
+            except OSError as exc:
+                raise LogReadError(f"cannot read {file}: {exc.strerror or exc}") from None
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
@@ -258,6 +356,8 @@ class RunView:
     span_name: str | None = None
     span_kind: str | None = None
     service: str | None = None
+    instance: str | None = None
+    pid: int | None = None
     first: Line | None = None
     last: Line | None = None
     end: Line | None = None
@@ -309,6 +409,26 @@ class RunView:
         The run ended in failure.
         """
         return self.end is not None and self.end.get(A.EVENT_OUTCOME) == "failure"
+
+    @property
+    def failure(self) -> tuple[Any, Any] | None:
+        """
+        What a failed run's error was (``error.type``, ``error.message``); None if it did not fail.
+        """
+        if not self.failed:
+            return None
+        assert self.end is not None
+        return failure_key(self.end.fields)
+
+    @property
+    def passed_up_from(self) -> RunView | None:
+        """
+        The failed child whose failure this run only passed up (see ``failure_key``), if any.
+        """
+        failure = self.failure
+        if failure is None:
+            return None
+        return next((child for child in self.children if child.failure == failure), None)
 
     def usage(self, key: str) -> int:
         """
@@ -390,11 +510,94 @@ class TraceView:
         return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
     @property
+    def run_count(self) -> int:
+        """
+        How many runs the trace has.
+        """
+        return len(self.runs)
+
+    @property
     def errors(self) -> int:
         """
-        Runs that ended in failure.
+        Failures counted where they happened: failed runs less those that only passed up a
+        failed child's failure (``failure_key``).
+        """
+        return sum(1 for run in self.runs.values() if run.failed and run.passed_up_from is None)
+
+    @property
+    def failed_runs(self) -> int:
+        """
+        Runs that ended in failure, each one (a failure passed up through two parents is three).
         """
         return sum(1 for run in self.runs.values() if run.failed)
+
+    @property
+    def missing_parents(self) -> int:
+        """
+        Top-level runs whose parent span is in none of the lines read (a web request's span,
+        or a run whose lines were rotated away).
+        """
+        return sum(1 for run in self.roots if run.parent_span_id)
+
+    def model_calls(self) -> Iterator[ModelCall]:
+        """
+        The trace's chat model and LLM calls, for ``usage``.
+        """
+        for run in self.runs.values():
+            if run.run_type in MODEL_RUN_TYPES:
+                line = run.end or run.first
+                yield model_call(
+                    line.fields if line is not None else {}, run.service, run.start_ns, run.duration_ns, run.failed
+                )
+
+
+def failure_key(fields: dict[str, Any]) -> tuple[Any, Any]:
+    """
+    What tells one failure from another: a failed run whose failed child has the same
+    ``error.type`` and ``error.message`` only passed that failure up (LangChain and LangGraph
+    re-raise the child's exception through every parent), so it is not counted again.
+    """
+    return fields.get(A.ERROR_TYPE), fields.get(A.ERROR_MESSAGE)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """
+    One chat model or LLM call, as ``usage`` adds it up.
+    """
+
+    model: str
+    conversation: str
+    service: str
+    start_ns: int
+    duration_ns: int
+    failed: bool
+    tokens: tuple[int, int, int, int, int]  # the order of USAGE_TOKEN_KEYS
+
+
+USAGE_TOKEN_KEYS = (
+    A.GEN_AI_USAGE_INPUT_TOKENS,
+    A.GEN_AI_USAGE_OUTPUT_TOKENS,
+    A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+)
+
+
+def model_call(fields: dict[str, Any], service: str | None, start_ns: int, duration_ns: int, failed: bool) -> ModelCall:
+    """
+    A model call from its end line's *fields* (its start line's when it never ended).
+    """
+    get = fields.get
+    return ModelCall(
+        str(get(A.GEN_AI_RESPONSE_MODEL) or get(A.GEN_AI_REQUEST_MODEL) or "?"),
+        str(get(A.GEN_AI_CONVERSATION_ID) or "-"),
+        service or "?",
+        start_ns,
+        duration_ns,
+        failed,
+        tuple(_int(get(key)) for key in USAGE_TOKEN_KEYS),  # type: ignore[arg-type]
+    )
 
 
 def build_traces(lines: Iterable[Line]) -> list[TraceView]:
@@ -431,6 +634,8 @@ def build_traces(lines: Iterable[Line]) -> list[TraceView]:
             run.span_name = fields.get(A.SPAN_NAME)
             run.span_kind = fields.get(A.SPAN_KIND)
             run.service = fields.get(A.SERVICE_NAME)
+            run.instance = fields.get(SERVICE_INSTANCE_ID)
+            run.pid = fields.get(PROCESS_PID)
         run.last = line
         action = line.action
         if action.endswith(("_end", "_error")):
@@ -459,7 +664,38 @@ def build_traces(lines: Iterable[Line]) -> list[TraceView]:
     return traces
 
 
-def find_trace(traces: Sequence[TraceView], prefix: str) -> TraceView:
+def complete_traces(lines: Iterable[Line], wanted: Mapping[str, int]) -> Iterator[TraceView]:
+    """
+    The traces of *wanted* (trace id → how many lines it has, from a first pass), each built
+    and yielded as soon as its last line is read: only the lines of traces under way are held.
+    """
+    left = dict(wanted)
+    held: dict[str, list[Line]] = {}
+    for line in lines:
+        trace_id = line.fields.get(A.TRACE_ID)
+        count = left.get(trace_id) if isinstance(trace_id, str) else None
+        if count is None or not isinstance(line.fields.get(A.SPAN_ID), str):
+            continue
+        assert isinstance(trace_id, str)
+        held.setdefault(trace_id, []).append(line)
+        if count > 1:
+            left[trace_id] = count - 1
+        else:
+            del left[trace_id]
+            yield from build_traces(held.pop(trace_id))
+    for rest in held.values():  # fewer lines than counted: the files changed between the passes
+        yield from build_traces(rest)
+
+
+class _HasTraceId(Protocol):
+    @property
+    def trace_id(self) -> str: ...
+
+
+_T = TypeVar("_T", bound=_HasTraceId)
+
+
+def find_trace(traces: Sequence[_T], prefix: str) -> _T:
     """
     The one trace whose id starts with *prefix*.
 
@@ -515,13 +751,19 @@ class Filter:
             return False
         return not self.errors or line.is_error
 
+    def window(self, first_ns: int) -> bool:
+        """
+        Whether a trace that starts at *first_ns* is inside ``since``/``until``.
+        """
+        if self.since_ns is not None and first_ns < self.since_ns:
+            return False
+        return self.until_ns is None or first_ns < self.until_ns
+
     def trace(self, trace: TraceView) -> bool:
         """
         Whether a whole trace passes (every other command).
         """
-        if self.since_ns is not None and trace.first_ns < self.since_ns:
-            return False
-        if self.until_ns is not None and trace.first_ns >= self.until_ns:
+        if not self.window(trace.first_ns):
             return False
         if self.traces and not trace.trace_id.startswith(self.traces):
             return False
