@@ -19,11 +19,11 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lc_trace import _attributes as A
 from lc_trace._html import DEFAULT_DETAILS
@@ -42,8 +42,12 @@ from lc_trace._reader import (
     log_files,
     parse_time,
     read_lines,
+    stream_runs,
 )
 from lc_trace._summary import TraceSummary, summarise
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 __all__ = ["main"]
 
@@ -77,7 +81,12 @@ def _log(paths: list[str] | str | None, *, rotated: bool = True) -> Iterator[Log
 
 
 def _lines(
-    log: LogFiles, *, skipped: list[int] | None = None, what: str = "reading", quiet: bool = False
+    log: LogFiles,
+    *,
+    skipped: list[int] | None = None,
+    what: str = "reading",
+    quiet: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> Iterator[Line]:
     """
     One pass over *log*'s lines, with progress on a terminal; invalid lines are counted and
@@ -85,17 +94,17 @@ def _lines(
     belong to no span (lc_trace's own notices).
     """
     invalid: list[str] = []
-    progress = _ReadProgress(log.size, what) if sys.stderr.isatty() and not quiet else None
+    shown = _ReadProgress(log.size, what) if progress is None and sys.stderr.isatty() and not quiet else None
     try:
-        for line in log.lines(invalid.append, progress):
+        for line in log.lines(invalid.append, progress or shown):
             if skipped is not None and not (
                 isinstance(line.get(A.TRACE_ID), str) and isinstance(line.get(A.SPAN_ID), str)
             ):
                 skipped[0] += 1
             yield line
     finally:
-        if progress is not None:
-            progress.done()
+        if shown is not None:
+            shown.done()
     if skipped is not None:
         skipped[0] += len(invalid)
     if invalid:
@@ -399,32 +408,51 @@ def _cmd_usage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    from lc_trace._export import export_traces, otlp_exporter
+def _cmd_export(args: argparse.Namespace, exporter: SpanExporter | None = None) -> int:
+    """
+    ``export``; to *exporter* instead of the OTLP one its options configure (the benchmark's sink).
+
+    One pass, sending each run as it ends, when the filters pick traces by id alone; with a
+    filter on what a whole trace holds (time, service, action, errors) a summary pass picks the
+    traces first.
+    """
+    from lc_trace._export import export_runs, otlp_exporter
 
     skipped = [0]
+    wanted = _filter(args)
     with _log(args.paths) as log:
-        picked = _summaries(args, log, skipped=skipped, quiet=args.quiet)
-        if not picked:
-            print("no traces to export (check the path and the filters)")
-            return 0
+        bar = _ExportProgress(log.size) if sys.stderr.isatty() and not args.quiet else None
+        if (
+            wanted.since_ns is None
+            and wanted.until_ns is None
+            and not (wanted.services or wanted.actions or wanted.errors)
+        ):
+            prefixes = wanted.traces
+            picked: Callable[[str], bool] = lambda trace_id: not prefixes or trace_id.startswith(prefixes)  # noqa: E731
+            lines = _lines(log, skipped=skipped, quiet=True, progress=bar.read if bar is not None else None)
+        else:
+            chosen = {trace.trace_id for trace in _summaries(args, log, skipped=skipped, quiet=args.quiet)}
+            picked = chosen.__contains__
+            lines = log.lines(progress=bar.read if bar is not None else None)
         try:
-            exporter = otlp_exporter(args.endpoint)
+            exporter = exporter or otlp_exporter(args.endpoint)
         except ValueError as exc:
             raise CliError(str(exc)) from None
-        bar = _ProgressBar(sum(t.run_count for t in picked)) if sys.stderr.isatty() and not args.quiet else None
         try:
-            summary = export_traces(
-                _full_traces(log, picked, quiet=True),  # the spans' bar shows the second pass
+            summary = export_runs(
+                stream_runs(lines, picked),
                 exporter,
                 batch_size=args.batch_size,
-                progress=bar,
+                progress=bar.sent if bar is not None else None,
                 detach_missing_parents=args.detach_missing_parents,
             )
         finally:
             exporter.shutdown()
             if bar is not None:
                 bar.done()
+    if not summary.traces:
+        print("no traces to export (check the path and the filters)")
+        return 0
     missing = ""
     if summary.missing_parents and summary.detached:
         missing = (
@@ -450,24 +478,42 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 1 if summary.refused else 0
 
 
-class _ProgressBar:
+class _ExportProgress:
     """
-    ``[#####.....] 1,200/5,000 spans`` on stderr, redrawn in place (a terminal only).
+    ``[#####.....] 120.0/600.0 MB read, 35,000 spans`` (handed to the exporter) on stderr, redrawn in place at most ten
+    times a second (a terminal only).
     """
 
-    def __init__(self, total: int) -> None:
-        self.total = max(total, 1)
-        self.done_count = 0
+    def __init__(self, total_bytes: int) -> None:
+        self.total = max(total_bytes, 1)
+        self.read_bytes = 0
+        self.spans = 0
+        self.drawn = 0.0
 
-    def __call__(self, count: int) -> None:
-        self.done_count += count
-        filled = 30 * self.done_count // self.total
+    def read(self, count: int) -> None:
+        self.read_bytes += count
+        self.draw()
+
+    def sent(self, count: int) -> None:
+        self.spans += count
+        self.draw()
+
+    def draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.drawn < 0.1:
+            return
+        self.drawn = now
+        filled = 30 * self.read_bytes // self.total
         print(
-            f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done_count:,}/{self.total:,} spans", end="", file=sys.stderr
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.read_bytes / 1e6:,.1f}/{self.total / 1e6:,.1f} MB read, "
+            f"{self.spans:,} spans",
+            end="",
+            file=sys.stderr,
+            flush=True,
         )
-        sys.stderr.flush()
 
     def done(self) -> None:
+        self.draw(force=True)
         print(file=sys.stderr)
 
 

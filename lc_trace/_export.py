@@ -40,9 +40,17 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 from lc_trace import __version__
 from lc_trace import _attributes as A
-from lc_trace._reader import PROCESS_PID, SERVICE_INSTANCE_ID, RunView, TraceView
+from lc_trace._reader import LINE_KEYS, PROCESS_PID, SERVICE_INSTANCE_ID, RunView, TraceView
 
-__all__ = ["DETACHED_PARENT", "ExportSummary", "NEVER_ENDED", "export_traces", "otlp_exporter", "run_spans"]
+__all__ = [
+    "DETACHED_PARENT",
+    "ExportSummary",
+    "NEVER_ENDED",
+    "export_runs",
+    "export_traces",
+    "otlp_exporter",
+    "run_spans",
+]
 
 NEVER_ENDED = "never_ended"
 # The attribute of the link a detached root keeps to the parent span that is in no file.
@@ -52,6 +60,8 @@ _DEFAULT_BATCH = 512
 _GIVE_UP_AFTER_FAILURES = 3  # consecutive refused batches: the collector is down, stop trying
 _SCOPE = InstrumentationScope("lc_trace", __version__, schema_url=A.SCHEMA_URL)  # the live spans' scope
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
+_SCALARS = frozenset({str, bool, int, float})
 # Span names of runs logged before span.name was (the mapping's rule, design.md section 4).
 _OPERATION = {"chat_model": A.OP_CHAT, "llm": A.OP_TEXT_COMPLETION}
 _CLIENT_TYPES = frozenset({"chat_model", "llm", "retriever"})
@@ -142,12 +152,12 @@ def _span(trace_id: str, run: RunView, resources: dict[_ResourceKey, Resource], 
         parent = SpanContext(trace_number, int(parent_id, 16), is_remote=False, trace_flags=_SAMPLED)
         links.append(Link(parent, {DETACHED_PARENT: True}))
         parent_id = None
-    attributes = {key: _value(value) for key, value in run.attributes().items() if value is not None}
+    attributes = _attributes(run)
     events = [
         Event(line.action, {k: _value(v) for k, v in run.event_attributes(line).items() if v is not None}, line.time_ns)
         for line in run.events
     ]
-    status = Status(StatusCode.UNSET)
+    status = _UNSET
     if run.end is None:
         attributes[A.LC_END_REASON] = NEVER_ENDED
     elif run.failed:
@@ -180,6 +190,32 @@ def _span(trace_id: str, run: RunView, resources: dict[_ResourceKey, Resource], 
         end_time=run.end_ns,
         instrumentation_scope=_SCOPE,
     )
+
+
+def _attributes(run: RunView) -> dict[str, Any]:
+    """
+    ``run.attributes()`` as OTLP values, in one walk over the lines (the export's hot path):
+    the start line's, then the end line's (a ``null`` there drops the key), else what a
+    promotion to agent added.
+    """
+    out: dict[str, Any] = {}
+    scalars, line_keys = _SCALARS, LINE_KEYS
+    start = run.first if run.first is not None and run.first.action.endswith("_start") else None
+    for line in (start, run.end):
+        if line is None:
+            continue
+        for key, value in line.fields.items():
+            if key in line_keys:
+                continue
+            if type(value) in scalars:
+                out[key] = value
+            elif value is not None:
+                out[key] = _value(value)
+            else:
+                out.pop(key, None)
+    if run.end is None:
+        out.update((key, _value(value)) for key, value in run.promoted.items() if value is not None)
+    return out
 
 
 def _value(value: Any) -> Any:
@@ -225,15 +261,41 @@ def export_traces(
     detach_missing_parents: bool = False,
 ) -> ExportSummary:
     """
-    Send every run of *traces* as a span, *batch_size* at a time; report each batch's size to
-    *progress*. After three refused batches in a row the rest are counted as refused unsent.
-    Roots whose parent span is in no line are counted, and with *detach_missing_parents* sent
-    as roots linking to it.
+    Send every run of *traces* as a span, parents first, as ``export_runs`` does.
+    """
+
+    def runs() -> Iterator[tuple[RunView, bool]]:
+        for trace in traces:
+            stack = [(run, run.parent_span_id is not None) for run in reversed(trace.roots)]
+            while stack:
+                run, missing = stack.pop()
+                yield run, missing
+                stack.extend((child, False) for child in reversed(run.children))
+
+    return export_runs(
+        runs(), exporter, batch_size=batch_size, progress=progress, detach_missing_parents=detach_missing_parents
+    )
+
+
+def export_runs(
+    runs: Iterable[tuple[RunView, bool]],
+    exporter: SpanExporter,
+    *,
+    batch_size: int = _DEFAULT_BATCH,
+    progress: Callable[[int], None] | None = None,
+    detach_missing_parents: bool = False,
+) -> ExportSummary:
+    """
+    Send each run of *runs* (with whether its parent span is in no line: ``stream_runs``) as a
+    span, *batch_size* at a time; report each batch's size to *progress*. After three refused
+    batches in a row the rest are counted as refused unsent. Runs whose parent is missing are
+    counted, and with *detach_missing_parents* sent as roots linking to it.
     """
     summary = ExportSummary(detached=detach_missing_parents)
     resources: dict[_ResourceKey, Resource] = {}
     batch: list[ReadableSpan] = []
     failures = 0
+    traces: set[str] = set()
 
     def send() -> None:
         nonlocal failures
@@ -250,15 +312,15 @@ def export_traces(
             progress(len(batch))
         batch.clear()
 
-    for trace in traces:
-        summary.traces += 1
-        summary.missing_parents += trace.missing_parents
-        for span in run_spans(trace, resources, detach_missing_parents=detach_missing_parents):
-            if span.attributes is not None and span.attributes.get(A.LC_END_REASON) == NEVER_ENDED:
-                summary.never_ended += 1
-            batch.append(span)
-            if len(batch) >= batch_size:
-                send()
+    for run, missing in runs:
+        traces.add(run.trace_id)
+        summary.missing_parents += missing
+        if run.end is None:
+            summary.never_ended += 1
+        batch.append(_span(run.trace_id, run, resources, missing and detach_missing_parents))
+        if len(batch) >= batch_size:
+            send()
     if batch:
         send()
+    summary.traces = len(traces)
     return summary

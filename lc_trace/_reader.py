@@ -47,10 +47,13 @@ __all__ = [
     "log_files",
     "parse_time",
     "read_lines",
+    "stream_runs",
 ]
 
 _DEFAULT_LOG_PATH = os.path.join("lc_trace_logs", "lc_trace.jsonl")  # the handler's default too
 _QUIET_EVENTS = frozenset({"llm_new_token"})  # one per streamed chunk: counted on llm_end already
+_IDLE_NS = 120 * 1_000_000_000  # a trace with no run under way and no line for this long (log time) is done
+_SWEEP_EVERY = 8192  # lines between looks for such traces
 _CHUNK_BYTES = 1 << 20  # files are read in chunks this size and split into lines here: faster than line iteration
 # The process that wrote a line (its resource, not a span attribute); absent from older logs.
 SERVICE_INSTANCE_ID = "service.instance.id"
@@ -275,27 +278,35 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
 
 class _StampParser:
     """
-    ``@timestamp`` (``YYYY-MM-DDTHH:MM:SS.fffffffffZ``, 6 or 9 digits) to epoch nanoseconds;
-    the seconds part is converted once per distinct second, not once per line. 0 when absent
-    or malformed.
+    ``@timestamp`` (``YYYY-MM-DDTHH:MM:SS.fffffffffZ``, 6 or 9 digits) to epoch nanoseconds:
+    the date is converted once per distinct day, the time of day by hand once per distinct
+    second (``strptime`` per line would cost more than parsing the line). 0 when absent or
+    malformed.
     """
 
-    __slots__ = ("_prefix", "_seconds")
+    __slots__ = ("_day", "_day_seconds", "_prefix", "_seconds")
 
     def __init__(self) -> None:
-        self._prefix = ""
-        self._seconds = 0
+        self._day = self._prefix = ""
+        self._day_seconds = self._seconds = 0
 
     def __call__(self, stamp: Any) -> int:
-        if not isinstance(stamp, str) or len(stamp) < 20:
+        if type(stamp) is not str or len(stamp) < 20:
             return 0
         prefix = stamp[:19]
         if prefix != self._prefix:
-            try:
-                moment = time.strptime(prefix, "%Y-%m-%dT%H:%M:%S")
-            except ValueError:
+            clock = prefix[11:13] + prefix[14:16] + prefix[17:19]
+            if prefix[10] != "T" or prefix[13] != ":" or prefix[16] != ":" or not clock.isdigit():
                 return _slow_stamp(stamp)
-            self._prefix, self._seconds = prefix, calendar.timegm(moment)
+            day = prefix[:10]
+            if day != self._day:
+                try:
+                    self._day_seconds = calendar.timegm(time.strptime(day, "%Y-%m-%d"))
+                except ValueError:
+                    return _slow_stamp(stamp)
+                self._day = day
+            hours, minutes, seconds = int(clock[:2]), int(clock[2:4]), int(clock[4:])
+            self._prefix, self._seconds = prefix, self._day_seconds + hours * 3600 + minutes * 60 + seconds
         fraction = stamp[20:-1] if stamp[19] == "." and stamp[-1] == "Z" else ""
         if not fraction.isdigit():
             return _slow_stamp(stamp)
@@ -600,6 +611,124 @@ def model_call(fields: dict[str, Any], service: str | None, start_ns: int, durat
     )
 
 
+def _new_run(span_id: str, trace_id: str, line: Line) -> RunView:
+    """
+    A run from its first line (every line of a run repeats what its start said).
+    """
+    fields = line.fields
+    get = fields.get
+    run = RunView(span_id, trace_id)
+    run.first = line
+    run.run_id = get(A.LC_RUN_ID)
+    run.parent_run_id = get(A.LC_RUN_PARENT_ID)
+    run.parent_span_id = get(A.PARENT_ID)
+    run.name = str(get(A.LC_RUN_NAME, "?"))
+    run.run_type = str(get(A.LC_RUN_TYPE, "?"))
+    run.span_name = get(A.SPAN_NAME)
+    run.span_kind = get(A.SPAN_KIND)
+    run.service = get(A.SERVICE_NAME)
+    run.instance = get(SERVICE_INSTANCE_ID)
+    run.pid = get(PROCESS_PID)
+    return run
+
+
+def _add_line(run: RunView, line: Line) -> bool:
+    """
+    What one line tells of its run; True when it is the run's end.
+    """
+    fields = line.fields
+    run.last = line
+    action = fields.get(A.EVENT_ACTION)
+    action = action if isinstance(action, str) else ""
+    if action.endswith(("_end", "_error")):
+        run.end = line
+        run.run_type = str(fields.get(A.LC_RUN_TYPE, run.run_type))  # a chain may turn out to be an agent
+        run.span_name = fields.get(A.SPAN_NAME, run.span_name)
+        return True
+    if not action.endswith("_start") and action not in _QUIET_EVENTS:
+        run.events.append(line)
+        if fields.get(A.LC_RUN_TYPE) != run.run_type and A.LC_RUN_TYPE in fields:  # promoted to an agent
+            run.run_type = str(fields[A.LC_RUN_TYPE])
+            run.span_name = fields.get(A.SPAN_NAME, run.span_name)
+            run.promoted = {k: fields[k] for k in _PROMOTED_KEYS if k in fields}
+    return False
+
+
+@dataclass(slots=True)
+class _Under:
+    """
+    A trace whose runs ``stream_runs`` is reading: its span ids, its runs not yet ended, its
+    ended runs waiting to know whether their parent is in the files.
+    """
+
+    spans: set[str] = field(default_factory=set)
+    by_run_id: dict[Any, str] = field(default_factory=dict)
+    open: dict[str, RunView] = field(default_factory=dict)
+    waiting: list[RunView] = field(default_factory=list)
+    last_ns: int = 0
+
+
+def stream_runs(
+    lines: Iterable[Line], wanted: Callable[[str], bool] = lambda trace_id: True
+) -> Iterator[tuple[RunView, bool]]:
+    """
+    Every run of the traces *wanted* accepts, each as soon as it has ended (runs that never
+    end, at the end of the lines), with whether its parent span is in none of the lines. Only
+    the runs under way are held: memory follows the traffic in flight, not the file.
+
+    A run whose parent span has not been seen when it ends waits until its trace has had no
+    run under way and no line for ``_IDLE_NS`` of log time (or the lines end): a parent
+    written by another process may come a batch later. Runs are not nested (``children`` is
+    empty): a run's span needs only its own lines and its parent's span id.
+    """
+    under: dict[str, _Under] = {}
+    now_ns = 0
+    countdown = _SWEEP_EVERY
+    skip: set[str] = set()
+    for line in lines:
+        fields = line.fields
+        trace_id = fields.get(A.TRACE_ID)
+        span_id = fields.get(A.SPAN_ID)
+        if type(trace_id) is not str or type(span_id) is not str or trace_id in skip:
+            continue
+        trace = under.get(trace_id)
+        if trace is None:
+            if not wanted(trace_id):
+                skip.add(trace_id)
+                continue
+            trace = under[trace_id] = _Under()
+        time_ns = line.time_ns
+        if time_ns > now_ns:
+            now_ns = time_ns
+        trace.last_ns = time_ns
+        run = trace.open.get(span_id)
+        if run is None:
+            run = trace.open[span_id] = _new_run(span_id, trace_id, line)
+            trace.spans.add(span_id)
+            if run.run_id is not None:
+                trace.by_run_id[run.run_id] = span_id
+            if run.parent_span_id is None and run.parent_run_id is not None:  # from before parent.id was logged
+                run.parent_span_id = trace.by_run_id.get(run.parent_run_id)
+        if _add_line(run, line):
+            del trace.open[span_id]
+            if run.parent_span_id is None or run.parent_span_id in trace.spans:
+                yield run, False
+            else:
+                trace.waiting.append(run)
+        countdown -= 1
+        if not countdown:
+            countdown = _SWEEP_EVERY
+            for key in [k for k, t in under.items() if not t.open and t.last_ns < now_ns - _IDLE_NS]:
+                yield from _settle(under.pop(key))
+    for trace in under.values():
+        yield from _settle(trace)
+
+
+def _settle(trace: _Under) -> Iterator[tuple[RunView, bool]]:
+    for run in [*trace.waiting, *trace.open.values()]:
+        yield run, run.parent_span_id is not None and run.parent_span_id not in trace.spans
+
+
 def build_traces(lines: Iterable[Line]) -> list[TraceView]:
     """
     Group lines into traces by ``trace.id`` and runs by ``span.id``, then nest the runs;
@@ -623,31 +752,9 @@ def build_traces(lines: Iterable[Line]) -> list[TraceView]:
             elif line.time_ns > span[1]:
                 span[1] = line.time_ns
         run = runs.get(span_id)
-        if run is None:  # every line of a run repeats what its start said
-            run = runs[span_id] = RunView(span_id, trace_id)
-            run.first = line
-            run.run_id = fields.get(A.LC_RUN_ID)
-            run.parent_run_id = fields.get(A.LC_RUN_PARENT_ID)
-            run.parent_span_id = fields.get(A.PARENT_ID)
-            run.name = str(fields.get(A.LC_RUN_NAME, "?"))
-            run.run_type = str(fields.get(A.LC_RUN_TYPE, "?"))
-            run.span_name = fields.get(A.SPAN_NAME)
-            run.span_kind = fields.get(A.SPAN_KIND)
-            run.service = fields.get(A.SERVICE_NAME)
-            run.instance = fields.get(SERVICE_INSTANCE_ID)
-            run.pid = fields.get(PROCESS_PID)
-        run.last = line
-        action = line.action
-        if action.endswith(("_end", "_error")):
-            run.end = line
-            run.run_type = str(fields.get(A.LC_RUN_TYPE, run.run_type))  # a chain may turn out to be an agent
-            run.span_name = fields.get(A.SPAN_NAME, run.span_name)
-        elif not action.endswith("_start") and action not in _QUIET_EVENTS:
-            run.events.append(line)
-            if fields.get(A.LC_RUN_TYPE) != run.run_type and A.LC_RUN_TYPE in fields:  # promoted to an agent
-                run.run_type = str(fields[A.LC_RUN_TYPE])
-                run.span_name = fields.get(A.SPAN_NAME, run.span_name)
-                run.promoted = {k: fields[k] for k in _PROMOTED_KEYS if k in fields}
+        if run is None:
+            run = runs[span_id] = _new_run(span_id, trace_id, line)
+        _add_line(run, line)
     traces = []
     for trace_id, runs in grouped.items():
         by_run_id = {run.run_id: run for run in runs.values() if run.run_id}
