@@ -96,12 +96,14 @@ def _lines(
     invalid: list[str] = []
     shown = _ReadProgress(log.size, what) if progress is None and sys.stderr.isatty() and not quiet else None
     try:
-        for line in log.lines(invalid.append, progress or shown):
-            if skipped is not None and not (
-                isinstance(line.get(A.TRACE_ID), str) and isinstance(line.get(A.SPAN_ID), str)
-            ):
-                skipped[0] += 1
-            yield line
+        if skipped is None:
+            yield from log.lines(invalid.append, progress or shown)
+        else:
+            for line in log.lines(invalid.append, progress or shown):
+                fields = line.fields
+                if type(fields.get(A.TRACE_ID)) is not str or type(fields.get(A.SPAN_ID)) is not str:
+                    skipped[0] += 1
+                yield line
     finally:
         if shown is not None:
             shown.done()

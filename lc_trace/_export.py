@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from itertools import compress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -62,6 +63,9 @@ _SCOPE = InstrumentationScope("lc_trace", __version__, schema_url=A.SCHEMA_URL) 
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
 _SCALARS = frozenset({str, bool, int, float})
+_KINDS = {kind.name: kind for kind in SpanKind}
+_LINE_KEYS = tuple(LINE_KEYS)
+_NOT_SCALAR = frozenset({list, dict, type(None)})  # all orjson gives besides the scalars
 # Span names of runs logged before span.name was (the mapping's rule, design.md section 4).
 _OPERATION = {"chat_model": A.OP_CHAT, "llm": A.OP_TEXT_COMPLETION}
 _CLIENT_TYPES = frozenset({"chat_model", "llm", "retriever"})
@@ -194,27 +198,27 @@ def _span(trace_id: str, run: RunView, resources: dict[_ResourceKey, Resource], 
 
 def _attributes(run: RunView) -> dict[str, Any]:
     """
-    ``run.attributes()`` as OTLP values, in one walk over the lines (the export's hot path):
-    the start line's, then the end line's (a ``null`` there drops the key), else what a
-    promotion to agent added.
+    ``run.attributes()`` as OTLP values (the export's hot path: copied and merged in C, then
+    the few values that are not scalars fixed): the start line's, then the end line's (a
+    ``null`` there drops the key), else what a promotion to agent added.
     """
-    out: dict[str, Any] = {}
-    scalars, line_keys = _SCALARS, LINE_KEYS
     start = run.first if run.first is not None and run.first.action.endswith("_start") else None
-    for line in (start, run.end):
-        if line is None:
-            continue
-        for key, value in line.fields.items():
-            if key in line_keys:
-                continue
-            if type(value) in scalars:
-                out[key] = value
-            elif value is not None:
-                out[key] = _value(value)
-            else:
-                out.pop(key, None)
-    if run.end is None:
-        out.update((key, _value(value)) for key, value in run.promoted.items() if value is not None)
+    end = run.end
+    out: dict[str, Any] = dict(start.fields) if start is not None else {}
+    if end is not None:
+        out.update(end.fields)
+    else:
+        out.update(run.promoted)
+    pop = out.pop
+    for key in _LINE_KEYS:
+        pop(key, None)
+    # The keys whose values are not scalars, picked in C: most lines have one (langchain.tags).
+    for key in list(compress(out, map(_NOT_SCALAR.__contains__, map(type, out.values())))):
+        value = out[key]
+        if value is None:
+            del out[key]
+        else:
+            out[key] = _value(value)
     return out
 
 
@@ -223,21 +227,19 @@ def _value(value: Any) -> Any:
     An attribute value OTLP carries: lc_trace writes only scalars and lists of strings, but a
     user's structlog processor may add any JSON; anything else becomes its JSON text.
     """
-    if isinstance(value, (str, bool, int, float)):
+    if type(value) in _SCALARS:
         return value
-    if (
-        isinstance(value, list)
-        and value
-        and len({type(v) for v in value}) == 1
-        and isinstance(value[0], (str, bool, int, float))
-    ):
-        return value
+    if type(value) is list and value:
+        kind = type(value[0])
+        if kind in _SCALARS and all(type(v) is kind for v in value):
+            return value
     return orjson.dumps(value).decode()
 
 
 def _kind(run: RunView) -> SpanKind:
-    if run.span_kind is not None and run.span_kind in SpanKind.__members__:
-        return SpanKind[run.span_kind]
+    kind = _KINDS.get(run.span_kind) if isinstance(run.span_kind, str) else None
+    if kind is not None:
+        return kind
     return SpanKind.CLIENT if run.run_type in _CLIENT_TYPES else SpanKind.INTERNAL  # logged before span.kind was
 
 

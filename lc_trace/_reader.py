@@ -615,21 +615,27 @@ def _new_run(span_id: str, trace_id: str, line: Line) -> RunView:
     """
     A run from its first line (every line of a run repeats what its start said).
     """
-    fields = line.fields
-    get = fields.get
-    run = RunView(span_id, trace_id)
-    run.first = line
-    run.run_id = get(A.LC_RUN_ID)
-    run.parent_run_id = get(A.LC_RUN_PARENT_ID)
-    run.parent_span_id = get(A.PARENT_ID)
-    run.name = str(get(A.LC_RUN_NAME, "?"))
-    run.run_type = str(get(A.LC_RUN_TYPE, "?"))
-    run.span_name = get(A.SPAN_NAME)
-    run.span_kind = get(A.SPAN_KIND)
-    run.service = get(A.SERVICE_NAME)
-    run.instance = get(SERVICE_INSTANCE_ID)
-    run.pid = get(PROCESS_PID)
-    return run
+    get = line.fields.get
+    return RunView(
+        span_id,
+        trace_id,
+        get(_RUN_ID),
+        get(_RUN_PARENT_ID),
+        get(_PARENT_ID),
+        str(get(_RUN_NAME, "?")),
+        str(get(_RUN_TYPE, "?")),
+        get(_SPAN_NAME),
+        get(_SPAN_KIND),
+        get(_SERVICE),
+        get(SERVICE_INSTANCE_ID),
+        get(PROCESS_PID),
+        line,
+    )
+
+
+_RUN_ID, _RUN_PARENT_ID, _PARENT_ID, _RUN_NAME = A.LC_RUN_ID, A.LC_RUN_PARENT_ID, A.PARENT_ID, A.LC_RUN_NAME
+_RUN_TYPE, _SPAN_NAME, _SPAN_KIND, _SERVICE = A.LC_RUN_TYPE, A.SPAN_NAME, A.SPAN_KIND, A.SERVICE_NAME
+_ACTION, _ENDS = A.EVENT_ACTION, ("_end", "_error")
 
 
 def _add_line(run: RunView, line: Line) -> bool:
@@ -638,18 +644,19 @@ def _add_line(run: RunView, line: Line) -> bool:
     """
     fields = line.fields
     run.last = line
-    action = fields.get(A.EVENT_ACTION)
-    action = action if isinstance(action, str) else ""
-    if action.endswith(("_end", "_error")):
+    action = fields.get(_ACTION)
+    if type(action) is not str:
+        action = ""
+    if action.endswith(_ENDS):
         run.end = line
-        run.run_type = str(fields.get(A.LC_RUN_TYPE, run.run_type))  # a chain may turn out to be an agent
-        run.span_name = fields.get(A.SPAN_NAME, run.span_name)
+        run.run_type = str(fields.get(_RUN_TYPE, run.run_type))  # a chain may turn out to be an agent
+        run.span_name = fields.get(_SPAN_NAME, run.span_name)
         return True
     if not action.endswith("_start") and action not in _QUIET_EVENTS:
         run.events.append(line)
-        if fields.get(A.LC_RUN_TYPE) != run.run_type and A.LC_RUN_TYPE in fields:  # promoted to an agent
-            run.run_type = str(fields[A.LC_RUN_TYPE])
-            run.span_name = fields.get(A.SPAN_NAME, run.span_name)
+        if fields.get(_RUN_TYPE) != run.run_type and _RUN_TYPE in fields:  # promoted to an agent
+            run.run_type = str(fields[_RUN_TYPE])
+            run.span_name = fields.get(_SPAN_NAME, run.span_name)
             run.promoted = {k: fields[k] for k in _PROMOTED_KEYS if k in fields}
     return False
 
