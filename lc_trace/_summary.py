@@ -23,6 +23,8 @@ from typing import Any
 
 from lc_trace import _attributes as A
 from lc_trace._reader import (
+    _IDLE_NS,
+    _SWEEP_EVERY,
     MODEL_RUN_TYPES,
     Filter,
     Line,
@@ -33,8 +35,6 @@ from lc_trace._reader import (
 
 __all__ = ["TraceSummary", "summarise"]
 
-_IDLE_NS = 120 * 1_000_000_000  # a finished trace with no line for this long (log time) is folded
-_SWEEP_EVERY = 8192  # lines between looks for traces to fold
 _QUIET = "llm_new_token"
 
 
