@@ -8,7 +8,8 @@ side by side with a plain orjson line scan (the floor: reading and parsing, noth
     python -m bench.reader --mib 150 --before 5b81b4f   # also the code of a commit, on the same log
     python -m bench.reader --smoke                 # 12 MiB, for a quick check that it runs
 
-Throughput is the log's size over the command's wall time (imports included); peak RSS is the
+Throughput is the log's size over the command's wall time (imports included), and over its CPU
+time (user + system: less at the mercy of what else the machine runs); peak RSS is the
 child's ``VmHWM`` (``peak_rss_bytes``). The log is generated into a temporary folder and deleted after. It is a
 web app's day: the flower-shop demo's traces copied with new ids, four requests at a time
 interleaved line by line, each root a child of a request span that is in no file, written by
@@ -181,7 +182,13 @@ def _child(command: str, path: str, trace_id: str) -> dict[str, Any]:
             else:
                 _cli.main([command, path] + (["--json"] if command == "usage" else []))
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "peak_rss_mib": peak_rss_bytes() / _MIB, "out_tail": out.getvalue()[-200:]}
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # a forked child's CPU times start at zero
+    return {
+        "seconds": seconds,
+        "cpu_seconds": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mib": peak_rss_bytes() / _MIB,
+        "out_tail": out.getvalue()[-200:],
+    }
 
 
 def peak_rss_bytes() -> int:
@@ -250,17 +257,18 @@ def main(argv: list[str] | None = None) -> int:
         for label, code in versions:
             for command in commands:
                 result = _measure(command, path, trace_id, code)
-                mb_s = size / 1e6 / result["seconds"]
-                rows.append((label, command, result["seconds"], mb_s, result["peak_rss_mib"]))
+                mb_s, cpu_mb_s = size / 1e6 / result["seconds"], size / 1e6 / result["cpu_seconds"]
+                rows.append((label, command, result["seconds"], mb_s, cpu_mb_s, result["peak_rss_mib"]))
                 print(
-                    f"[bench.reader] {label} {command}: {result['seconds']:.1f} s, {mb_s:.0f} MB/s, "
-                    f"peak RSS {result['peak_rss_mib']:.0f} MiB",
+                    f"[bench.reader] {label} {command}: {result['seconds']:.1f} s, {mb_s:.0f} MB/s "
+                    f"({cpu_mb_s:.0f} MB/s of CPU time), peak RSS {result['peak_rss_mib']:.0f} MiB; "
+                    f"{result['out_tail'][-120:]!r}",
                     file=sys.stderr,
                 )
     print(f"Log: {size / _MIB:,.0f} MiB ({size / 1e6:,.0f} MB) in {len(files)} files, {traces:,} traces.\n")
-    print("| code | command | seconds | MB/s | peak RSS (MiB) |\n|---|---|---:|---:|---:|")
-    for label, command, seconds, mb_s, rss in rows:
-        print(f"| {label} | {command} | {seconds:.1f} | {mb_s:.0f} | {rss:.0f} |")
+    print("| code | command | seconds | MB/s | MB/s of CPU time | peak RSS (MiB) |\n|---|---|---:|---:|---:|---:|")
+    for label, command, seconds, mb_s, cpu_mb_s, rss in rows:
+        print(f"| {label} | {command} | {seconds:.1f} | {mb_s:.0f} | {cpu_mb_s:.0f} | {rss:.0f} |")
     return 0
 
 

@@ -447,6 +447,7 @@ def _cmd_export(args: argparse.Namespace, exporter: SpanExporter | None = None) 
                 batch_size=args.batch_size,
                 progress=bar.sent if bar is not None else None,
                 detach_missing_parents=args.detach_missing_parents,
+                consume=True,
             )
         finally:
             exporter.shutdown()

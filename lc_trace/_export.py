@@ -26,6 +26,7 @@ override.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import compress
@@ -65,6 +66,7 @@ _UNSET = Status(StatusCode.UNSET)
 _SCALARS = frozenset({str, bool, int, float})
 _KINDS = {kind.name: kind for kind in SpanKind}
 _LINE_KEYS = tuple(LINE_KEYS)
+_NONES = (None,) * len(_LINE_KEYS)
 _NOT_SCALAR = frozenset({list, dict, type(None)})  # all orjson gives besides the scalars
 # Span names of runs logged before span.name was (the mapping's rule, design.md section 4).
 _OPERATION = {"chat_model": A.OP_CHAT, "llm": A.OP_TEXT_COMPLETION}
@@ -147,7 +149,13 @@ def _resource(run: RunView, resources: dict[_ResourceKey, Resource]) -> Resource
     return resource
 
 
-def _span(trace_id: str, run: RunView, resources: dict[_ResourceKey, Resource], detach: bool) -> ReadableSpan:
+def _span(
+    trace_id: str, run: RunView, resources: dict[_ResourceKey, Resource], detach: bool, consume: bool = False
+) -> ReadableSpan:
+    """
+    The run's span; with *consume*, the run's start line is used up for it (the one-pass
+    export drops each run once sent: no copy of its fields is made).
+    """
     trace_number = int(trace_id, 16)
     resource = _resource(run, resources)
     parent_id = run.parent_span_id
@@ -156,11 +164,11 @@ def _span(trace_id: str, run: RunView, resources: dict[_ResourceKey, Resource], 
         parent = SpanContext(trace_number, int(parent_id, 16), is_remote=False, trace_flags=_SAMPLED)
         links.append(Link(parent, {DETACHED_PARENT: True}))
         parent_id = None
-    attributes = _attributes(run)
     events = [
         Event(line.action, {k: _value(v) for k, v in run.event_attributes(line).items() if v is not None}, line.time_ns)
         for line in run.events
     ]
+    attributes = _attributes(run, consume)
     status = _UNSET
     if run.end is None:
         attributes[A.LC_END_REASON] = NEVER_ENDED
@@ -196,22 +204,21 @@ def _span(trace_id: str, run: RunView, resources: dict[_ResourceKey, Resource], 
     )
 
 
-def _attributes(run: RunView) -> dict[str, Any]:
+def _attributes(run: RunView, consume: bool = False) -> dict[str, Any]:
     """
-    ``run.attributes()`` as OTLP values (the export's hot path: copied and merged in C, then
-    the few values that are not scalars fixed): the start line's, then the end line's (a
-    ``null`` there drops the key), else what a promotion to agent added.
+    ``run.attributes()`` as OTLP values (the export's hot path: merged in C, the line's own
+    keys dropped in C, then the few values that are not scalars fixed): the start line's, then
+    the end line's (a ``null`` there drops the key), else what a promotion to agent added.
+    With *consume*, the start line's fields become the attributes.
     """
     start = run.first if run.first is not None and run.first.action.endswith("_start") else None
     end = run.end
-    out: dict[str, Any] = dict(start.fields) if start is not None else {}
+    out: dict[str, Any] = (start.fields if consume else dict(start.fields)) if start is not None else {}
     if end is not None:
         out.update(end.fields)
     else:
         out.update(run.promoted)
-    pop = out.pop
-    for key in _LINE_KEYS:
-        pop(key, None)
+    deque(map(out.pop, _LINE_KEYS, _NONES), maxlen=0)  # out.pop(key, None) for each, without a Python loop
     # The keys whose values are not scalars, picked in C: most lines have one (langchain.tags).
     for key in list(compress(out, map(_NOT_SCALAR.__contains__, map(type, out.values())))):
         value = out[key]
@@ -286,12 +293,14 @@ def export_runs(
     batch_size: int = _DEFAULT_BATCH,
     progress: Callable[[int], None] | None = None,
     detach_missing_parents: bool = False,
+    consume: bool = False,
 ) -> ExportSummary:
     """
     Send each run of *runs* (with whether its parent span is in no line: ``stream_runs``) as a
     span, *batch_size* at a time; report each batch's size to *progress*. After three refused
     batches in a row the rest are counted as refused unsent. Runs whose parent is missing are
-    counted, and with *detach_missing_parents* sent as roots linking to it.
+    counted, and with *detach_missing_parents* sent as roots linking to it. With *consume* the
+    runs' start lines are used up (for runs nobody reads again).
     """
     summary = ExportSummary(detached=detach_missing_parents)
     resources: dict[_ResourceKey, Resource] = {}
@@ -319,7 +328,7 @@ def export_runs(
         summary.missing_parents += missing
         if run.end is None:
             summary.never_ended += 1
-        batch.append(_span(run.trace_id, run, resources, missing and detach_missing_parents))
+        batch.append(_span(run.trace_id, run, resources, missing and detach_missing_parents, consume))
         if len(batch) >= batch_size:
             send()
     if batch:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import calendar
 import fnmatch
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -600,10 +601,10 @@ def model_call(fields: dict[str, Any], service: str | None, start_ns: int, durat
     A model call from its end line's *fields* (its start line's when it never ended).
     """
     get = fields.get
-    return ModelCall(
-        str(get(A.GEN_AI_RESPONSE_MODEL) or get(A.GEN_AI_REQUEST_MODEL) or "?"),
-        str(get(A.GEN_AI_CONVERSATION_ID) or "-"),
-        service or "?",
+    return ModelCall(  # the names interned: a day has a few models and services, and many calls
+        sys.intern(str(get(A.GEN_AI_RESPONSE_MODEL) or get(A.GEN_AI_REQUEST_MODEL) or "?")),
+        sys.intern(str(get(A.GEN_AI_CONVERSATION_ID) or "-")),
+        sys.intern(service or "?"),
         start_ns,
         duration_ns,
         failed,
