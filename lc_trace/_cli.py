@@ -110,6 +110,10 @@ def _lines(
             shown.done()
     if skipped is not None:
         skipped[0] += len(invalid)
+    _report_invalid(invalid)
+
+
+def _report_invalid(invalid: list[str]) -> None:
     if invalid:
         print(
             f"lc-trace: skipped {len(invalid)} invalid line(s) that are not JSON objects (first: {invalid[0]})",
@@ -421,7 +425,8 @@ def _cmd_export(args: argparse.Namespace, exporter: SpanExporter | None = None) 
     """
     from lc_trace._export import export_runs, otlp_exporter
 
-    skipped = [0]
+    skipped: list[int] = [0]
+    invalid: list[str] = []
     wanted = _filter(args)
     with _log(args.paths) as log:
         bar = _ExportProgress(log.size) if sys.stderr.isatty() and not args.quiet else None
@@ -432,18 +437,20 @@ def _cmd_export(args: argparse.Namespace, exporter: SpanExporter | None = None) 
         ):
             prefixes = wanted.traces
             picked: Callable[[str], bool] = lambda trace_id: not prefixes or trace_id.startswith(prefixes)  # noqa: E731
-            lines = _lines(log, skipped=skipped, quiet=True, progress=bar.read if bar is not None else None)
+            lines = log.lines(invalid.append, bar.read if bar is not None else None)
+            unspanned: list[int] | None = skipped  # stream_runs counts the lines of no span
         else:
             chosen = {trace.trace_id for trace in _summaries(args, log, skipped=skipped, quiet=args.quiet)}
             picked = chosen.__contains__
             lines = log.lines(progress=bar.read if bar is not None else None)
+            unspanned = None  # counted by the first pass
         try:
             exporter = exporter or otlp_exporter(args.endpoint)
         except ValueError as exc:
             raise CliError(str(exc)) from None
         try:
             summary = export_runs(
-                stream_runs(lines, picked),
+                stream_runs(lines, picked, unspanned),
                 exporter,
                 batch_size=args.batch_size,
                 progress=bar.sent if bar is not None else None,
@@ -454,6 +461,8 @@ def _cmd_export(args: argparse.Namespace, exporter: SpanExporter | None = None) 
             exporter.shutdown()
             if bar is not None:
                 bar.done()
+    skipped[0] += len(invalid)
+    _report_invalid(invalid)
     if not summary.traces:
         print("no traces to export (check the path and the filters)")
         return 0

@@ -677,7 +677,7 @@ class _Under:
 
 
 def stream_runs(
-    lines: Iterable[Line], wanted: Callable[[str], bool] = lambda trace_id: True
+    lines: Iterable[Line], wanted: Callable[[str], bool] = lambda trace_id: True, unspanned: list[int] | None = None
 ) -> Iterator[tuple[RunView, bool]]:
     """
     Every run of the traces *wanted* accepts, each as soon as it has ended (runs that never
@@ -687,7 +687,8 @@ def stream_runs(
     A run whose parent span has not been seen when it ends waits until its trace has had no
     run under way and no line for ``_IDLE_NS`` of log time (or the lines end): a parent
     written by another process may come a batch later. Runs are not nested (``children`` is
-    empty): a run's span needs only its own lines and its parent's span id.
+    empty): a run's span needs only its own lines and its parent's span id. *unspanned*
+    counts the lines that belong to no span (lc_trace's own notices).
     """
     under: dict[str, _Under] = {}
     now_ns = 0
@@ -697,7 +698,11 @@ def stream_runs(
         fields = line.fields
         trace_id = fields.get(A.TRACE_ID)
         span_id = fields.get(A.SPAN_ID)
-        if type(trace_id) is not str or type(span_id) is not str or trace_id in skip:
+        if type(trace_id) is not str or type(span_id) is not str:
+            if unspanned is not None:
+                unspanned[0] += 1
+            continue
+        if trace_id in skip:
             continue
         trace = under.get(trace_id)
         if trace is None:

@@ -520,3 +520,19 @@ def test_each_process_gets_its_own_resource_and_older_lines_keep_one(tmp_path: P
         key: len(spans) for key, spans in resources.items()
     }
     assert 3 == len(encode_spans(list(memory.get_finished_spans())).resource_spans)
+
+
+@pytest.mark.log_schema_exempt("a hand-made notice line and a torn last line, written on purpose")
+def test_skipped_lines_are_counted_once_in_one_pass_and_two(
+    shop: tuple[Path, list[ReadableSpan]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line of no span and a torn last line are the 2 lines skipped, whether export reads once (no filter) or twice (--errors)."""
+    path = tmp_path / "torn.jsonl"
+    notice = {"@timestamp": "2026-12-01T00:00:00.000000000Z", "event.action": "lc_trace_dropped", "message": "x"}
+    path.write_bytes(shop[0].read_bytes() + json.dumps(notice).encode() + b"\n" + b'{"torn')
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TIMEOUT", "1")
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    for extra, traces in (([], 5), (["--errors"], 1)):
+        code, out, err = run_cli(["export", str(path), "-q", "--endpoint", endpoint, *extra])
+        assert out.startswith(f"{traces} traces: 0 spans sent, ") and ", 2 lines skipped (not JSON, or no span)" in out
+        assert 1 == err.count("skipped 1 invalid line(s)")
