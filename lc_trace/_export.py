@@ -26,10 +26,8 @@ override.
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import compress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -66,8 +64,6 @@ _UNSET = Status(StatusCode.UNSET)
 _SCALARS = frozenset({str, bool, int, float})
 _KINDS = {kind.name: kind for kind in SpanKind}
 _LINE_KEYS = tuple(LINE_KEYS)
-_NONES = (None,) * len(_LINE_KEYS)
-_NOT_SCALAR = frozenset({list, dict, type(None)})  # all orjson gives besides the scalars
 # Span names of runs logged before span.name was (the mapping's rule, design.md section 4).
 _OPERATION = {"chat_model": A.OP_CHAT, "llm": A.OP_TEXT_COMPLETION}
 _CLIENT_TYPES = frozenset({"chat_model", "llm", "retriever"})
@@ -206,21 +202,25 @@ def _span(
 
 def _attributes(run: RunView, consume: bool = False) -> dict[str, Any]:
     """
-    ``run.attributes()`` as OTLP values (the export's hot path: merged in C, the line's own
-    keys dropped in C, then the few values that are not scalars fixed): the start line's, then
-    the end line's (a ``null`` there drops the key), else what a promotion to agent added.
-    With *consume*, the start line's fields become the attributes.
+    ``run.attributes()`` as OTLP values (the export's hot path: merged by ``dict.update``, then
+    the line's own keys dropped and the few values that are not scalars fixed): the start
+    line's, then the end line's (a ``null`` there drops the key), else what a promotion to
+    agent added. With *consume*, the start line's fields become the attributes (no copy).
     """
-    start = run.first if run.first is not None and run.first.action.endswith("_start") else None
+    first = run.first
+    action = first.fields.get(A.EVENT_ACTION) if first is not None else None
+    start = first if type(action) is str and action.endswith("_start") else None
     end = run.end
     out: dict[str, Any] = (start.fields if consume else dict(start.fields)) if start is not None else {}
     if end is not None:
         out.update(end.fields)
     else:
         out.update(run.promoted)
-    deque(map(out.pop, _LINE_KEYS, _NONES), maxlen=0)  # out.pop(key, None) for each, without a Python loop
-    # The keys whose values are not scalars, picked in C: most lines have one (langchain.tags).
-    for key in list(compress(out, map(_NOT_SCALAR.__contains__, map(type, out.values())))):
+    pop = out.pop
+    for key in _LINE_KEYS:
+        pop(key, None)
+    scalars = _SCALARS
+    for key in [key for key, value in out.items() if type(value) not in scalars]:
         value = out[key]
         if value is None:
             del out[key]

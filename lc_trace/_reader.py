@@ -233,7 +233,7 @@ class LogFiles:
         """
         seq = 0
         stamps = _StampParser()
-        loads, decode_error = orjson.loads, orjson.JSONDecodeError
+        loads, decode_error, timestamp = orjson.loads, orjson.JSONDecodeError, A.TIMESTAMP
         for file, handle, size in self._open:
             number = 0
             rest = b""
@@ -263,7 +263,7 @@ class LogFiles:
                             if raw.strip() and on_invalid is not None:
                                 on_invalid(f"{file}:{number}")
                             continue
-                        yield Line(seq, stamps(fields.get(A.TIMESTAMP)), fields)
+                        yield Line(seq, stamps(fields.get(timestamp)), fields)
                         seq += 1
             except OSError as exc:
                 raise LogReadError(f"cannot read {file}: {exc.strerror or exc}") from None
@@ -391,7 +391,7 @@ class RunView:
         even when the start line was rotated away), else the first line's time.
         """
         if self.end is not None:
-            duration = self.end.get(A.EVENT_DURATION)
+            duration = self.end.fields.get(A.EVENT_DURATION)
             if isinstance(duration, int):
                 return self.end.time_ns - duration
         return self.first.time_ns if self.first is not None else 0
@@ -410,7 +410,7 @@ class RunView:
         ``event.duration`` of the end line; for an unended run, up to its last line.
         """
         if self.end is not None:
-            duration = self.end.get(A.EVENT_DURATION)
+            duration = self.end.fields.get(A.EVENT_DURATION)
             if isinstance(duration, int):
                 return duration
         return max(self.end_ns - self.start_ns, 0)
@@ -420,7 +420,7 @@ class RunView:
         """
         The run ended in failure.
         """
-        return self.end is not None and self.end.get(A.EVENT_OUTCOME) == "failure"
+        return self.end is not None and self.end.fields.get(A.EVENT_OUTCOME) == "failure"
 
     @property
     def failure(self) -> tuple[Any, Any] | None:
@@ -446,7 +446,7 @@ class RunView:
         """
         A ``gen_ai.usage.*`` count of the end line (0 when absent).
         """
-        return _int(self.end.get(key)) if self.end is not None else 0
+        return _int(self.end.fields.get(key)) if self.end is not None else 0
 
     def tokens(self) -> tuple[int, int]:
         """
