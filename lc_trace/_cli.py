@@ -155,6 +155,9 @@ def _full_traces(log: LogFiles, picked: list[TraceSummary], *, quiet: bool = Fal
     return complete_traces(lines(), wanted)
 
 
+_PROGRESS_AFTER_S = 1.0  # a read quicker than this shows no progress
+
+
 class _ReadProgress:
     """
     ``reading 120/600 MB`` on stderr, redrawn in place at most ten times a second, from one
@@ -164,13 +167,13 @@ class _ReadProgress:
     def __init__(self, total: int, what: str) -> None:
         self.total, self.what = max(total, 1), what
         self.read = 0
-        self.started = self.drawn = time.monotonic()
+        self.started, self.drawn = time.monotonic(), 0.0
         self.shown = False
 
     def __call__(self, count: int) -> None:
         self.read += count
         now = time.monotonic()
-        if now - self.started < 1.0 or now - self.drawn < 0.1:
+        if now - self.started < _PROGRESS_AFTER_S or now - self.drawn < 0.1:
             return
         self.drawn, self.shown = now, True
         print(f"\r{self.what} {self.read / 1e6:,.0f}/{self.total / 1e6:,.0f} MB", end="", file=sys.stderr, flush=True)

@@ -451,3 +451,22 @@ class TestErrorsCountedWhereTheyHappen:
             ("tools", "execute_tool broken_vase"),
             ("execute_tool broken_vase", None),
         ] == [(s[2], s[12]) for s in spans if s[7] == "error"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_reading_progress_on_a_terminal_only(demo: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read that takes long shows `reading N/M MB` on a terminal's stderr and clears it when done, leaving stdout as it is; not on a pipe."""
+    import lc_trace._cli as cli
+
+    monkeypatch.setattr(cli, "_PROGRESS_AFTER_S", 0.0)  # the demo's log is read in far less than the second it waits
+    expected = run_cli(["traces", str(demo[0])])
+    out, err = io.StringIO(), _Terminal()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert 0 == main(["traces", str(demo[0])])
+    size = demo[0].stat().st_size / 1e6
+    assert err.getvalue() == f"\rreading {size:,.0f}/{size:,.0f} MB\r\033[K"
+    assert expected[1] == out.getvalue() and "" == expected[2]
