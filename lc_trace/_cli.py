@@ -3,9 +3,10 @@
 
 The log file alone is enough to see what an app did (design.md section 1): no collector, no
 Jaeger, no Elasticsearch. This module only parses arguments and renders: reading the files is
-``_reader``'s job, the span rebuilding ``_export``'s, the page ``_html``'s, the sums
-``_usage``'s. It is a separate client of the public API (style.md, httpx's ``_main``): at import
-it takes only the reader; ``export`` loads the OpenTelemetry SDK, ``demo`` LangChain, when run.
+``_reader``'s job (with ``_summary``'s one-pass summaries), the span rebuilding ``_export``'s,
+the page ``_html``'s, the sums ``_usage``'s. It is a separate client of the public API
+(style.md, httpx's ``_main``): at import it takes only the reader, the summaries and the page
+(no SDK, no LangChain); ``export`` loads the OpenTelemetry SDK, ``demo`` LangChain, when run.
 
 Exit codes: 0 done; 1 the log was read but has no (unique) trace by that id, or an export
 had spans refused; 2 a usage error, or a log file that is missing or cannot be read or written.
@@ -19,26 +20,35 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lc_trace import _attributes as A
+from lc_trace._html import DEFAULT_DETAILS
 from lc_trace._reader import (
     Filter,
     Line,
+    LogFiles,
     LogReadError,
     RunView,
     TraceView,
     build_traces,
+    complete_traces,
     default_log_path,
     find_trace,
     follow,
     log_files,
     parse_time,
     read_lines,
+    stream_runs,
 )
+from lc_trace._summary import TraceSummary, summarise
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace.export import SpanExporter
 
 __all__ = ["main"]
 
@@ -54,25 +64,56 @@ class CliError(Exception):
 
 
 # --- reading -----------------------------------------------------------------------------
+#
+# Every reading command streams the files and keeps per trace a summary, never the lines
+# (``_summary``); the commands that need a trace's runs (show, export, html's spans) read a
+# second time and build each trace they picked as soon as its last line is read. Both passes
+# read the same files up to the same sizes (``LogFiles``), however the app writes meanwhile.
 
 
-def _lines(paths: list[str] | str | None, *, rotated: bool = True, skipped: list[int] | None = None) -> Iterator[Line]:
+@contextmanager
+def _log(paths: list[str] | str | None, *, rotated: bool = True) -> Iterator[LogFiles]:
     """
-    The lines of every file of *paths* (default: the handler's log path), rotated ones first;
-    invalid lines are counted and reported once on stderr when reading is done. *skipped*
-    counts them, and the lines that belong to no span (lc_trace's own notices).
+    The files of every log path of *paths* (default: the handler's log path), rotated ones first.
+    """
+    names = [paths] if isinstance(paths, str) else paths or [default_log_path()]
+    with LogFiles([file for name in names for file in log_files(name, rotated=rotated)]) as log:
+        yield log
+
+
+def _lines(
+    log: LogFiles,
+    *,
+    skipped: list[int] | None = None,
+    what: str = "reading",
+    quiet: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Line]:
+    """
+    One pass over *log*'s lines, with progress on a terminal; invalid lines are counted and
+    reported once on stderr when reading is done. *skipped* counts them, and the lines that
+    belong to no span (lc_trace's own notices).
     """
     invalid: list[str] = []
-    names = [paths] if isinstance(paths, str) else paths or [default_log_path()]
-    for name in names:
-        for line in read_lines(log_files(name, rotated=rotated), invalid.append):
-            if skipped is not None and not (
-                isinstance(line.get(A.TRACE_ID), str) and isinstance(line.get(A.SPAN_ID), str)
-            ):
-                skipped[0] += 1
-            yield line
+    shown = _ReadProgress(log.size, what) if progress is None and sys.stderr.isatty() and not quiet else None
+    try:
+        if skipped is None:
+            yield from log.lines(invalid.append, progress or shown)
+        else:
+            for line in log.lines(invalid.append, progress or shown):
+                fields = line.fields
+                if type(fields.get(A.TRACE_ID)) is not str or type(fields.get(A.SPAN_ID)) is not str:
+                    skipped[0] += 1
+                yield line
+    finally:
+        if shown is not None:
+            shown.done()
     if skipped is not None:
         skipped[0] += len(invalid)
+    _report_invalid(invalid)
+
+
+def _report_invalid(invalid: list[str]) -> None:
     if invalid:
         print(
             f"lc-trace: skipped {len(invalid)} invalid line(s) that are not JSON objects (first: {invalid[0]})",
@@ -80,14 +121,66 @@ def _lines(paths: list[str] | str | None, *, rotated: bool = True, skipped: list
         )
 
 
-def _traces(
-    args: argparse.Namespace, paths: list[str] | str | None, skipped: list[int] | None = None
-) -> list[TraceView]:
+def _summaries(
+    args: argparse.Namespace,
+    log: LogFiles,
+    *,
+    calls: bool = False,
+    skipped: list[int] | None = None,
+    quiet: bool = False,
+) -> list[TraceSummary]:
     """
-    The traces of *paths* that pass the command's filters.
+    The summaries of the traces of *log* that pass the command's filters, oldest first.
     """
-    wanted = _filter(args)
-    return [trace for trace in build_traces(_lines(paths, skipped=skipped)) if wanted.trace(trace)]
+    return summarise(_lines(log, skipped=skipped, quiet=quiet), _filter(args), calls=calls)
+
+
+def _full_traces(log: LogFiles, picked: list[TraceSummary], *, quiet: bool = False) -> Iterator[TraceView]:
+    """
+    The second pass: the traces of *picked* with all their runs, each as soon as it is read.
+    """
+    if not picked:
+        return iter(())
+    wanted = {trace.trace_id: trace.lines for trace in picked}
+    only = picked[0].trace_id.encode() if len(picked) == 1 else None  # one trace: parse only its lines
+    progress = _ReadProgress(log.size, "reading spans") if sys.stderr.isatty() and not quiet else None
+
+    def lines() -> Iterator[Line]:
+        try:
+            yield from log.lines(progress=progress, contains=only)
+        finally:
+            if progress is not None:
+                progress.done()
+
+    return complete_traces(lines(), wanted)
+
+
+_PROGRESS_AFTER_S = 1.0  # a read quicker than this shows no progress
+
+
+class _ReadProgress:
+    """
+    ``reading 120/600 MB`` on stderr, redrawn in place at most ten times a second, from one
+    second in (a quick read shows nothing); cleared when done.
+    """
+
+    def __init__(self, total: int, what: str) -> None:
+        self.total, self.what = max(total, 1), what
+        self.read = 0
+        self.started, self.drawn = time.monotonic(), 0.0
+        self.shown = False
+
+    def __call__(self, count: int) -> None:
+        self.read += count
+        now = time.monotonic()
+        if now - self.started < _PROGRESS_AFTER_S or now - self.drawn < 0.1:
+            return
+        self.drawn, self.shown = now, True
+        print(f"\r{self.what} {self.read / 1e6:,.0f}/{self.total / 1e6:,.0f} MB", end="", file=sys.stderr, flush=True)
+
+    def done(self) -> None:
+        if self.shown:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
 def _filter(args: argparse.Namespace) -> Filter:
@@ -111,13 +204,14 @@ def _filter(args: argparse.Namespace) -> Filter:
 _HEADER = f"{'TRACE ID':<32}  {'STARTED (UTC)':<19}  {'ROOT':<24}  {'RUNS':>4}  {'DURATION':>11}  {'TOKENS IN/OUT':>13}  {'ERRORS':>6}"
 
 
-def summary_line(trace: TraceView) -> str:
+def summary_line(trace: TraceView | TraceSummary) -> str:
     """
-    One trace on one line: id, start, root run, runs, duration, tokens, errors.
+    One trace on one line: id, start, root run, runs, duration, tokens, errors (counted where
+    they happened: a failure passed up through its parents is one).
     """
     tokens_in, tokens_out = trace.tokens()
     return (
-        f"{trace.trace_id:<32}  {_clock(trace.first_ns):<19}  {_cut(trace.root_name, 24):<24}  {len(trace.runs):>4}  "
+        f"{trace.trace_id:<32}  {_clock(trace.first_ns):<19}  {_cut(trace.root_name, 24):<24}  {trace.run_count:>4}  "
         f"{_ms(trace.duration_ns):>11}  {f'{tokens_in}/{tokens_out}':>13}  {trace.errors:>6}"
     )
 
@@ -128,9 +222,10 @@ def tree_lines(trace: TraceView) -> Iterator[str]:
     in the order they happened.
     """
     tokens_in, tokens_out = trace.tokens()
+    failed = f" ({trace.failed_runs} failed runs)" if trace.failed_runs > trace.errors else ""
     yield (
         f"trace {trace.trace_id}  {_clock(trace.first_ns)} UTC  root {trace.root_name}  {len(trace.runs)} runs  "
-        f"{_ms(trace.duration_ns)}  tokens {tokens_in} in / {tokens_out} out  {trace.errors} error(s)"
+        f"{_ms(trace.duration_ns)}  tokens {tokens_in} in / {tokens_out} out  {trace.errors} error(s){failed}"
     )
     stack: list[tuple[int, RunView | Line]] = [(0, root) for root in reversed(trace.roots)]
     while stack:
@@ -168,8 +263,12 @@ def _run_text(run: RunView) -> str:
         tokens_in, tokens_out = run.tokens()
         parts.append(f"tokens {tokens_in} in / {tokens_out} out")
     if end is not None and end.get(A.ERROR_TYPE):
-        message = str(end.get(A.ERROR_MESSAGE, "")).strip().splitlines()
-        parts.append(f"error {end.get(A.ERROR_TYPE)}: {message[0] if message else ''}")
+        passed_up = run.passed_up_from
+        if passed_up is not None:  # the same failure as a child's: shown, counted once (at the child)
+            parts.append(f"error {end.get(A.ERROR_TYPE)} passed up from {passed_up.name}")
+        else:
+            message = str(end.get(A.ERROR_MESSAGE, "")).strip().splitlines()
+            parts.append(f"error {end.get(A.ERROR_TYPE)}: {message[0] if message else ''}")
     return "  ".join(parts)
 
 
@@ -248,7 +347,8 @@ def _usage_tables(report: Any) -> Iterator[str]:
 
 def _cmd_traces(args: argparse.Namespace) -> int:
     path = args.path or default_log_path()
-    traces = _traces(args, path)
+    with _log(path) as log:
+        traces = _summaries(args, log)
     if args.last is not None:
         traces = traces[-args.last :] if args.last > 0 else []
     if not traces:
@@ -261,10 +361,12 @@ def _cmd_traces(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    try:
-        trace = find_trace(_traces(args, args.path), args.trace_id)
-    except LookupError as exc:
-        raise CliError(str(exc), code=1) from None
+    with _log(args.path) as log:
+        try:
+            picked = find_trace(_summaries(args, log), args.trace_id)
+        except LookupError as exc:
+            raise CliError(str(exc), code=1) from None
+        trace = next(iter(_full_traces(log, [picked])))
     for text in tree_lines(trace):
         print(text)
     return 0
@@ -274,7 +376,8 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     wanted = _filter(args)
     count = max(args.n, 0)
     if not args.follow:
-        last = deque((line for line in _lines(args.path, rotated=False) if wanted.line(line)), maxlen=count)
+        with _log(args.path, rotated=False) as log:
+            last = deque((line for line in _lines(log) if wanted.line(line)), maxlen=count)
         for line in last:
             print(tail_text(line))
         return 0
@@ -302,11 +405,12 @@ def _cmd_tail(args: argparse.Namespace) -> int:
 def _cmd_usage(args: argparse.Namespace) -> int:
     from lc_trace._usage import usage_report
 
-    report = usage_report(_traces(args, args.path), "hour" if args.hourly else "day")
+    with _log(args.path) as log:
+        report = usage_report(_summaries(args, log, calls=True), "hour" if args.hourly else "day")
     if args.json:
         print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
         return 0
-    if not report.total.calls:
+    if not report.total.calls and not report.failed_runs:
         print(f"no model calls in {args.path or default_log_path()}")
         return 0
     for text in _usage_tables(report):
@@ -314,26 +418,67 @@ def _cmd_usage(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    from lc_trace._export import export_traces, otlp_exporter
+def _cmd_export(args: argparse.Namespace, exporter: SpanExporter | None = None) -> int:
+    """
+    ``export``; to *exporter* instead of the OTLP one its options configure (the benchmark's sink).
 
-    skipped = [0]
-    traces = _traces(args, args.paths, skipped)
-    runs = sum(len(t.runs) for t in traces)
-    if not traces:
+    One pass, sending each run as it ends, when the filters pick traces by id alone; with a
+    filter on what a whole trace holds (time, service, action, errors) a summary pass picks the
+    traces first.
+    """
+    from lc_trace._export import export_runs, otlp_exporter
+
+    skipped: list[int] = [0]
+    invalid: list[str] = []
+    wanted = _filter(args)
+    with _log(args.paths) as log:
+        bar = _ExportProgress(log.size) if sys.stderr.isatty() and not args.quiet else None
+        if (
+            wanted.since_ns is None
+            and wanted.until_ns is None
+            and not (wanted.services or wanted.actions or wanted.errors)
+        ):
+            prefixes = wanted.traces
+            picked: Callable[[str], bool] = lambda trace_id: not prefixes or trace_id.startswith(prefixes)  # noqa: E731
+            lines = log.lines(invalid.append, bar.read if bar is not None else None)
+            unspanned: list[int] | None = skipped  # stream_runs counts the lines of no span
+        else:
+            chosen = {trace.trace_id for trace in _summaries(args, log, skipped=skipped, quiet=args.quiet)}
+            picked = chosen.__contains__
+            lines = log.lines(progress=bar.read if bar is not None else None)
+            unspanned = None  # counted by the first pass
+        try:
+            exporter = exporter or otlp_exporter(args.endpoint)
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        try:
+            summary = export_runs(
+                stream_runs(lines, picked, unspanned),
+                exporter,
+                batch_size=args.batch_size,
+                progress=bar.sent if bar is not None else None,
+                detach_missing_parents=args.detach_missing_parents,
+                consume=True,
+            )
+        finally:
+            exporter.shutdown()
+            if bar is not None:
+                bar.done()
+    skipped[0] += len(invalid)
+    _report_invalid(invalid)
+    if not summary.traces:
         print("no traces to export (check the path and the filters)")
         return 0
-    try:
-        exporter = otlp_exporter(args.endpoint)
-    except ValueError as exc:
-        raise CliError(str(exc)) from None
-    bar = _ProgressBar(runs) if sys.stderr.isatty() and not args.quiet else None
-    try:
-        summary = export_traces(traces, exporter, batch_size=args.batch_size, progress=bar)
-    finally:
-        exporter.shutdown()
-        if bar is not None:
-            bar.done()
+    missing = ""
+    if summary.missing_parents and summary.detached:
+        missing = (
+            f"; {summary.missing_parents} roots whose parent span is in no file sent as roots, linked to that parent"
+        )
+    elif summary.missing_parents:
+        missing = (
+            f"; {summary.missing_parents} roots point at a parent span that is in no file "
+            "(a web request's, for instance: --detach-missing-parents sends them as roots linked to it)"
+        )
     print(
         f"{summary.traces} traces: {summary.sent} spans sent, {summary.refused} refused, "
         f"{skipped[0]} lines skipped (not JSON, or no span)"
@@ -342,51 +487,74 @@ def _cmd_export(args: argparse.Namespace) -> int:
             if summary.never_ended
             else ""
         )
+        + missing
     )
     if summary.stopped_early:
         print("lc-trace: the collector refused three batches in a row; the rest was not sent", file=sys.stderr)
     return 1 if summary.refused else 0
 
 
-class _ProgressBar:
+class _ExportProgress:
     """
-    ``[#####.....] 1,200/5,000 spans`` on stderr, redrawn in place (a terminal only).
+    ``[#####.....] 120.0/600.0 MB read, 35,000 spans`` (handed to the exporter) on stderr, redrawn in place at most ten
+    times a second (a terminal only).
     """
 
-    def __init__(self, total: int) -> None:
-        self.total = max(total, 1)
-        self.done_count = 0
+    def __init__(self, total_bytes: int) -> None:
+        self.total = max(total_bytes, 1)
+        self.read_bytes = 0
+        self.spans = 0
+        self.drawn = 0.0
 
-    def __call__(self, count: int) -> None:
-        self.done_count += count
-        filled = 30 * self.done_count // self.total
+    def read(self, count: int) -> None:
+        self.read_bytes += count
+        self.draw()
+
+    def sent(self, count: int) -> None:
+        self.spans += count
+        self.draw()
+
+    def draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.drawn < 0.1:
+            return
+        self.drawn = now
+        filled = 30 * self.read_bytes // self.total
         print(
-            f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.done_count:,}/{self.total:,} spans", end="", file=sys.stderr
+            f"\r[{'#' * filled}{'.' * (30 - filled)}] {self.read_bytes / 1e6:,.1f}/{self.total / 1e6:,.1f} MB read, "
+            f"{self.spans:,} spans",
+            end="",
+            file=sys.stderr,
+            flush=True,
         )
-        sys.stderr.flush()
 
     def done(self) -> None:
+        self.draw(force=True)
         print(file=sys.stderr)
 
 
 def _cmd_html(args: argparse.Namespace) -> int:
-    from lc_trace._html import render_page
+    from lc_trace._html import page_row, render_page, trace_details
 
-    traces = _traces(args, args.log)
-    for prefix in args.traces:
-        try:
-            find_trace(traces, prefix)
-        except LookupError as exc:
-            raise CliError(str(exc), code=1) from None
-    if args.traces:
-        wanted = tuple(p.strip().lower() for p in args.traces)
-        traces = [t for t in traces if t.trace_id.startswith(wanted)]
-    page = render_page(traces, title=f"lc_trace: {args.log or default_log_path()}")
+    with _log(args.log) as log:
+        traces = _summaries(args, log)
+        for prefix in args.traces:
+            try:
+                find_trace(traces, prefix)
+            except LookupError as exc:
+                raise CliError(str(exc), code=1) from None
+        if args.traces:
+            wanted = tuple(p.strip().lower() for p in args.traces)
+            traces = [t for t in traces if t.trace_id.startswith(wanted)]
+        newest = traces[-args.details :] if args.details else []
+        details = {trace.trace_id: trace_details(trace) for trace in _full_traces(log, newest)}
+    page = render_page([page_row(t) for t in traces], details, title=f"lc_trace: {args.log or default_log_path()}")
     try:
         Path(args.output).write_text(page, encoding="utf-8")
     except OSError as exc:
         raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
-    print(f"{len(traces)} traces written to {args.output}")
+    kept = f" (spans of the newest {len(details)})" if len(details) < len(traces) else ""
+    print(f"{len(traces)} traces written to {args.output}{kept}")
     return 0
 
 
@@ -513,6 +681,12 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--batch-size", type=_positive, default=512, metavar="N", help="spans per request (default 512)"
     )
+    export.add_argument(
+        "--detach-missing-parents",
+        action="store_true",
+        help="send each top-level run whose parent span is in no file (a web request's span, say) as a root, "
+        "with a span link to that parent, instead of as a child of a span the backend never gets",
+    )
     export.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     export.set_defaults(run=_cmd_export)
 
@@ -524,8 +698,22 @@ def _parser() -> argparse.ArgumentParser:
         "-o", "--output", default="lc_trace.html", metavar="FILE", help="where to write (default lc_trace.html)"
     )
     html.add_argument("--log", metavar="PATH", help=path_help + rotated)
+    html.add_argument(
+        "--details",
+        type=_not_negative,
+        default=DEFAULT_DETAILS,
+        metavar="N",
+        help=f"the page holds the spans of the newest N traces listed (default {DEFAULT_DETAILS}); every trace is listed",
+    )
     html.set_defaults(run=_cmd_html)
     return parser
+
+
+def _not_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
 
 
 def _positive(text: str) -> int:

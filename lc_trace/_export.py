@@ -10,7 +10,13 @@ keeps both copies (its API returns each span twice, one flagged "duplicate span 
 a time range once.
 
 A run with no end line (the process was killed, or is still running) is exported as ended at
-its last line, with ``langchain.run.end_reason=never_ended``. Not in the lines, so not rebuilt: a
+its last line, with ``langchain.run.end_reason=never_ended``. A top-level run whose parent span
+is in no file (the web request it ran in, exported by nobody) is counted; with
+``detach_missing_parents`` it is sent as a root that keeps that parent as a span link, so a
+backend shows the trace with a root instead of an orphan, and the reference stays machine
+readable (followable once the parent does arrive) where an attribute would only be text.
+Spans are sent under one resource per process that wrote them (``service.name``, and
+``service.instance.id`` and ``process.pid`` where the lines carry them). Not in the lines, so not rebuilt: a
 remote parent's ``tracestate`` and its is-remote flag (a root continuing another service's trace).
 The exporter is configured as ``lc_trace.configure()`` configures it: the standard
 ``OTEL_EXPORTER_OTLP_*`` variables, gRPC or ``http/protobuf``, with an endpoint the caller may
@@ -30,19 +36,34 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
-from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from lc_trace import __version__
 from lc_trace import _attributes as A
-from lc_trace._reader import RunView, TraceView
+from lc_trace._reader import LINE_KEYS, RunView, TraceView
 
-__all__ = ["ExportSummary", "NEVER_ENDED", "export_traces", "otlp_exporter", "run_spans"]
+__all__ = [
+    "DETACHED_PARENT",
+    "ExportSummary",
+    "NEVER_ENDED",
+    "export_runs",
+    "export_traces",
+    "otlp_exporter",
+    "run_spans",
+]
 
 NEVER_ENDED = "never_ended"
+# The attribute of the link a detached root keeps to the parent span that is in no file.
+DETACHED_PARENT = "lc_trace.link.detached_parent"
+_ResourceKey = tuple[str, str | None, int | None]
 _DEFAULT_BATCH = 512
 _GIVE_UP_AFTER_FAILURES = 3  # consecutive refused batches: the collector is down, stop trying
 _SCOPE = InstrumentationScope("lc_trace", __version__, schema_url=A.SCHEMA_URL)  # the live spans' scope
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+_UNSET = Status(StatusCode.UNSET)
+_SCALARS = frozenset({str, bool, int, float})
+_KINDS = {kind.name: kind for kind in SpanKind}
+_LINE_KEYS = tuple(LINE_KEYS)
 # Span names of runs logged before span.name was (the mapping's rule, design.md section 4).
 _OPERATION = {"chat_model": A.OP_CHAT, "llm": A.OP_TEXT_COMPLETION}
 _CLIENT_TYPES = frozenset({"chat_model", "llm", "retriever"})
@@ -58,6 +79,8 @@ class ExportSummary:
     sent: int = 0
     refused: int = 0
     never_ended: int = 0
+    missing_parents: int = 0
+    detached: bool = False
     stopped_early: bool = False
 
 
@@ -88,31 +111,61 @@ def otlp_exporter(endpoint: str | None = None) -> SpanExporter:
     raise ValueError(f"OTLP protocol must be 'grpc' or 'http/protobuf', got {protocol!r}")
 
 
-def run_spans(trace: TraceView, resources: dict[str, Resource] | None = None) -> Iterator[ReadableSpan]:
+def run_spans(
+    trace: TraceView, resources: dict[_ResourceKey, Resource] | None = None, *, detach_missing_parents: bool = False
+) -> Iterator[ReadableSpan]:
     """
-    One finished span per run of *trace*, parents before children.
+    One finished span per run of *trace*, parents before children; with
+    *detach_missing_parents*, a root whose parent span is not in the trace links to it instead.
     """
     resources = {} if resources is None else resources
-    stack = list(reversed(trace.roots))
+    stack = [(run, detach_missing_parents) for run in reversed(trace.roots)]
     while stack:
-        run = stack.pop()
-        yield _span(trace.trace_id, run, resources)
-        stack.extend(reversed(run.children))
+        run, detach = stack.pop()
+        yield _span(trace.trace_id, run, resources, detach)
+        stack.extend((child, False) for child in reversed(run.children))
 
 
-def _span(trace_id: str, run: RunView, resources: dict[str, Resource]) -> ReadableSpan:
-    trace_number = int(trace_id, 16)
-    service = run.service or "lc_trace"
-    resource = resources.get(service)
+def _resource(run: RunView, resources: dict[_ResourceKey, Resource]) -> Resource:
+    """
+    One resource per process that wrote lines: lines without the process's keys (older logs)
+    share one per ``service.name``, as before those keys were logged.
+    """
+    pid = run.pid if isinstance(run.pid, int) and not isinstance(run.pid, bool) else None
+    instance = run.instance if isinstance(run.instance, str) else None
+    key = (run.service or "lc_trace", instance, pid)
+    resource = resources.get(key)
     if resource is None:
-        resource = resources[service] = Resource.create({SERVICE_NAME: service})
+        attributes: dict[str, str | int] = {SERVICE_NAME: key[0]}
+        if instance is not None:
+            attributes[A.SERVICE_INSTANCE_ID] = instance
+        if pid is not None:
+            attributes[A.PROCESS_PID] = pid
+        resource = resources[key] = Resource.create(attributes)
+    return resource
+
+
+def _span(
+    trace_id: str, run: RunView, resources: dict[_ResourceKey, Resource], detach: bool, consume: bool = False
+) -> ReadableSpan:
+    """
+    The run's span; with *consume*, the run's start line is used up for it (the one-pass
+    export drops each run once sent: no copy of its fields is made).
+    """
+    trace_number = int(trace_id, 16)
+    resource = _resource(run, resources)
     parent_id = run.parent_span_id
-    attributes = {key: _value(value) for key, value in run.attributes().items() if value is not None}
+    links: list[Link] = []
+    if detach and parent_id:
+        parent = SpanContext(trace_number, int(parent_id, 16), is_remote=False, trace_flags=_SAMPLED)
+        links.append(Link(parent, {DETACHED_PARENT: True}))
+        parent_id = None
     events = [
         Event(line.action, {k: _value(v) for k, v in run.event_attributes(line).items() if v is not None}, line.time_ns)
         for line in run.events
     ]
-    status = Status(StatusCode.UNSET)
+    attributes = _attributes(run, consume)
+    status = _UNSET
     if run.end is None:
         attributes[A.LC_END_REASON] = NEVER_ENDED
     elif run.failed:
@@ -138,6 +191,7 @@ def _span(trace_id: str, run: RunView, resources: dict[str, Resource]) -> Readab
         resource=resource,
         attributes=attributes,
         events=events,
+        links=links,
         kind=_kind(run),
         status=status,
         start_time=run.start_ns,
@@ -146,26 +200,53 @@ def _span(trace_id: str, run: RunView, resources: dict[str, Resource]) -> Readab
     )
 
 
+def _attributes(run: RunView, consume: bool = False) -> dict[str, Any]:
+    """
+    ``run.attributes()`` as OTLP values (the export's hot path: merged by ``dict.update``, then
+    the line's own keys dropped and the few values that are not scalars fixed): the start
+    line's, then the end line's (a ``null`` there drops the key), else what a promotion to
+    agent added. With *consume*, the start line's fields become the attributes (no copy).
+    """
+    first = run.first
+    action = first.fields.get(A.EVENT_ACTION) if first is not None else None
+    start = first if type(action) is str and action.endswith("_start") else None
+    end = run.end
+    out: dict[str, Any] = (start.fields if consume else dict(start.fields)) if start is not None else {}
+    if end is not None:
+        out.update(end.fields)
+    else:
+        out.update(run.promoted)
+    pop = out.pop
+    for key in _LINE_KEYS:
+        pop(key, None)
+    scalars = _SCALARS
+    for key in [key for key, value in out.items() if type(value) not in scalars]:
+        value = out[key]
+        if value is None:
+            del out[key]
+        else:
+            out[key] = _value(value)
+    return out
+
+
 def _value(value: Any) -> Any:
     """
     An attribute value OTLP carries: lc_trace writes only scalars and lists of strings, but a
     user's structlog processor may add any JSON; anything else becomes its JSON text.
     """
-    if isinstance(value, (str, bool, int, float)):
+    if type(value) in _SCALARS:
         return value
-    if (
-        isinstance(value, list)
-        and value
-        and len({type(v) for v in value}) == 1
-        and isinstance(value[0], (str, bool, int, float))
-    ):
-        return value
+    if type(value) is list and value:
+        kind = type(value[0])
+        if kind in _SCALARS and all(type(v) is kind for v in value):
+            return value
     return orjson.dumps(value).decode()
 
 
 def _kind(run: RunView) -> SpanKind:
-    if run.span_kind is not None and run.span_kind in SpanKind.__members__:
-        return SpanKind[run.span_kind]
+    kind = _KINDS.get(run.span_kind) if isinstance(run.span_kind, str) else None
+    if kind is not None:
+        return kind
     return SpanKind.CLIENT if run.run_type in _CLIENT_TYPES else SpanKind.INTERNAL  # logged before span.kind was
 
 
@@ -186,15 +267,46 @@ def export_traces(
     *,
     batch_size: int = _DEFAULT_BATCH,
     progress: Callable[[int], None] | None = None,
+    detach_missing_parents: bool = False,
 ) -> ExportSummary:
     """
-    Send every run of *traces* as a span, *batch_size* at a time; report each batch's size to
-    *progress*. After three refused batches in a row the rest are counted as refused unsent.
+    Send every run of *traces* as a span, parents first, as ``export_runs`` does.
     """
-    summary = ExportSummary()
-    resources: dict[str, Resource] = {}
+
+    def runs() -> Iterator[tuple[RunView, bool]]:
+        for trace in traces:
+            stack = [(run, run.parent_span_id is not None) for run in reversed(trace.roots)]
+            while stack:
+                run, missing = stack.pop()
+                yield run, missing
+                stack.extend((child, False) for child in reversed(run.children))
+
+    return export_runs(
+        runs(), exporter, batch_size=batch_size, progress=progress, detach_missing_parents=detach_missing_parents
+    )
+
+
+def export_runs(
+    runs: Iterable[tuple[RunView, bool]],
+    exporter: SpanExporter,
+    *,
+    batch_size: int = _DEFAULT_BATCH,
+    progress: Callable[[int], None] | None = None,
+    detach_missing_parents: bool = False,
+    consume: bool = False,
+) -> ExportSummary:
+    """
+    Send each run of *runs* (with whether its parent span is in no line: ``stream_runs``) as a
+    span, *batch_size* at a time; report each batch's size to *progress*. After three refused
+    batches in a row the rest are counted as refused unsent. Runs whose parent is missing are
+    counted, and with *detach_missing_parents* sent as roots linking to it. With *consume* the
+    runs' start lines are used up (for runs nobody reads again).
+    """
+    summary = ExportSummary(detached=detach_missing_parents)
+    resources: dict[_ResourceKey, Resource] = {}
     batch: list[ReadableSpan] = []
     failures = 0
+    traces: set[str] = set()
 
     def send() -> None:
         nonlocal failures
@@ -211,14 +323,15 @@ def export_traces(
             progress(len(batch))
         batch.clear()
 
-    for trace in traces:
-        summary.traces += 1
-        for span in run_spans(trace, resources):
-            if span.attributes is not None and span.attributes.get(A.LC_END_REASON) == NEVER_ENDED:
-                summary.never_ended += 1
-            batch.append(span)
-            if len(batch) >= batch_size:
-                send()
+    for run, missing in runs:
+        traces.add(run.trace_id)
+        summary.missing_parents += missing
+        if run.end is None:
+            summary.never_ended += 1
+        batch.append(_span(run.trace_id, run, resources, missing and detach_missing_parents, consume))
+        if len(batch) >= batch_size:
+            send()
     if batch:
         send()
+    summary.traces = len(traces)
     return summary

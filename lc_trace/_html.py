@@ -2,54 +2,91 @@
 ``lc-trace html``: one self-contained HTML page of a log's traces, to open from a file anywhere.
 
 No network, no CDN: the styles, the script and the data are all in the page. The trace list
-(root, service, start, duration, runs, tokens, errors) is sortable and filterable and draws only
-the rows in view, so a day's file (10,000 traces) stays quick; a trace's spans are kept as a JSON
-string each and parsed only when that trace is opened: a waterfall (bars placed by start and
-sized by duration, nested by parent, failures in red, events as ticks) and a detail pane (attributes, content,
-events, error and stack trace). Data reaches the page as JSON in a non-executed script element
+(root, service, start, duration, runs, tokens, errors) holds every trace that passes the
+filters, is sortable and filterable, and draws only the rows in view, so a day's file stays
+quick. The spans of the newest traces (``DEFAULT_DETAILS``, or as many as asked) are in the page
+too, a JSON string each parsed only when that trace is opened: a waterfall (bars placed by start
+and sized by duration, nested by parent, failures in red, events as ticks) and a detail pane
+(attributes, content, events, error and stack trace). An older trace's row says how to get its
+spans (``lc-trace html ID``, ``lc-trace show ID``): a page of a whole rotation's 600 MB stays
+tens of MB, not the log's size. Data reaches the page as JSON in a non-executed script element
 and is only ever set as text, never as markup.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 import orjson
 
 from lc_trace import _attributes as A
 from lc_trace._reader import RunView, TraceView
 
-__all__ = ["render_page"]
+__all__ = ["DEFAULT_DETAILS", "page_row", "render_page", "trace_details"]
 
+DEFAULT_DETAILS = 1000  # traces whose spans the page holds: ~10-20 kB each
 _DEFAULT_MAX_VALUE_CHARS = 4000  # per attribute in the page; the log keeps the whole value
 _ERROR_KEYS = (A.ERROR_TYPE, A.ERROR_MESSAGE, A.ERROR_STACK_TRACE)
 
 
-def render_page(traces: Iterable[TraceView], title: str, *, max_value_chars: int = _DEFAULT_MAX_VALUE_CHARS) -> str:
+class _Row(Protocol):
     """
-    The page for *traces*, as one string.
+    What a list row shows: a ``TraceSummary`` or a ``TraceView``.
     """
-    rows = []
-    details = {}
-    for trace in traces:
-        tokens_in, tokens_out = trace.tokens()
-        rows.append(
-            [
-                trace.trace_id,
-                trace.first_ns // 1_000_000,
-                round(trace.duration_ns / 1e6, 3),
-                trace.root_name,
-                trace.service,
-                len(trace.runs),
-                tokens_in,
-                tokens_out,
-                trace.errors,
-            ]
-        )
-        details[trace.trace_id] = orjson.dumps(list(_spans(trace, max_value_chars))).decode()
-    data = orjson.dumps({"rows": rows, "details": details}).decode()
+
+    trace_id: str
+    first_ns: int
+
+    @property
+    def duration_ns(self) -> int: ...
+
+    @property
+    def root_name(self) -> str: ...
+
+    @property
+    def service(self) -> str: ...
+
+    @property
+    def run_count(self) -> int: ...
+
+    @property
+    def errors(self) -> int: ...
+
+    def tokens(self) -> tuple[int, int]: ...
+
+
+def page_row(trace: _Row) -> list[Any]:
+    """
+    A trace's row in the list.
+    """
+    tokens_in, tokens_out = trace.tokens()
+    return [
+        trace.trace_id,
+        trace.first_ns // 1_000_000,
+        round(trace.duration_ns / 1e6, 3),
+        trace.root_name,
+        trace.service,
+        trace.run_count,
+        tokens_in,
+        tokens_out,
+        trace.errors,
+    ]
+
+
+def trace_details(trace: TraceView, max_value_chars: int = _DEFAULT_MAX_VALUE_CHARS) -> str:
+    """
+    A trace's spans as the page's JSON text (parsed in the browser only when it is opened).
+    """
+    return orjson.dumps(list(_spans(trace, max_value_chars))).decode()
+
+
+def render_page(rows: Sequence[list[Any]], details: Mapping[str, str], title: str) -> str:
+    """
+    The page: the list of *rows*, and the spans of the traces in *details*, as one string.
+    """
+    data = orjson.dumps({"rows": rows, "details": details, "detailCount": len(details)}).decode()
     data = data.replace("<", "\\u003c")  # never "</script>" inside the element
     return _PAGE.replace("%TITLE%", html.escape(title)).replace("%DATA%", data)
 
@@ -75,6 +112,7 @@ def _spans(trace: TraceView, limit: int) -> Iterator[list[Any]]:
             for line in run.events
         ]
         status = "error" if run.failed else "open" if run.end is None else "ok"
+        passed_up = run.passed_up_from
         yield [
             run.span_id,
             depth,
@@ -88,6 +126,7 @@ def _spans(trace: TraceView, limit: int) -> Iterator[list[Any]]:
             content,
             events,
             error,
+            (passed_up.span_name or passed_up.name) if passed_up is not None else None,
         ]
         stack.extend((depth + 1, child) for child in reversed(run.children))
 
@@ -111,7 +150,7 @@ body { margin: 0; font: 13px/1.4 system-ui, -apple-system, "Segoe UI", sans-seri
 header { padding: 8px 12px; border-bottom: 1px solid var(--line); display: flex; gap: 12px; align-items: center; flex-wrap: wrap; }
 header h1 { font-size: 15px; margin: 0; font-weight: 600; }
 header input[type=search] { width: 280px; padding: 3px 6px; }
-#count { color: var(--muted); }
+#count, #details-note { color: var(--muted); }
 #list { height: 34vh; min-height: 140px; border-bottom: 1px solid var(--line); display: flex; flex-direction: column; }
 .grid { display: grid; grid-template-columns: 170px minmax(120px, 2fr) minmax(90px, 1fr) 150px 80px 50px 110px 56px; gap: 0 10px; padding: 0 12px; align-items: center; }
 #list-head { border-bottom: 1px solid var(--line); height: var(--row); user-select: none; }
@@ -158,6 +197,7 @@ pre.stack { background: #fdf0f0; }
   <input type="search" id="filter" placeholder="filter: trace id, root, service" aria-label="filter traces">
   <label><input type="checkbox" id="errors-only"> errors only</label>
   <span id="count"></span>
+  <span id="details-note"></span>
 </header>
 <section id="list">
   <div id="list-head" class="grid">
@@ -240,8 +280,20 @@ pre.stack { background: #fdf0f0; }
   function pickTrace(traceId) {
     picked = traceId;
     drawRows();
-    const spans = JSON.parse(DATA.details[traceId]);
     const row = ROWS.find(function (r) { return r[0] === traceId; });
+    if (!(traceId in DATA.details)) {  // an older trace: its row only (the page keeps the newest traces' spans)
+      const pane = document.getElementById("waterfall");
+      const note = el("div", "empty", "");
+      note.id = "no-details";
+      note.append(el("div", "mono", traceId), el("div", "", "This page holds the spans of the newest " +
+        DATA.detailCount + " of " + ROWS.length + " traces, not this one's. To see it: lc-trace show " +
+        traceId + "   or   lc-trace html " + traceId));
+      pane.replaceChildren(note);
+      document.getElementById("detail").replaceChildren(el("div", "empty", "Pick a trace whose spans are in the page."));
+      if (location.hash !== "#" + traceId) history.replaceState(null, "", "#" + traceId);
+      return;
+    }
+    const spans = JSON.parse(DATA.details[traceId]);
     const total = Math.max.apply(null, spans.map(function (s) { return s[5] + s[6]; }).concat([0.001]));
     const pane = document.getElementById("waterfall");
     pane.replaceChildren(el("div", "", ""));
@@ -296,7 +348,9 @@ pre.stack { background: #fdf0f0; }
     const s = spans[index];
     const pane = document.getElementById("detail");
     pane.replaceChildren(el("h2", "", s[2]));
-    const facts = { "run type": s[3], kind: s[4], status: s[7] === "open" ? "never ended (last line known)" : s[7],
+    const status = s[7] === "open" ? "never ended (last line known)"
+      : s[12] ? "error, passed up from " + s[12] + " (one failure: counted once, where it happened)" : s[7];
+    const facts = { "run type": s[3], kind: s[4], status: status,
                     "starts at": ms(s[5]), duration: ms(s[6]), "span id": s[0] };
     pane.append(table(facts));
     if (Object.keys(s[11]).length) {
@@ -334,9 +388,12 @@ pre.stack { background: #fdf0f0; }
   document.getElementById("errors-only").addEventListener("change", applyView);
   window.lcTrace = { pickTrace: pickTrace, applyView: applyView };
 
+  if (DATA.detailCount < ROWS.length) {
+    document.getElementById("details-note").textContent = "spans in this page: the newest " + DATA.detailCount + " traces'";
+  }
   applyView();
   const wanted = location.hash.slice(1);
-  if (wanted && DATA.details[wanted]) pickTrace(wanted);
+  if (wanted && ROWS.some(function (r) { return r[0] === wanted; })) pickTrace(wanted);
   else if (shown.length) pickTrace(shown[0][0]);
   else document.getElementById("waterfall").replaceChildren(el("div", "empty", "No traces."));
 })();

@@ -17,12 +17,13 @@ from __future__ import annotations
 import calendar
 import fnmatch
 import os
+import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import orjson
 
@@ -32,20 +33,28 @@ __all__ = [
     "LINE_KEYS",
     "Filter",
     "Line",
+    "LogFiles",
     "LogReadError",
+    "ModelCall",
     "RunView",
     "TraceView",
     "build_traces",
+    "complete_traces",
     "default_log_path",
     "find_trace",
     "follow",
     "log_files",
     "parse_time",
     "read_lines",
+    "stream_runs",
 ]
 
 _DEFAULT_LOG_PATH = os.path.join("lc_trace_logs", "lc_trace.jsonl")  # the handler's default too
 _QUIET_EVENTS = frozenset({"llm_new_token"})  # one per streamed chunk: counted on llm_end already
+_IDLE_NS = 120 * 1_000_000_000  # a trace with no run under way and no line for this long (log time) is done
+_SWEEP_EVERY = 8192  # lines between looks for such traces
+_CHUNK_BYTES = 1 << 20  # files are read in chunks this size and split into lines here: faster than line iteration
+MODEL_RUN_TYPES = frozenset({"chat_model", "llm"})
 
 # Fields that describe the line or the span itself, never a span attribute.
 LINE_KEYS = frozenset(
@@ -144,29 +153,115 @@ def log_files(path: str | os.PathLike[str], *, rotated: bool = True) -> list[Pat
     return files
 
 
-def read_lines(files: Iterable[Path], on_invalid: Callable[[str], None] | None = None) -> Iterator[Line]:
+def read_lines(
+    files: Iterable[Path],
+    on_invalid: Callable[[str], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Line]:
     """
     Every JSON-object line of *files*, in order. A line that is not one (a crash mid-write, a
-    stray edit) is skipped and reported to *on_invalid* as ``file:line``, never fatal.
+    stray edit) is skipped and reported to *on_invalid* as ``file:line``, never fatal. Each
+    chunk's size in bytes is reported to *progress*.
 
     Raises:
         LogReadError: a file cannot be opened or read.
     """
-    seq = 0
-    stamps = _StampParser()
-    for file in files:
+    with LogFiles(files) as log:
+        yield from log.lines(on_invalid, progress)
+
+
+class LogFiles:
+    """
+    A log's files opened once and read, as often as asked, up to the size each had when opened.
+
+    Commands that read twice (a summary pass, then the lines of the traces it picked) see the
+    same lines both times, even while the app appends and rotates: an open file keeps its
+    contents through a rename or a deletion.
+
+    Raises:
+        LogReadError: a file cannot be opened.
+    """
+
+    def __init__(self, files: Iterable[Path]) -> None:
+        self._open: list[tuple[Path, Any, int]] = []
         try:
-            with open(file, "rb") as handle:
-                for number, raw in enumerate(handle, 1):
-                    fields = _parse(raw)
-                    if fields is None:
-                        if raw.strip() and on_invalid is not None:
-                            on_invalid(f"{file}:{number}")
-                        continue
-                    yield Line(seq, stamps(fields.get(A.TIMESTAMP)), fields)
-                    seq += 1
+            for file in files:
+                handle = open(file, "rb")
+                self._open.append((file, handle, os.fstat(handle.fileno()).st_size))
         except OSError as exc:
-            raise LogReadError(f"cannot read {file}: {exc.strerror or exc}") from None
+            self.close()
+            raise LogReadError(f"cannot read {exc.filename}: {exc.strerror or exc}") from None
+
+    @property
+    def size(self) -> int:
+        """
+        Bytes a pass reads.
+        """
+        return sum(size for _, _, size in self._open)
+
+    def close(self) -> None:
+        """
+        Close every file.
+        """
+        for _, handle, _ in self._open:
+            handle.close()
+
+    def __enter__(self) -> LogFiles:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def lines(
+        self,
+        on_invalid: Callable[[str], None] | None = None,
+        progress: Callable[[int], None] | None = None,
+        *,
+        contains: bytes | None = None,
+    ) -> Iterator[Line]:
+        """
+        One pass over every file's lines, as ``read_lines`` says; with *contains*, only the
+        lines that hold those bytes are parsed (a trace id: the others cannot be its lines).
+
+        Raises:
+            LogReadError: a file cannot be read.
+        """
+        seq = 0
+        stamps = _StampParser()
+        loads, decode_error, timestamp = orjson.loads, orjson.JSONDecodeError, A.TIMESTAMP
+        for file, handle, size in self._open:
+            number = 0
+            rest = b""
+            left = size
+            try:
+                handle.seek(0)
+                while left > 0 or rest:
+                    chunk = handle.read(min(_CHUNK_BYTES, left)) if left > 0 else b""
+                    left -= len(chunk)
+                    if not chunk:
+                        left = 0
+                        pieces, rest = [rest], b""  # the file's last line, with no newline
+                    else:
+                        if progress is not None:
+                            progress(len(chunk))
+                        pieces = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
+                        rest = pieces.pop()
+                    for raw in pieces:
+                        number += 1
+                        if contains is not None and contains not in raw:
+                            continue
+                        try:
+                            fields = loads(raw)
+                        except decode_error:
+                            fields = None
+                        if type(fields) is not dict:
+                            if raw.strip() and on_invalid is not None:
+                                on_invalid(f"{file}:{number}")
+                            continue
+                        yield Line(seq, stamps(fields.get(timestamp)), fields)
+                        seq += 1
+            except OSError as exc:
+                raise LogReadError(f"cannot read {file}: {exc.strerror or exc}") from None
 
 
 def _parse(raw: bytes) -> dict[str, Any] | None:
@@ -179,27 +274,35 @@ def _parse(raw: bytes) -> dict[str, Any] | None:
 
 class _StampParser:
     """
-    ``@timestamp`` (``YYYY-MM-DDTHH:MM:SS.fffffffffZ``, 6 or 9 digits) to epoch nanoseconds;
-    the seconds part is converted once per distinct second, not once per line. 0 when absent
-    or malformed.
+    ``@timestamp`` (``YYYY-MM-DDTHH:MM:SS.fffffffffZ``, 6 or 9 digits) to epoch nanoseconds:
+    the date is converted once per distinct day, the time of day by hand once per distinct
+    second (``strptime`` per line would cost more than parsing the line). 0 when absent or
+    malformed.
     """
 
-    __slots__ = ("_prefix", "_seconds")
+    __slots__ = ("_day", "_day_seconds", "_prefix", "_seconds")
 
     def __init__(self) -> None:
-        self._prefix = ""
-        self._seconds = 0
+        self._day = self._prefix = ""
+        self._day_seconds = self._seconds = 0
 
     def __call__(self, stamp: Any) -> int:
-        if not isinstance(stamp, str) or len(stamp) < 20:
+        if type(stamp) is not str or len(stamp) < 20:
             return 0
         prefix = stamp[:19]
         if prefix != self._prefix:
-            try:
-                moment = time.strptime(prefix, "%Y-%m-%dT%H:%M:%S")
-            except ValueError:
+            clock = prefix[11:13] + prefix[14:16] + prefix[17:19]
+            if prefix[10] != "T" or prefix[13] != ":" or prefix[16] != ":" or not clock.isdigit():
                 return _slow_stamp(stamp)
-            self._prefix, self._seconds = prefix, calendar.timegm(moment)
+            day = prefix[:10]
+            if day != self._day:
+                try:
+                    self._day_seconds = calendar.timegm(time.strptime(day, "%Y-%m-%d"))
+                except ValueError:
+                    return _slow_stamp(stamp)
+                self._day = day
+            hours, minutes, seconds = int(clock[:2]), int(clock[2:4]), int(clock[4:])
+            self._prefix, self._seconds = prefix, self._day_seconds + hours * 3600 + minutes * 60 + seconds
         fraction = stamp[20:-1] if stamp[19] == "." and stamp[-1] == "Z" else ""
         if not fraction.isdigit():
             return _slow_stamp(stamp)
@@ -260,6 +363,8 @@ class RunView:
     span_name: str | None = None
     span_kind: str | None = None
     service: str | None = None
+    instance: str | None = None
+    pid: int | None = None
     first: Line | None = None
     last: Line | None = None
     end: Line | None = None
@@ -281,7 +386,7 @@ class RunView:
         even when the start line was rotated away), else the first line's time.
         """
         if self.end is not None:
-            duration = self.end.get(A.EVENT_DURATION)
+            duration = self.end.fields.get(A.EVENT_DURATION)
             if isinstance(duration, int):
                 return self.end.time_ns - duration
         return self.first.time_ns if self.first is not None else 0
@@ -300,7 +405,7 @@ class RunView:
         ``event.duration`` of the end line; for an unended run, up to its last line.
         """
         if self.end is not None:
-            duration = self.end.get(A.EVENT_DURATION)
+            duration = self.end.fields.get(A.EVENT_DURATION)
             if isinstance(duration, int):
                 return duration
         return max(self.end_ns - self.start_ns, 0)
@@ -310,13 +415,33 @@ class RunView:
         """
         The run ended in failure.
         """
-        return self.end is not None and self.end.get(A.EVENT_OUTCOME) == "failure"
+        return self.end is not None and self.end.fields.get(A.EVENT_OUTCOME) == "failure"
+
+    @property
+    def failure(self) -> tuple[Any, Any] | None:
+        """
+        What a failed run's error was (``error.type``, ``error.message``); None if it did not fail.
+        """
+        if not self.failed:
+            return None
+        assert self.end is not None
+        return failure_key(self.end.fields)
+
+    @property
+    def passed_up_from(self) -> RunView | None:
+        """
+        The failed child whose failure this run only passed up (see ``failure_key``), if any.
+        """
+        failure = self.failure
+        if failure is None:
+            return None
+        return next((child for child in self.children if child.failure == failure), None)
 
     def usage(self, key: str) -> int:
         """
         A ``gen_ai.usage.*`` count of the end line (0 when absent).
         """
-        return _int(self.end.get(key)) if self.end is not None else 0
+        return _int(self.end.fields.get(key)) if self.end is not None else 0
 
     def tokens(self) -> tuple[int, int]:
         """
@@ -392,11 +517,224 @@ class TraceView:
         return sum(c[0] for c in counts), sum(c[1] for c in counts)
 
     @property
+    def run_count(self) -> int:
+        """
+        How many runs the trace has.
+        """
+        return len(self.runs)
+
+    @property
     def errors(self) -> int:
         """
-        Runs that ended in failure.
+        Failures counted where they happened: failed runs less those that only passed up a
+        failed child's failure (``failure_key``).
+        """
+        return sum(1 for run in self.runs.values() if run.failed and run.passed_up_from is None)
+
+    @property
+    def failed_runs(self) -> int:
+        """
+        Runs that ended in failure, each one (a failure passed up through two parents is three).
         """
         return sum(1 for run in self.runs.values() if run.failed)
+
+    @property
+    def missing_parents(self) -> int:
+        """
+        Top-level runs whose parent span is in none of the lines read (a web request's span,
+        or a run whose lines were rotated away).
+        """
+        return sum(1 for run in self.roots if run.parent_span_id)
+
+    def model_calls(self) -> Iterator[ModelCall]:
+        """
+        The trace's chat model and LLM calls, for ``usage``.
+        """
+        for run in self.runs.values():
+            if run.run_type in MODEL_RUN_TYPES:
+                line = run.end or run.first
+                yield model_call(
+                    line.fields if line is not None else {}, run.service, run.start_ns, run.duration_ns, run.failed
+                )
+
+
+def failure_key(fields: dict[str, Any]) -> tuple[Any, Any]:
+    """
+    What tells one failure from another: a failed run whose failed child has the same
+    ``error.type`` and ``error.message`` only passed that failure up (LangChain and LangGraph
+    re-raise the child's exception through every parent), so it is not counted again.
+    """
+    return fields.get(A.ERROR_TYPE), fields.get(A.ERROR_MESSAGE)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCall:
+    """
+    One chat model or LLM call, as ``usage`` adds it up.
+    """
+
+    model: str
+    conversation: str
+    service: str
+    start_ns: int
+    duration_ns: int
+    failed: bool
+    tokens: tuple[int, int, int, int, int]  # the order of USAGE_TOKEN_KEYS
+
+
+USAGE_TOKEN_KEYS = (
+    A.GEN_AI_USAGE_INPUT_TOKENS,
+    A.GEN_AI_USAGE_OUTPUT_TOKENS,
+    A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+)
+
+
+def model_call(fields: dict[str, Any], service: str | None, start_ns: int, duration_ns: int, failed: bool) -> ModelCall:
+    """
+    A model call from its end line's *fields* (its start line's when it never ended).
+    """
+    get = fields.get
+    return ModelCall(  # the names interned: a day has a few models and services, and many calls
+        sys.intern(str(get(A.GEN_AI_RESPONSE_MODEL) or get(A.GEN_AI_REQUEST_MODEL) or "?")),
+        sys.intern(str(get(A.GEN_AI_CONVERSATION_ID) or "-")),
+        sys.intern(service or "?"),
+        start_ns,
+        duration_ns,
+        failed,
+        tuple(_int(get(key)) for key in USAGE_TOKEN_KEYS),  # type: ignore[arg-type]
+    )
+
+
+def _new_run(span_id: str, trace_id: str, line: Line) -> RunView:
+    """
+    A run from its first line (every line of a run repeats what its start said).
+    """
+    get = line.fields.get
+    return RunView(
+        span_id,
+        trace_id,
+        get(_RUN_ID),
+        get(_RUN_PARENT_ID),
+        get(_PARENT_ID),
+        str(get(_RUN_NAME, "?")),
+        str(get(_RUN_TYPE, "?")),
+        get(_SPAN_NAME),
+        get(_SPAN_KIND),
+        get(_SERVICE),
+        get(A.SERVICE_INSTANCE_ID),  # the process that wrote the line (absent from older logs)
+        get(A.PROCESS_PID),
+        line,
+    )
+
+
+_RUN_ID, _RUN_PARENT_ID, _PARENT_ID, _RUN_NAME = A.LC_RUN_ID, A.LC_RUN_PARENT_ID, A.PARENT_ID, A.LC_RUN_NAME
+_RUN_TYPE, _SPAN_NAME, _SPAN_KIND, _SERVICE = A.LC_RUN_TYPE, A.SPAN_NAME, A.SPAN_KIND, A.SERVICE_NAME
+_ACTION, _ENDS = A.EVENT_ACTION, ("_end", "_error")
+
+
+def _add_line(run: RunView, line: Line) -> bool:
+    """
+    What one line tells of its run; True when it is the run's end.
+    """
+    fields = line.fields
+    run.last = line
+    action = fields.get(_ACTION)
+    if type(action) is not str:
+        action = ""
+    if action.endswith(_ENDS):
+        run.end = line
+        run.run_type = str(fields.get(_RUN_TYPE, run.run_type))  # a chain may turn out to be an agent
+        run.span_name = fields.get(_SPAN_NAME, run.span_name)
+        return True
+    if not action.endswith("_start") and action not in _QUIET_EVENTS:
+        run.events.append(line)
+        if fields.get(_RUN_TYPE) != run.run_type and _RUN_TYPE in fields:  # promoted to an agent
+            run.run_type = str(fields[_RUN_TYPE])
+            run.span_name = fields.get(_SPAN_NAME, run.span_name)
+            run.promoted = {k: fields[k] for k in _PROMOTED_KEYS if k in fields}
+    return False
+
+
+@dataclass(slots=True)
+class _Under:
+    """
+    A trace whose runs ``stream_runs`` is reading: its span ids, its runs not yet ended, its
+    ended runs waiting to know whether their parent is in the files.
+    """
+
+    spans: set[str] = field(default_factory=set)
+    by_run_id: dict[Any, str] = field(default_factory=dict)
+    open: dict[str, RunView] = field(default_factory=dict)
+    waiting: list[RunView] = field(default_factory=list)
+    last_ns: int = 0
+
+
+def stream_runs(
+    lines: Iterable[Line], wanted: Callable[[str], bool] = lambda trace_id: True, unspanned: list[int] | None = None
+) -> Iterator[tuple[RunView, bool]]:
+    """
+    Every run of the traces *wanted* accepts, each as soon as it has ended (runs that never
+    end, at the end of the lines), with whether its parent span is in none of the lines. Only
+    the runs under way are held: memory follows the traffic in flight, not the file.
+
+    A run whose parent span has not been seen when it ends waits until its trace has had no
+    run under way and no line for ``_IDLE_NS`` of log time (or the lines end): a parent
+    written by another process may come a batch later. Runs are not nested (``children`` is
+    empty): a run's span needs only its own lines and its parent's span id. *unspanned*
+    counts the lines that belong to no span (lc_trace's own notices).
+    """
+    under: dict[str, _Under] = {}
+    now_ns = 0
+    countdown = _SWEEP_EVERY
+    skip: set[str] = set()
+    for line in lines:
+        fields = line.fields
+        trace_id = fields.get(A.TRACE_ID)
+        span_id = fields.get(A.SPAN_ID)
+        if type(trace_id) is not str or type(span_id) is not str:
+            if unspanned is not None:
+                unspanned[0] += 1
+            continue
+        if trace_id in skip:
+            continue
+        trace = under.get(trace_id)
+        if trace is None:
+            if not wanted(trace_id):
+                skip.add(trace_id)
+                continue
+            trace = under[trace_id] = _Under()
+        time_ns = line.time_ns
+        if time_ns > now_ns:
+            now_ns = time_ns
+        trace.last_ns = time_ns
+        run = trace.open.get(span_id)
+        if run is None:
+            run = trace.open[span_id] = _new_run(span_id, trace_id, line)
+            trace.spans.add(span_id)
+            if run.run_id is not None:
+                trace.by_run_id[run.run_id] = span_id
+            if run.parent_span_id is None and run.parent_run_id is not None:  # from before parent.id was logged
+                run.parent_span_id = trace.by_run_id.get(run.parent_run_id)
+        if _add_line(run, line):
+            del trace.open[span_id]
+            if run.parent_span_id is None or run.parent_span_id in trace.spans:
+                yield run, False
+            else:
+                trace.waiting.append(run)
+        countdown -= 1
+        if not countdown:
+            countdown = _SWEEP_EVERY
+            for key in [k for k, t in under.items() if not t.open and t.last_ns < now_ns - _IDLE_NS]:
+                yield from _settle(under.pop(key))
+    for trace in under.values():
+        yield from _settle(trace)
+
+
+def _settle(trace: _Under) -> Iterator[tuple[RunView, bool]]:
+    for run in [*trace.waiting, *trace.open.values()]:
+        yield run, run.parent_span_id is not None and run.parent_span_id not in trace.spans
 
 
 def build_traces(lines: Iterable[Line]) -> list[TraceView]:
@@ -422,29 +760,9 @@ def build_traces(lines: Iterable[Line]) -> list[TraceView]:
             elif line.time_ns > span[1]:
                 span[1] = line.time_ns
         run = runs.get(span_id)
-        if run is None:  # every line of a run repeats what its start said
-            run = runs[span_id] = RunView(span_id, trace_id)
-            run.first = line
-            run.run_id = fields.get(A.LC_RUN_ID)
-            run.parent_run_id = fields.get(A.LC_RUN_PARENT_ID)
-            run.parent_span_id = fields.get(A.PARENT_ID)
-            run.name = str(fields.get(A.LC_RUN_NAME, "?"))
-            run.run_type = str(fields.get(A.LC_RUN_TYPE, "?"))
-            run.span_name = fields.get(A.SPAN_NAME)
-            run.span_kind = fields.get(A.SPAN_KIND)
-            run.service = fields.get(A.SERVICE_NAME)
-        run.last = line
-        action = line.action
-        if action.endswith(("_end", "_error")):
-            run.end = line
-            run.run_type = str(fields.get(A.LC_RUN_TYPE, run.run_type))  # a chain may turn out to be an agent
-            run.span_name = fields.get(A.SPAN_NAME, run.span_name)
-        elif not action.endswith("_start") and action not in _QUIET_EVENTS:
-            run.events.append(line)
-            if fields.get(A.LC_RUN_TYPE) != run.run_type and A.LC_RUN_TYPE in fields:  # promoted to an agent
-                run.run_type = str(fields[A.LC_RUN_TYPE])
-                run.span_name = fields.get(A.SPAN_NAME, run.span_name)
-                run.promoted = {k: fields[k] for k in _PROMOTED_KEYS if k in fields}
+        if run is None:
+            run = runs[span_id] = _new_run(span_id, trace_id, line)
+        _add_line(run, line)
     traces = []
     for trace_id, runs in grouped.items():
         by_run_id = {run.run_id: run for run in runs.values() if run.run_id}
@@ -461,7 +779,38 @@ def build_traces(lines: Iterable[Line]) -> list[TraceView]:
     return traces
 
 
-def find_trace(traces: Sequence[TraceView], prefix: str) -> TraceView:
+def complete_traces(lines: Iterable[Line], wanted: Mapping[str, int]) -> Iterator[TraceView]:
+    """
+    The traces of *wanted* (trace id → how many lines it has, from a first pass), each built
+    and yielded as soon as its last line is read: only the lines of traces under way are held.
+    """
+    left = dict(wanted)
+    held: dict[str, list[Line]] = {}
+    for line in lines:
+        trace_id = line.fields.get(A.TRACE_ID)
+        count = left.get(trace_id) if isinstance(trace_id, str) else None
+        if count is None or not isinstance(line.fields.get(A.SPAN_ID), str):
+            continue
+        assert isinstance(trace_id, str)
+        held.setdefault(trace_id, []).append(line)
+        if count > 1:
+            left[trace_id] = count - 1
+        else:
+            del left[trace_id]
+            yield from build_traces(held.pop(trace_id))
+    for rest in held.values():  # fewer lines than counted: the files changed between the passes
+        yield from build_traces(rest)
+
+
+class _HasTraceId(Protocol):
+    @property
+    def trace_id(self) -> str: ...
+
+
+_T = TypeVar("_T", bound=_HasTraceId)
+
+
+def find_trace(traces: Sequence[_T], prefix: str) -> _T:
     """
     The one trace whose id starts with *prefix*.
 
@@ -517,13 +866,19 @@ class Filter:
             return False
         return not self.errors or line.is_error
 
+    def window(self, first_ns: int) -> bool:
+        """
+        Whether a trace that starts at *first_ns* is inside ``since``/``until``.
+        """
+        if self.since_ns is not None and first_ns < self.since_ns:
+            return False
+        return self.until_ns is None or first_ns < self.until_ns
+
     def trace(self, trace: TraceView) -> bool:
         """
         Whether a whole trace passes (every other command).
         """
-        if self.since_ns is not None and trace.first_ns < self.since_ns:
-            return False
-        if self.until_ns is not None and trace.first_ns >= self.until_ns:
+        if not self.window(trace.first_ns):
             return False
         if self.traces and not trace.trace_id.startswith(self.traces):
             return False

@@ -1,36 +1,44 @@
 """
 ``lc-trace usage``: what the model calls of a log cost, grouped by model, conversation, service
-and day (or hour).
+and day (or hour), and how many failures the traces had.
 
-Pure arithmetic over the reader's runs: a model call is a ``chat_model`` or ``llm`` run; its
-tokens are the ``gen_ai.usage.*`` counts of its end line, the same numbers its span carries
-(cache-read input tokens are a part of the input tokens, not added to them; reasoning tokens a
-part of the output). Latency percentiles are nearest-rank over the calls' durations.
+Pure arithmetic over the reader's model calls (from whole traces or from their summaries): a
+model call is a ``chat_model`` or ``llm`` run; its tokens are the ``gen_ai.usage.*`` counts of
+its end line, the same numbers its span carries (cache-read input tokens are a part of the input
+tokens, not added to them; reasoning tokens a part of the output). Latency percentiles are
+nearest-rank over the calls' durations. Failures are counted where they happened: a failure that
+a chain, a graph node and an agent each passed up is one failure (and three failed runs).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from lc_trace import _attributes as A
-from lc_trace._reader import RunView, TraceView
+from lc_trace._reader import ModelCall
 
 __all__ = ["GROUPINGS", "Usage", "UsageReport", "usage_report"]
 
-_MODEL_TYPES = frozenset({"chat_model", "llm"})
 GROUPINGS = ("model", "conversation", "service", "time")
 _PERCENTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
-_TOKENS = (
-    ("input", A.GEN_AI_USAGE_INPUT_TOKENS),
-    ("output", A.GEN_AI_USAGE_OUTPUT_TOKENS),
-    ("cache_read", A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
-    ("cache_creation", A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
-    ("reasoning", A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
-)
+_TOKEN_NAMES = ("input", "output", "cache_read", "cache_creation", "reasoning")  # ModelCall.tokens' order
+
+
+class _Trace(Protocol):
+    """
+    What usage needs of a trace: a ``TraceView`` or a ``TraceSummary`` kept with its calls.
+    """
+
+    @property
+    def errors(self) -> int: ...
+
+    @property
+    def failed_runs(self) -> int: ...
+
+    def model_calls(self) -> Iterator[ModelCall]: ...
 
 
 @dataclass
@@ -41,18 +49,18 @@ class Usage:
 
     calls: int = 0
     errors: int = 0
-    tokens: dict[str, int] = field(default_factory=lambda: {name: 0 for name, _ in _TOKENS})
+    tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TOKEN_NAMES, 0))
     durations_ns: list[int] = field(default_factory=list)
 
-    def add(self, run: RunView) -> None:
+    def add(self, call: ModelCall) -> None:
         """
         Count one model call.
         """
         self.calls += 1
-        self.errors += run.failed
-        for name, key in _TOKENS:
-            self.tokens[name] += run.usage(key)
-        self.durations_ns.append(run.duration_ns)
+        self.errors += call.failed
+        for name, count in zip(_TOKEN_NAMES, call.tokens, strict=True):
+            self.tokens[name] += count
+        self.durations_ns.append(call.duration_ns)
 
     def percentile_ms(self, share: float) -> float | None:
         """
@@ -84,6 +92,8 @@ class UsageReport:
     bucket: str
     total: Usage = field(default_factory=Usage)
     groups: dict[str, dict[str, Usage]] = field(default_factory=lambda: {name: {} for name in GROUPINGS})
+    failures: int = 0
+    failed_runs: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """
@@ -92,6 +102,7 @@ class UsageReport:
         return {
             "bucket": self.bucket,
             "total": self.total.as_dict(),
+            "failures": {"where_they_happened": self.failures, "failed_runs": self.failed_runs},
             **{
                 f"by_{name}": [{"key": key, **usage.as_dict()} for key, usage in sorted(groups.items())]
                 for name, groups in self.groups.items()
@@ -99,27 +110,32 @@ class UsageReport:
         }
 
 
-def usage_report(traces: Iterable[TraceView], bucket: str = "day") -> UsageReport:
+def usage_report(traces: Iterable[_Trace], bucket: str = "day") -> UsageReport:
     """
-    Add up every model call of *traces*; time buckets are UTC days, or hours with ``hour``.
+    Add up every model call and failure of *traces*; time buckets are UTC days, or hours with ``hour``.
     """
     if bucket not in ("day", "hour"):
         raise ValueError(f"bucket must be 'day' or 'hour', got {bucket!r}")
     stamp = "%Y-%m-%d" if bucket == "day" else "%Y-%m-%dT%H:00Z"
     report = UsageReport(bucket)
+    by_model, by_conversation, by_service, by_time = (report.groups[name] for name in GROUPINGS)
+    last_second, when = -1, ""
     for trace in traces:
-        for run in trace.runs.values():
-            if run.run_type not in _MODEL_TYPES:
-                continue
-            line = run.end or run.first
-            fields = line.fields if line is not None else {}
-            keys = {
-                "model": str(fields.get(A.GEN_AI_RESPONSE_MODEL) or fields.get(A.GEN_AI_REQUEST_MODEL) or "?"),
-                "conversation": str(fields.get(A.GEN_AI_CONVERSATION_ID) or "-"),
-                "service": run.service or "?",
-                "time": time.strftime(stamp, time.gmtime(run.start_ns // 1_000_000_000)),
-            }
-            report.total.add(run)
-            for name, key in keys.items():
-                report.groups[name].setdefault(key, Usage()).add(run)
+        report.failures += trace.errors
+        report.failed_runs += trace.failed_runs
+        for call in trace.model_calls():
+            second = call.start_ns // 1_000_000_000
+            if second != last_second:
+                last_second, when = second, time.strftime(stamp, time.gmtime(second))
+            report.total.add(call)
+            for groups, key in (
+                (by_model, call.model),
+                (by_conversation, call.conversation),
+                (by_service, call.service),
+                (by_time, when),
+            ):
+                usage = groups.get(key)
+                if usage is None:
+                    usage = groups[key] = Usage()
+                usage.add(call)
     return report

@@ -15,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from langchain_core.messages import AIMessage
+from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.tools import tool
 from opentelemetry.trace import StatusCode
 
 from lc_trace import TraceHandler
 from lc_trace._cli import main
 from lc_trace._demo import run_demo
-from lc_trace.testing import in_memory_tracing, read_log
+from lc_trace.testing import FakeChatModel, in_memory_tracing, read_log
 
 EXPECTED_ACTIONS = {
     "chain_start", "chain_end", "llm_start", "llm_end", "tool_start", "tool_end", "tool_error",
@@ -352,3 +355,118 @@ class TestRunDemo:
         assert agent.context.span_id == tool.parent.span_id  # type: ignore[union-attr]
         assert {"retrieval FlowerCatalog", "chat fake-chat-1", "execute_tool flower_price"} <= set(spans)
         assert 5 == len({span.context.trace_id for span in finished if span.context is not None})
+
+
+# --- errors counted where they happen --------------------------------------------------------
+
+
+@tool
+def broken_vase(size: str) -> str:
+    """Checks a vase; this one always fails."""
+    raise RuntimeError(f"vase of size {size} is broken")
+
+
+def failing_agent_log(path: Path) -> Path:
+    """
+    A real create_agent agent whose tool raises: LangGraph passes the tool's exception up
+    through the `tools` node and the agent, so three runs end failed, with one failure. Then a
+    chain that catches a failed step's error and raises its own: two failures.
+    """
+    from langchain.agents import create_agent
+
+    handler = TraceHandler(log_path=path, service_name="vase-shop")
+    model = FakeChatModel(
+        responses=[AIMessage(content="", tool_calls=[{"id": "c1", "name": "broken_vase", "args": {"size": "XL"}}])]
+    )
+    agent = create_agent(model, [broken_vase], name="florist")
+
+    def check(order: str, config: RunnableConfig) -> str:
+        try:
+            RunnableLambda(lambda _: 1 / 0, name="divide").invoke(order, config)  # a step of checkout
+        except ZeroDivisionError:
+            raise ValueError("order total unknown") from None
+        return order
+
+    try:
+        with pytest.raises(RuntimeError, match="vase of size XL is broken"):
+            agent.invoke({"messages": [("human", "A vase?")]}, {"callbacks": [handler]})
+        with pytest.raises(ValueError, match="order total unknown"):
+            RunnableLambda(check, name="checkout").invoke("roses", {"callbacks": [handler]})
+    finally:
+        handler.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return failing_agent_log(tmp_path_factory.mktemp("failing") / "lc_trace.jsonl")
+
+
+class TestErrorsCountedWhereTheyHappen:
+    def test_traces_counts_a_passed_up_failure_once(self, failing: Path) -> None:
+        """The agent's trace has three failed runs (tool, tools node, agent) and one failure: ERRORS says 1. A chain that raises its own error after a step failed has two."""
+        log = read_log(failing)
+        assert 5 == sum(1 for x in log if x.get("event.outcome") == "failure")
+        code, out, _ = run_cli(["traces", str(failing)])
+        assert 0 == code
+        rows = {row.split()[3]: row.split() for row in out.splitlines()[1:]}
+        assert "1" == rows["florist"][-1]
+        assert "2" == rows["checkout"][-1]
+        code, out, _ = run_cli(["traces", str(failing), "--errors"])
+        assert 2 == len(out.splitlines()[1:])
+
+    def test_show_still_shows_every_failed_run(self, failing: Path) -> None:
+        """`show` marks all three runs failed: the tool with its error, the node and the agent as passing it up; the header says 1 error (3 failed runs)."""
+        agent = next(x["trace.id"] for x in read_log(failing) if x["langchain.run.name"] == "florist")
+        header, *tree = show(agent, failing)
+        assert header.endswith("1 error(s) (3 failed runs)")
+        failed = [line.strip() for line in tree if " failure" in line]
+        assert 3 == len(failed)
+        assert failed[0].startswith("florist [agent]  chain_error failure") and failed[0].endswith(
+            "error RuntimeError passed up from tools"
+        )
+        assert failed[1].startswith("tools [chain]  chain_error failure") and failed[1].endswith(
+            "error RuntimeError passed up from broken_vase"
+        )
+        assert failed[2].startswith("broken_vase [tool]  tool_error failure") and failed[2].endswith(
+            "error RuntimeError: vase of size XL is broken"
+        )
+
+    def test_usage_json_counts_failures_where_they_happened(self, failing: Path) -> None:
+        """`usage --json` counts 3 failures where they happened (the tool; the step and the chain's own error) and 5 failed runs."""
+        code, out, _ = run_cli(["usage", str(failing), "--json"])
+        assert 0 == code
+        assert {"where_they_happened": 3, "failed_runs": 5} == json.loads(out)["failures"]
+
+    def test_html_rows_count_once_and_spans_stay_failed(self, failing: Path, tmp_path: Path) -> None:
+        """The page's list says 1 error for the agent; its waterfall data still has three failed spans, two passed up."""
+        page = tmp_path / "page.html"
+        assert 0 == run_cli(["html", "--log", str(failing), "-o", str(page)])[0]
+        data = json.loads(page.read_text(encoding="utf-8").split('type="application/json">')[1].split("</script>")[0])
+        rows = {row[3]: row for row in data["rows"]}
+        assert (1, 2) == (rows["florist"][8], rows["checkout"][8])
+        spans = json.loads(data["details"][rows["florist"][0]])
+        assert [
+            ("invoke_agent florist", "tools"),
+            ("tools", "execute_tool broken_vase"),
+            ("execute_tool broken_vase", None),
+        ] == [(s[2], s[12]) for s in spans if s[7] == "error"]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_reading_progress_on_a_terminal_only(demo: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read that takes long shows `reading N/M MB` on a terminal's stderr and clears it when done, leaving stdout as it is; not on a pipe."""
+    import lc_trace._cli as cli
+
+    monkeypatch.setattr(cli, "_PROGRESS_AFTER_S", 0.0)  # the demo's log is read in far less than the second it waits
+    expected = run_cli(["traces", str(demo[0])])
+    out, err = io.StringIO(), _Terminal()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert 0 == main(["traces", str(demo[0])])
+    size = demo[0].stat().st_size / 1e6
+    assert err.getvalue() == f"\rreading {size:,.0f}/{size:,.0f} MB\r\033[K"
+    assert expected[1] == out.getvalue() and "" == expected[2]

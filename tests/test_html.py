@@ -29,6 +29,7 @@ from lc_trace._reader import build_traces, log_files, read_lines
 from lc_trace.testing import read_log
 from tests.browser import Browser, chromium_path
 from tests.conftest import REPO
+from tests.test_cli import failing_agent_log
 
 ARTIFACTS = Path(os.environ.get("LC_TRACE_TEST_ARTIFACTS", REPO / "test-artifacts")) / "html"
 HOSTILE = "</script><script>window.pwned = 1</script><img src=x onerror='window.pwned = 2'>"
@@ -252,8 +253,42 @@ def test_ten_thousand_traces(tmp_path: Path, browser: Browser) -> None:
     assert "2000 of 10000 traces" == timings["count"]
     assert timings["rows_in_dom"] < 100  # only the rows in view are drawn
     assert [] == browser.console
+    # Every trace is listed; the spans of the newest 1,000 are in the page, an older one's row says how to see it.
+    data = json.loads(page.read_text(encoding="utf-8").split('type="application/json">')[1].split("</script>")[0])
+    newest = sorted(data["rows"], key=lambda row: row[1])[-1000:]
+    assert {row[0] for row in newest} == set(data["details"])
+    assert "spans in this page: the newest 1000 traces'" == browser.evaluate(
+        "document.getElementById('details-note').textContent"
+    )
+    oldest = min(data["rows"], key=lambda row: row[1])[0]
+    browser.evaluate(f"lcTrace.pickTrace('{oldest}')")
+    note = browser.evaluate("document.getElementById('waterfall').innerText")
+    assert f"lc-trace show {oldest}" in note and "newest 1000 of 10000 traces" in note
+    assert [] == browser.console
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.screenshot(ARTIFACTS / "ten-thousand-traces.png")
     timings.update(load_s=round(seconds, 2), page_mib=round(page.stat().st_size / 2**20, 1))
     (ARTIFACTS / "ten-thousand-traces.json").write_text(json.dumps(timings, indent=2), encoding="utf-8")
     assert seconds < 60  # a generous bound: the figures are in the artefact
+
+
+def test_a_failure_passed_up_is_one_error_and_every_failed_span_is_red(tmp_path: Path, browser: Browser) -> None:
+    """An agent whose tool raises: the list says 1 error, the waterfall draws the tool, the `tools` node and the agent in red, and the agent's pane says it passed the tool's failure up."""
+    log = failing_agent_log(tmp_path / "lc_trace.jsonl")
+    page = tmp_path / "page.html"
+    assert 0 == run_cli(["html", "--log", str(log), "-o", str(page)])[0]
+    browser.console.clear()
+    browser.open(page)
+    agent = next(line["trace.id"] for line in read_log(log) if line["langchain.run.name"] == "florist")
+    errors = browser.evaluate(
+        f"[...document.querySelectorAll('.trow')].find(r => r.dataset.trace === '{agent}').children[7].textContent"
+    )
+    assert "1" == errors
+    browser.evaluate(f"lcTrace.pickTrace('{agent}')")
+    red = browser.evaluate(
+        "[...document.querySelectorAll('.wrow')].filter(r => r.querySelector('.bar.error')).map(r => r.querySelector('.label').textContent)"
+    )
+    assert ["invoke_agent florist", "tools", "execute_tool broken_vase"] == red
+    detail = browser.evaluate("document.getElementById('detail').innerText")
+    assert "error, passed up from tools (one failure: counted once, where it happened)" in detail
+    assert [] == browser.console
