@@ -1,0 +1,279 @@
+"""
+Everything lc_trace holds reaches the file and the collector, however the process is stopped.
+
+``atexit`` covers a normal exit and an uncaught ``KeyboardInterrupt`` (SIGINT's default). Three
+ways out skip it, and each gets its own answer here (docs/reliability.md, *Stopping*):
+
+* **SIGTERM with the default disposition** (a plain script, a container's PID 1, a gunicorn
+  uvicorn worker, which resets SIGTERM before loading the app): the kernel ends the process.
+  lc_trace's handler flushes, puts the default back and raises the signal again, so the process
+  still dies of SIGTERM (exit status 143) as it would have.
+* **A server that handles SIGTERM itself and re-raises it after its graceful drain** (uvicorn
+  loads the app *inside* its signal capture, restores the handler it found, then
+  ``signal.raise_signal``): the server's handler was there first, so lc_trace's goes in front of
+  it, flushes, then calls it, which decides everything else. From that signal on the process is
+  *stopping*: each log line is written before ``emit`` returns and each span is exported as it
+  ends, so the work the drain finishes is saved even if the drain ends in the server's re-raise,
+  or in the SIGKILL that follows a grace period (Kubernetes).
+* **``os._exit``** (Celery's prefork children): Celery's ``worker_process_shutdown`` and
+  ``worker_shutdown`` signals, connected when Celery is loaded (at ``configure()``, at a
+  handler's first writer, and in every forked child).
+
+A handler is only ever installed from the main thread, never over ``SIG_IGN`` or a handler set
+outside Python, and one the app or server sets later simply replaces it: theirs wins. Every
+flush is bounded (the export timeouts; a few seconds in all) and never raises into the app.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable
+from types import FrameType
+from typing import Any, Protocol
+
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
+__all__ = ["install", "lifespan", "register_providers", "register_writer", "stopping"]
+
+_logger = logging.getLogger("lc_trace")
+
+_LINES_TIMEOUT_S = 2.0
+"""How long a signal waits for the log lines to be written (a stalled disk must not hold exit)."""
+
+_Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+class _Writer(Protocol):
+    def flush(self, timeout_millis: int = ...) -> bool: ...
+    def write_through(self) -> None: ...
+
+
+class _Providers(Protocol):
+    def force_flush(self, timeout_millis: int = ...) -> bool: ...
+
+
+_writers: weakref.WeakSet[Any] = weakref.WeakSet()
+_providers: list[tuple[Any, Any, float]] = []  # (tracer provider, meter provider, bound in s)
+_previous: dict[int, _Handler] = {}  # the handler lc_trace's went in front of, per signal
+_state = {"stopping": False, "in_handler": False, "celery": False}
+
+
+def stopping() -> bool:
+    """
+    True once SIGTERM reached lc_trace's handler: the process is on its way out.
+    """
+    return _state["stopping"]
+
+
+def register_writer(writer: _Writer) -> None:
+    """
+    A log writer to flush when the process is stopped (held weakly), and the moment to install.
+    """
+    _writers.add(writer)
+    if _state["stopping"]:
+        writer.write_through()
+    install()
+
+
+def register_providers(tracer_provider: Any, meter_provider: Any, bound_s: float) -> None:
+    """
+    ``configure()``'s providers: flushed when the process is stopped, within *bound_s*.
+    """
+    _providers.append((tracer_provider, meter_provider, bound_s))
+    if _state["stopping"]:
+        _export_as_they_end(tracer_provider, bound_s)
+    install()
+
+
+def install() -> None:
+    """
+    Put lc_trace's SIGTERM handler in place where it can chain: from the main thread, over the
+    default or over a Python handler (which it then calls). Idempotent; never raises.
+    """
+    _connect_celery()
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        current = signal.getsignal(signal.SIGTERM)
+        if current is _on_sigterm or current is signal.SIG_IGN or current is None:
+            return  # ours already; ignored on purpose; or set outside Python (we could not call it)
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        _previous[signal.SIGTERM] = current
+    except (ValueError, OSError):  # not the main interpreter, or no signals here
+        return
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    """
+    Flush, then hand the signal on: to the handler that was there first, or, where that was the
+    default, to the kernel again, with the default restored (the process dies of the signal).
+    """
+    previous = _previous.get(signum, signal.SIG_DFL)
+    if not _state["in_handler"]:  # a second signal while flushing goes straight on
+        _state["in_handler"] = True
+        try:
+            _begin_stopping()
+            flush_all()
+        except Exception:  # nothing of ours may change how the process stops
+            pass
+        finally:
+            _state["in_handler"] = False
+    if callable(previous):
+        previous(signum, frame)
+        return
+    signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+    signal.raise_signal(signum)
+
+
+def _begin_stopping() -> None:
+    _state["stopping"] = True
+    for writer in list(_writers):
+        writer.write_through()
+    for tracer_provider, _, bound_s in _providers:
+        _export_as_they_end(tracer_provider, bound_s)
+
+
+def flush_all() -> bool:
+    """
+    Write every queued line and export every ended span and metric, in threads of their own so
+    that a lock the interrupted main thread holds costs time, not a hang: at most the longest
+    bound (the lines' 2 s, or a provider's export timeout). True if everything got through.
+    """
+    jobs: list[tuple[Callable[[], bool], float]] = [
+        (functools.partial(_flush_writer, writer), _LINES_TIMEOUT_S) for writer in list(_writers)
+    ]
+    for tracer_provider, meter_provider, bound_s in _providers:
+        jobs.append((functools.partial(_flush_provider, tracer_provider, bound_s), bound_s))
+        jobs.append((functools.partial(_flush_provider, meter_provider, bound_s), bound_s))
+    results: list[bool] = []
+    threads = []
+    for job, _ in jobs:
+        thread = threading.Thread(target=_run_into, args=(job, results), name="lc_trace-flush", daemon=True)
+        thread.start()
+        threads.append(thread)
+    if not threads:
+        return True
+    bound = max(b for _, b in jobs) + 0.5
+    deadline = time.monotonic() + bound
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return len(results) == len(jobs) and all(results)
+
+
+def _run_into(job: Callable[[], bool], results: list[bool]) -> None:
+    results.append(job())
+
+
+def _flush_writer(writer: _Writer) -> bool:
+    try:
+        return bool(writer.flush(int(_LINES_TIMEOUT_S * 1000)))
+    except Exception:
+        return False
+
+
+def _flush_provider(provider: _Providers, bound_s: float) -> bool:
+    flush = getattr(provider, "force_flush", None)
+    if flush is None:
+        return True
+    try:
+        return bool(flush(int(bound_s * 1000)))
+    except Exception:
+        return False
+
+
+class _ExportAsTheyEnd(SpanProcessor):
+    """
+    Added to ``configure()``'s provider once the process is stopping (never before: no cost
+    until then): exports each span as it ends, on the thread that ended it, so a span the drain
+    finishes is at the collector before the response it belongs to goes out.
+    """
+
+    def __init__(self, provider: Any, bound_s: float) -> None:
+        self._provider = provider
+        self._bound_ms = int(bound_s * 1000)
+        self._busy = threading.local()
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if getattr(self._busy, "on", False):
+            return
+        self._busy.on = True
+        try:
+            self._provider.force_flush(self._bound_ms)
+        except Exception:
+            pass
+        finally:
+            self._busy.on = False
+
+
+def _export_as_they_end(tracer_provider: Any, bound_s: float) -> None:
+    add = getattr(tracer_provider, "add_span_processor", None)
+    if add is not None and not getattr(tracer_provider, "_lc_trace_export_as_they_end", False):
+        tracer_provider._lc_trace_export_as_they_end = True
+        add(_ExportAsTheyEnd(tracer_provider, bound_s))
+
+
+# -- Celery ---------------------------------------------------------------------------------
+
+
+def _connect_celery() -> None:
+    """
+    Connect to Celery's shutdown signals, once, if Celery is loaded (never imports it).
+    """
+    if _state["celery"] or "celery" not in sys.modules:
+        return
+    try:
+        signals = importlib.import_module("celery.signals")
+        signals.worker_process_shutdown.connect(_on_celery_shutdown, weak=False, dispatch_uid="lc_trace-process")
+        signals.worker_shutdown.connect(_on_celery_shutdown, weak=False, dispatch_uid="lc_trace-worker")
+        _state["celery"] = True
+    except Exception:
+        return
+
+
+def _on_celery_shutdown(*args: Any, **kwargs: Any) -> None:
+    """
+    A prefork child leaves through ``os._exit`` right after this signal: flush now.
+    """
+    with contextlib.suppress(Exception):
+        flush_all()
+
+
+def _after_fork_in_child() -> None:
+    _state["in_handler"] = False
+    _state["stopping"] = False
+    _connect_celery()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -- ASGI -----------------------------------------------------------------------------------
+
+
+def lifespan(handler: Any) -> Callable[[Any], contextlib.AbstractAsyncContextManager[None]]:
+    """
+    An ASGI lifespan for Starlette and FastAPI (``FastAPI(lifespan=lc_trace.lifespan(handler))``)
+    that closes *handler* at the app's shutdown: a second line of defence beside the signal
+    handling, for servers and set-ups lc_trace cannot see. An app with a lifespan of its own
+    calls ``await handler.aclose()`` at its end instead.
+    """
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(app: Any) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            with contextlib.suppress(Exception):
+                await handler.aclose()
+
+    return _lifespan

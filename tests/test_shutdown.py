@@ -1,0 +1,247 @@
+"""
+Every way a Python service is stopped, done for real: the servers from PyPI (uvicorn alone and
+with ``--workers``, gunicorn with sync and uvicorn workers, hypercorn), a Celery prefork worker,
+a plain script on SIGTERM and SIGINT, and SIGTERM followed by SIGKILL after a grace period, as
+Kubernetes stops a pod. The apps (``tests/shutdown/``) call ``lc_trace.configure()`` and put its
+handler in ``config["callbacks"]``, nothing more. Clients talk to them over loopback; the spans
+go to a small OTLP/HTTP receiver in this process (``tests/shutdown/receiver.py``).
+
+Each test counts by run id what the clients got answers for: every run of every answered call
+has its start and its end line, whole and once, and its span arrived once. The exit status is
+compared with the same server's without lc_trace (``LC_TRACE_OFF=1``): lc_trace changes nothing
+in how the server stops. docs/reliability.md, *Stopping*, maps each row to its test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.shutdown.chains import RUNS
+from tests.shutdown.receiver import Receiver
+from tests.stack.cache import free_port
+
+REPO = Path(__file__).resolve().parents[1]
+STOP_TIMEOUT_S = 60.0
+_PROCS: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap() -> Iterator[None]:
+    """Every process a test started is gone after it, children too (each runs in a session of its own)."""
+    yield
+    while _PROCS:
+        proc = _PROCS.pop()
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # workers the server left behind
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    found = Receiver()
+    yield found
+    found.close()
+
+
+def _env(tmp_path: Path, receiver: Receiver | None, **extra: str) -> dict[str, str]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LC_TRACE_"))},
+        "PYTHONPATH": str(REPO),
+        "LC_TRACE_LOG_PATH": str(tmp_path / "logs" / "lc_trace.jsonl"),
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url if receiver is not None else "http://127.0.0.1:9",
+        "CELERY_DIR": str(tmp_path / "celery"),
+        **extra,
+    }
+    return env
+
+
+def start(command: list[str], tmp_path: Path, env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+    output = open(tmp_path / f"{name}.out", "wb")
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    output.close()
+    _PROCS.append(proc)
+    return proc
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], tmp_path: Path, name: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+            return
+        assert proc.poll() is None, (tmp_path / f"{name}.out").read_text()
+        assert time.monotonic() < deadline, f"{name} did not listen in 60 s"
+        time.sleep(0.05)
+
+
+def get(port: int, path: str, timeout: float = 30) -> int | None:
+    """The call number the server answered, or None (refused, reset, an error status)."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        return int(body) if response.status == 200 else None
+    except (OSError, http.client.HTTPException, ValueError):
+        return None
+    finally:
+        conn.close()
+
+
+def calls(port: int, numbers: range, threads: int = 4) -> set[int]:
+    with ThreadPoolExecutor(threads) as pool:
+        return {n for n in pool.map(lambda n: get(port, f"/call/{n}"), numbers) if n is not None}
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int) -> tuple[int, float]:
+    """Send *sig*; return the exit status and the seconds to exit."""
+    began = time.monotonic()
+    proc.send_signal(sig)
+    code = proc.wait(timeout=STOP_TIMEOUT_S)
+    return code, time.monotonic() - began
+
+
+# -- counting -------------------------------------------------------------------------------
+
+
+def read_log(tmp_path: Path) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """The log's lines as rows, and whatever is not a whole JSON line (torn)."""
+    path = tmp_path / "logs" / "lc_trace.jsonl"
+    if not path.exists():
+        return [], []
+    data = path.read_bytes()
+    *whole, tail = data.split(b"\n")
+    rows, torn = [], [tail] if tail else []
+    for raw in whole:
+        try:
+            rows.append(json.loads(raw))
+        except ValueError:
+            torn.append(raw)
+    return rows, torn
+
+
+def check(
+    tmp_path: Path, receiver: Receiver | None, answered: set[int], kind: str = "fast", runs: int | None = None
+) -> dict[str, int]:
+    """
+    Every run of every answered call: one start and one end line, whole; its span arrived once.
+    Returns the counts, for the test's message and docs/reliability.md.
+    """
+    rows, torn = read_log(tmp_path)
+    assert [] == torn
+    lines: dict[int, Counter[tuple[str, str]]] = {}
+    for row in rows:
+        call = row.get("langchain.metadata.call")
+        if call is not None:
+            lines.setdefault(int(call), Counter())[(row["langchain.run.id"], row["event.action"].rsplit("_", 1)[-1])] += 1
+    per_call = runs if runs is not None else RUNS[kind]
+    missing_lines = duplicated_lines = 0
+    for call in answered:
+        held = lines.get(call, Counter())
+        runs_seen = {run for run, _ in held}
+        missing_lines += 2 * per_call - sum(min(1, held[(run, side)]) for run in runs_seen for side in ("start", "end"))
+        duplicated_lines += sum(n - 1 for n in held.values() if n > 1)
+    result = {
+        "calls": len(answered),
+        "lines": sum(sum(lines.get(c, Counter()).values()) for c in answered),
+        "missing_lines": missing_lines,
+        "duplicated_lines": duplicated_lines,
+    }
+    if receiver is not None:
+        spans = receiver.spans_by_call()
+        result["spans"] = sum(len(spans.get(c, [])) for c in answered)
+        result["missing_spans"] = sum(max(0, per_call - len(set(spans.get(c, [])))) for c in answered)
+        result["duplicated_spans"] = sum(len(spans.get(c, [])) - len(set(spans.get(c, []))) for c in answered)
+        for call in answered:  # the spans are those of the lines' runs
+            assert set(spans.get(call, [])) == {run for run, _ in lines.get(call, Counter())}, call
+    assert 0 == missing_lines == duplicated_lines, result
+    if receiver is not None:
+        assert 0 == result["missing_spans"] == result["duplicated_spans"], result
+    return result
+
+
+def baseline_status(command: list[str], tmp_path: Path, sig: int, port: int | None, ready: Callable[..., None]) -> int:
+    """The same server and app without lc_trace, one call, the same signal: the status to keep."""
+    folder = tmp_path / "baseline"
+    folder.mkdir()
+    proc = start(command, folder, _env(folder, None, LC_TRACE_OFF="1"), "baseline")
+    ready(proc, folder)
+    if port is not None:
+        assert {0} == calls(port, range(1))
+    code, _ = stop(proc, sig)
+    return code
+
+
+# -- the servers ----------------------------------------------------------------------------
+
+SERVERS: dict[str, Callable[[int], list[str]]] = {
+    "uvicorn": lambda port: [sys.executable, "-m", "uvicorn", "tests.shutdown.app:asgi", "--port", str(port)],
+    "uvicorn --workers 2": lambda port: [
+        *(sys.executable, "-m", "uvicorn", "tests.shutdown.app:asgi", "--port", str(port), "--workers", "2")
+    ],
+    "gunicorn sync": lambda port: [
+        *(sys.executable, "-m", "gunicorn", "-w", "2", "-b", f"127.0.0.1:{port}", "tests.shutdown.app:wsgi")
+    ],
+    "gunicorn uvicorn worker": lambda port: [
+        *(sys.executable, "-m", "gunicorn", "-w", "2", "-k", "uvicorn.workers.UvicornWorker"),
+        *("-b", f"127.0.0.1:{port}", "tests.shutdown.app:asgi"),
+    ],
+    "hypercorn": lambda port: [
+        *(sys.executable, "-m", "hypercorn", "-b", f"127.0.0.1:{port}", "tests.shutdown.app:asgi")
+    ],
+}
+
+ROWS = [
+    ("uvicorn", signal.SIGTERM),
+    ("uvicorn", signal.SIGINT),
+    ("uvicorn --workers 2", signal.SIGTERM),
+    ("uvicorn --workers 2", signal.SIGINT),
+    ("gunicorn sync", signal.SIGTERM),
+    ("gunicorn uvicorn worker", signal.SIGTERM),
+    ("hypercorn", signal.SIGTERM),
+]
+
+
+@pytest.mark.parametrize(("server", "sig"), ROWS, ids=[f"{s}-{g.name}" for s, g in ROWS])
+def test_a_server_stopped_by_a_signal_loses_nothing_and_exits_as_without_lc_trace(server, sig, tmp_path, receiver):
+    """
+    21 calls from 4 client threads, then the signal a deploy (or Ctrl-C) sends: every line and
+    span of every answered call is there once, whole; the exit status is the server's own.
+    """
+    port = free_port()
+    command = SERVERS[server](port)
+    proc = start(command, tmp_path, _env(tmp_path, receiver), "server")
+    wait_listening(port, proc, tmp_path, "server")
+    answered = calls(port, range(21))
+    assert 21 == len(answered)
+    code, seconds = stop(proc, sig)
+    counts = check(tmp_path, receiver, answered)
+    logging.getLogger(__name__).warning("%s %s: %s, exit %s after %.2f s", server, sig.name, counts, code, seconds)
+
+    base_port = free_port()
+    expected = baseline_status(
+        SERVERS[server](base_port), tmp_path, sig, base_port, lambda p, f: wait_listening(base_port, p, f, "baseline")
+    )
+    assert expected == code, (tmp_path / "server.out").read_text()
+    assert seconds < 15, f"{server} took {seconds:.1f} s to stop"
