@@ -141,14 +141,16 @@ def report_dead(log_path: Path) -> list[dict[str, Any]]:
         if record.get("through") and not record.get("pending"):
             continue  # stopped while writing through: every line it accepted was written
         _logger.warning(
-            "lc_trace: process %s (started %s) ended without closing %s (killed: SIGKILL, the OOM killer, a crash). "
-            "At its last write, %s, %s log lines it had accepted were not yet written; lines it accepted after that "
-            "were lost too, at most %.0f ms of them. Spans it ended after its last export, %s, may be missing at the "
-            "collector: lc-trace export --since %s sends those the file has",
+            "lc_trace: process %s (started %s) ended without closing %s (killed: SIGKILL, the OOM killer, "
+            "a crash). At its last write, %s, it had written %s lines and %s more it had accepted were not yet "
+            "written; lines it accepted after that were lost too, at most %.0f ms of them. Spans it ended after "
+            "its last export, %s, may be missing at the collector: lc-trace export --since %s sends those the "
+            "file has",
             record.get("pid", "?"),
             record.get("started", "?"),
             log_path,
             record.get("at", "?"),
+            record.get("written", "?"),
             record.get("pending", "?"),
             float(record.get("interval_s", 0.5)) * 1000,
             record.get("spans_at", "?"),

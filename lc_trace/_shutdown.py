@@ -55,6 +55,8 @@ _Handler = Callable[[int, FrameType | None], Any] | int | None
 class _Writer(Protocol):
     def flush(self, timeout_millis: int = ...) -> bool: ...
     def write_through(self) -> None: ...
+    def arm(self) -> None: ...
+    def disarm(self) -> None: ...
 
 
 class _Providers(Protocol):
@@ -63,8 +65,9 @@ class _Providers(Protocol):
 
 _writers: weakref.WeakSet[Any] = weakref.WeakSet()
 _providers: list[tuple[Any, Any, float]] = []  # (tracer provider, meter provider, bound in s)
-_previous: dict[int, _Handler] = {}  # the handler lc_trace's went in front of, per signal
 _state = {"stopping": False, "in_handler": False, "celery": False}
+_watcher: dict[str, threading.Thread] = {}
+_WATCH_INTERVAL_S = 0.25
 
 
 def stopping() -> bool:
@@ -81,6 +84,8 @@ def register_writer(writer: _Writer) -> None:
     _writers.add(writer)
     if _state["stopping"]:
         writer.write_through()
+    else:  # a server often installs its own handler right after loading the app: look again at the first line
+        writer.arm()
     install()
 
 
@@ -96,42 +101,81 @@ def register_providers(tracer_provider: Any, meter_provider: Any, bound_s: float
 
 def install() -> None:
     """
-    Put lc_trace's SIGTERM handler in place where it can chain: from the main thread, over the
-    default or over a Python handler (which it then calls). Idempotent; never raises.
+    Put lc_trace's SIGTERM handler in front of the current one, where it can chain: from the
+    main thread, over the default or a Python handler (which it then calls), never over
+    ``SIG_IGN``. Idempotent; never raises. ``LC_TRACE_SIGTERM=off`` keeps lc_trace out of it.
     """
     _connect_celery()
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or _disabled():
         return
     try:
         current = signal.getsignal(signal.SIGTERM)
-        if current is _on_sigterm or current is signal.SIG_IGN or current is None:
-            return  # ours already; ignored on purpose; or set outside Python (we could not call it)
-        signal.signal(signal.SIGTERM, _on_sigterm)
-        _previous[signal.SIGTERM] = current
+        if not _is_ours(current) and current is not signal.SIG_IGN and current is not None:
+            signal.signal(signal.SIGTERM, _chain(current))
     except (ValueError, OSError):  # not the main interpreter, or no signals here
         return
+    _start_watcher()
 
 
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+def _disabled() -> bool:
+    return os.environ.get("LC_TRACE_SIGTERM", "").strip().lower() in ("off", "0", "false", "no")
+
+
+def _is_ours(handler: object) -> bool:
+    return bool(getattr(handler, "_lc_trace", False))
+
+
+def _chain(previous: _Handler) -> Callable[[int, FrameType | None], None]:
     """
-    Flush, then hand the signal on: to the handler that was there first, or, where that was the
-    default, to the kernel again, with the default restored (the process dies of the signal).
+    A handler that flushes, then hands the signal on: to *previous* when it is a function (the
+    server's or the app's, which decides everything else), else to the kernel again with the
+    default restored, so the process dies of the signal as it would have. Each install makes
+    its own, so a server that restores the one it found restores that one, with its *previous*.
     """
-    previous = _previous.get(signum, signal.SIG_DFL)
-    if not _state["in_handler"]:  # a second signal while flushing goes straight on
-        _state["in_handler"] = True
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if not _state["in_handler"]:  # a second signal while flushing goes straight on
+            _state["in_handler"] = True
+            try:
+                _begin_stopping()
+                flush_all()
+            except Exception:  # nothing of ours may change how the process stops
+                pass
+            finally:
+                _state["in_handler"] = False
+        if callable(previous):
+            previous(signum, frame)
+            return
+        signal.signal(signum, signal.SIG_DFL if previous is None else previous)
+        signal.raise_signal(signum)
+
+    on_sigterm._lc_trace = True  # type: ignore[attr-defined]
+    return on_sigterm
+
+
+def _start_watcher() -> None:
+    watcher = _watcher.get("thread")
+    if watcher is None or not watcher.is_alive():
+        watcher = threading.Thread(target=_watch, name="lc_trace-sigterm", daemon=True)
+        watcher.start()
+        _watcher["thread"] = watcher
+
+
+def _watch() -> None:
+    """
+    Every quarter second: if something replaced lc_trace's SIGTERM handler (a server installs
+    its own after loading the app; an app sets one), arm the writers, so that the next line
+    emitted on the main thread puts lc_trace's in front again (only the main thread can).
+    """
+    while True:
+        time.sleep(_WATCH_INTERVAL_S)
         try:
-            _begin_stopping()
-            flush_all()
-        except Exception:  # nothing of ours may change how the process stops
-            pass
-        finally:
-            _state["in_handler"] = False
-    if callable(previous):
-        previous(signum, frame)
-        return
-    signal.signal(signum, signal.SIG_DFL if previous is None else previous)
-    signal.raise_signal(signum)
+            current = signal.getsignal(signal.SIGTERM)
+        except Exception:
+            return
+        if not _is_ours(current) and current is not signal.SIG_IGN and current is not None and not _state["stopping"]:
+            for writer in list(_writers):
+                writer.arm()
 
 
 def _begin_stopping() -> None:
@@ -251,6 +295,9 @@ def _after_fork_in_child() -> None:
     _state["in_handler"] = False
     _state["stopping"] = False
     _connect_celery()
+    if _watcher:  # threads do not survive a fork; the child's handlers are its own business from here
+        _watcher.clear()
+        _start_watcher()
 
 
 if hasattr(os, "register_at_fork"):

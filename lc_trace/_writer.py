@@ -160,7 +160,8 @@ class LineWriter:
         self._log = LogFile(self.path, max_bytes=max_bytes, backups=backups)
         self._closed = False
         self._through = False  # the process is stopping: each line is written before emit returns
-        self._plain = True  # neither closed nor writing through: emit's one check on its common path
+        self._armed = False  # lc_trace's SIGTERM handler was replaced: the main thread's next line re-chains it
+        self._plain = True  # none of those, nor closed: emit's one check on its common path
         report_dead(self.path)
         self._marker = LiveMarker(self.path, flush_interval_s)
         self._reported_drops = dict.fromkeys(_DROP_REASONS, 0)
@@ -204,12 +205,35 @@ class LineWriter:
                 "log lines emitted after close() are dropped (counted in stats.dropped_after_close)",
             )
             return
+        if not self._through:  # armed
+            if threading.current_thread() is threading.main_thread():
+                _shutdown.install()
+                self.disarm()
+            self._enqueue(line)
+            return
         if len(self._queue) >= self._queue_size:
             self.stats.add("dropped_queue_full")
             return
         self._queue.append(line)
         if threading.current_thread() is not self._thread:
             self.flush(_THROUGH_TIMEOUT_MS)
+
+    def _enqueue(self, line: bytes) -> None:
+        """``emit``'s common path, for the slow one."""
+        queue = self._queue
+        if len(queue) >= self._queue_size and not self._wait_for_room():
+            self.stats.add("dropped_queue_full")
+            report_once(
+                self.stats,
+                "queue_full",
+                "the log writer queue is full (%d lines); lines are being dropped and counted",
+                self._queue_size,
+            )
+            return
+        queue.append(line)
+        if len(queue) >= self._wake_at and not self._wake_pending:
+            self._wake_pending = True
+            self._call_soon(self._wake_set)
 
     def write_through(self) -> None:
         """
@@ -219,6 +243,16 @@ class LineWriter:
         """
         self._through = True
         self._plain = False
+
+    def arm(self) -> None:
+        """Something replaced lc_trace's SIGTERM handler: the next line on the main thread puts it back in front."""
+        if not self._armed:
+            self._armed = True
+            self._plain = False
+
+    def disarm(self) -> None:
+        self._armed = False
+        self._plain = not (self._closed or self._through)
 
     def _wait_for_room(self) -> bool:
         if not self._wait:
@@ -435,7 +469,7 @@ class LineWriter:
         self.stats.reset_after_fork()
         self._reported_drops = dict.fromkeys(_DROP_REASONS, 0)
         self._failing, self._episode_lost = None, 0
-        self._through = False
+        self._through = self._armed = False
         self._plain = not self._closed
         self._marker.after_fork_in_child()
         if not self._closed:

@@ -245,3 +245,161 @@ def test_a_server_stopped_by_a_signal_loses_nothing_and_exits_as_without_lc_trac
     )
     assert expected == code, (tmp_path / "server.out").read_text()
     assert seconds < 15, f"{server} took {seconds:.1f} s to stop"
+
+
+# -- Celery ---------------------------------------------------------------------------------
+
+CELERY = [sys.executable, "-m", "celery", "-A", "tests.shutdown.celery_app", "worker", "--pool", "prefork", "-c", "2"]
+CELERY += ["-l", "warning", "--without-heartbeat", "--without-mingle", "--without-gossip"]
+
+
+def _celery_round(folder: Path, receiver: Receiver | None, tasks: int, off: bool) -> tuple[set[int], int, float]:
+    """Start a prefork worker, run *tasks* tasks and one still running at SIGTERM; return answered, status, time."""
+    from tests.shutdown.celery_broker import make
+
+    env = _env(folder, receiver, **({"LC_TRACE_OFF": "1"} if off else {}))
+    producer = make(Path(env["CELERY_DIR"]))
+    worker = start(CELERY, folder, env, "celery")
+    first = producer.send_task("rose", args=[0])
+    assert 0 == first.get(timeout=60), (folder / "celery.out").read_text()
+    results = [producer.send_task("rose", args=[n]) for n in range(1, tasks)]
+    answered = {0} | {r.get(timeout=60) for r in results}
+    running = producer.send_task("rose", args=[tasks, 1.5])  # in a child when the warm shutdown starts
+    deadline = time.monotonic() + 30
+    while running.state == "PENDING" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    code, seconds = stop(worker, signal.SIGTERM)
+    answered.add(running.get(timeout=10))
+    return answered, code, seconds
+
+
+def test_a_celery_prefork_worker_warm_shutdown_loses_nothing(tmp_path, receiver):
+    """
+    A prefork worker (2 children, which leave through ``os._exit``), 21 tasks and one still
+    running at SIGTERM (Celery's warm shutdown lets it finish): every task's lines and spans.
+    """
+    answered, code, seconds = _celery_round(tmp_path, receiver, 21, off=False)
+    assert set(range(22)) == answered
+    counts = check(tmp_path, receiver, answered)
+    logging.getLogger(__name__).warning("celery prefork SIGTERM: %s, exit %s after %.2f s", counts, code, seconds)
+    (tmp_path / "baseline").mkdir()
+    _, expected, _ = _celery_round(tmp_path / "baseline", None, 1, off=True)
+    assert expected == code
+
+
+# -- a plain script -------------------------------------------------------------------------
+
+SCRIPT = [sys.executable, "-m", "tests.shutdown.script"]
+
+
+def _script_round(folder: Path, receiver: Receiver | None, sig: int, *args: str, off: bool = False) -> tuple[
+    set[int], int, float, str
+]:
+    env = _env(folder, receiver, **({"LC_TRACE_OFF": "1"} if off else {}))
+    proc = subprocess.Popen(
+        [*SCRIPT, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
+    _PROCS.append(proc)  # type: ignore[arg-type]
+    assert proc.stdout is not None
+    assert b"ready\n" == proc.stdout.readline(), proc.stderr.read() if proc.stderr else b""
+    for _ in range(30):  # thirty calls done, then the signal mid-loop
+        proc.stdout.readline()
+    began = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=STOP_TIMEOUT_S)
+    seconds = time.monotonic() - began
+    lines = out.decode().split()
+    return {int(n) for n in lines if n.isdigit()} | set(range(30)), proc.returncode, seconds, " ".join(lines) + err.decode()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_plain_script_stopped_by_a_signal_loses_nothing(sig, tmp_path, receiver):
+    """A script in a loop of calls, signalled mid-loop: every finished call is there; it dies of the signal as before."""
+    answered, code, seconds, output = _script_round(tmp_path, receiver, sig)
+    counts = check(tmp_path, receiver, answered)
+    logging.getLogger(__name__).warning("script %s: %s, exit %s after %.2f s", sig.name, counts, code, seconds)
+    (tmp_path / "baseline").mkdir()
+    _, expected, _, _ = _script_round(tmp_path / "baseline", None, sig, off=True)
+    assert expected == code == -sig, output
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_sigterm_handler_of_the_app_still_runs_and_decides(when, tmp_path, receiver):
+    """
+    The app's own SIGTERM handler, set before ``configure()`` (lc_trace's goes in front and calls
+    it) or after (it replaces lc_trace's): it runs, it decides (the loop ends, exit status 3), and
+    nothing is lost either way.
+    """
+    answered, code, _, output = _script_round(tmp_path, receiver, signal.SIGTERM, "--own-handler", when)
+    assert "own handler" in output
+    assert 3 == code, output
+    check(tmp_path, receiver, answered)
+
+
+# -- SIGTERM, a grace period, SIGKILL ---------------------------------------------------------
+
+
+def test_sigterm_then_sigkill_after_a_grace_period_keeps_every_finished_call(tmp_path, receiver):
+    """
+    Kubernetes' stop: SIGTERM, then SIGKILL after a grace period. uvicorn drains: three calls that
+    finish during the grace period are answered, one that never finishes is killed. Every answered
+    call's lines and spans are there, with a 30 s flush interval and the SDK's 5 s span batches:
+    from SIGTERM on, lc_trace writes and exports as things end, so no interval matters.
+    """
+    port = free_port()
+    env = _env(tmp_path, receiver, LC_TRACE_FLUSH_INTERVAL_MS="30000")
+    proc = start(SERVERS["uvicorn"](port), tmp_path, env, "server")
+    wait_listening(port, proc, tmp_path, "server")
+    answered = calls(port, range(12))
+    assert 12 == len(answered)
+    with ThreadPoolExecutor(4) as pool:
+        draining = [pool.submit(get, port, f"/slow/{n}/1.0") for n in (100, 101, 102)]
+        killed = pool.submit(get, port, "/slow/199/60")
+        time.sleep(0.5)  # all four in flight
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(3.0)  # the grace period
+        proc.send_signal(signal.SIGKILL)
+        assert -signal.SIGKILL == proc.wait(timeout=30)
+        assert [100, 101, 102] == [f.result() for f in draining]
+        assert killed.result() is None
+    counts = check(tmp_path, receiver, answered)
+    check(tmp_path, receiver, {100, 101, 102}, kind="slow")
+    logging.getLogger(__name__).warning("SIGTERM, 3 s, SIGKILL: %s + 3 slow calls", counts)
+
+
+# -- SIGKILL mid-burst: the next start says what was lost ---------------------------------------
+
+
+def test_sigkill_mid_burst_is_reported_at_the_next_start(tmp_path, caplog):
+    """
+    ``kill -9`` while the script writes: the lines lost are at most a flush interval's, and the
+    next handler on that log path warns, once, naming the dead process and how far it had written.
+    """
+    env = _env(tmp_path, None, LC_TRACE_FLUSH_INTERVAL_MS="300")
+    proc = subprocess.Popen(SCRIPT, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    _PROCS.append(proc)  # type: ignore[arg-type]
+    assert proc.stdout is not None
+    assert b"ready\n" == proc.stdout.readline()
+    finished_at: dict[int, float] = {}
+    while len(finished_at) < 20 or time.monotonic() - min(finished_at.values()) < 2.0:
+        finished_at[int(proc.stdout.readline())] = time.monotonic()
+    killed_at = time.monotonic()
+    proc.kill()
+    proc.communicate(timeout=30)
+    rows, torn = read_log(tmp_path)
+    written = sum(1 for r in rows if r.get("langchain.metadata.pid") == str(proc.pid))
+    safe = {c for c, at in finished_at.items() if at < killed_at - 0.3 - 0.5}  # one flush interval and a margin
+    assert safe, "no call finished early enough"
+    check(tmp_path, None, safe)
+
+    from lc_trace import TraceHandler
+
+    with caplog.at_level(logging.WARNING, logger="lc_trace"):
+        handler = TraceHandler(log_path=tmp_path / "logs" / "lc_trace.jsonl")
+        handler.close()
+        TraceHandler(log_path=tmp_path / "logs" / "lc_trace.jsonl").close()  # reported once, not again
+    reports = [r.getMessage() for r in caplog.records if f"process {proc.pid} " in r.getMessage()]
+    assert 1 == len(reports), caplog.text
+    assert f"had written {written} lines" in reports[0]
+    assert [] == list((tmp_path / "logs").glob(".*.live"))

@@ -1,7 +1,7 @@
 """
-A Celery app on kombu's ``filesystem://`` transport (no broker server) with a ``file://`` result
-backend, both under ``$CELERY_DIR``; its task runs the shutdown app's chain. The worker module
-calls ``lc_trace.configure()`` and nothing else, as the README says.
+The Celery worker's module, as a user writes it: the app, ``lc_trace.configure()``, and a task
+that runs the shutdown app's chain with the handler in ``config["callbacks"]``; nothing else.
+``CELERY_DIR`` holds the broker's and the results' folders.
 """
 
 from __future__ import annotations
@@ -11,23 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from celery import Celery
-
+from tests.shutdown.celery_broker import make
 from tests.shutdown.chains import FAST, config
 
-_DIR = Path(os.environ["CELERY_DIR"])
-for _name in ("in", "processed", "results"):
-    (_DIR / _name).mkdir(parents=True, exist_ok=True)
-
-app = Celery("shutdown", broker="filesystem://", backend=f"file://{_DIR / 'results'}")
-app.conf.broker_transport_options = {
-    "data_folder_in": str(_DIR / "in"),
-    "data_folder_out": str(_DIR / "in"),
-    "processed_folder": str(_DIR / "processed"),
-    "polling_interval": 0.1,
-}
-app.conf.worker_prefetch_multiplier = 1
-app.conf.task_acks_late = False
+app = make(Path(os.environ["CELERY_DIR"]))
 
 callbacks: list[Any] = []
 if os.environ.get("LC_TRACE_OFF") != "1":
