@@ -5,7 +5,8 @@ The app the shutdown tests serve, as a user writes it: ``lc_trace.configure()`` 
 ``asgi`` is a FastAPI app (uvicorn, hypercorn, gunicorn's uvicorn worker), ``wsgi`` a plain WSGI
 one (gunicorn's sync worker). ``GET /call/N`` runs ``FAST`` for call N and answers N;
 ``GET /slow/N/S`` runs ``SLOW``, which sleeps S seconds first. With ``LC_TRACE_OFF=1`` the same
-app runs without lc_trace, to learn the server's own exit status.
+app runs without lc_trace, to learn the server's own exit status; with ``LIFESPAN=1`` it closes
+the handler in its lifespan with ``lc_trace.lifespan(handler)``.
 """
 
 from __future__ import annotations
@@ -18,12 +19,15 @@ from fastapi import FastAPI
 from tests.shutdown.chains import FAST, SLOW, config
 
 callbacks: list[Any] = []
+lifespan = None
 if os.environ.get("LC_TRACE_OFF") != "1":
     import lc_trace
 
     callbacks = [lc_trace.configure("shutdown-app")]
+    if os.environ.get("LIFESPAN") == "1":  # the documented second line of defence
+        lifespan = lc_trace.lifespan(callbacks[0])
 
-asgi = FastAPI()
+asgi = FastAPI(lifespan=lifespan)
 
 
 @asgi.get("/call/{call}")
