@@ -40,7 +40,10 @@ from collections.abc import AsyncIterator, Callable
 from types import FrameType
 from typing import Any, Protocol
 
+from opentelemetry import metrics, trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
+
+from lc_trace._flush import flush_provider
 
 __all__ = ["install", "lifespan", "register_providers", "register_writer", "stopping"]
 
@@ -59,15 +62,14 @@ class _Writer(Protocol):
     def disarm(self) -> None: ...
 
 
-class _Providers(Protocol):
-    def force_flush(self, timeout_millis: int = ...) -> bool: ...
-
-
 _writers: weakref.WeakSet[Any] = weakref.WeakSet()
 _providers: list[tuple[Any, Any, float]] = []  # (tracer provider, meter provider, bound in s)
 _state = {"stopping": False, "in_handler": False, "celery": False}
+_stopping_since: list[float] = []
 _watcher: dict[str, threading.Thread] = {}
 _WATCH_INTERVAL_S = 0.25
+_STOPPING_FOR_S = 120.0
+"""A process still alive this long after SIGTERM (its handler chose to go on) goes back to batching."""
 
 
 def stopping() -> bool:
@@ -169,6 +171,8 @@ def _watch() -> None:
     """
     while True:
         time.sleep(_WATCH_INTERVAL_S)
+        if _stopping_since and time.monotonic() - _stopping_since[0] > _STOPPING_FOR_S:
+            _end_stopping()
         try:
             current = signal.getsignal(signal.SIGTERM)
         except Exception:
@@ -180,10 +184,19 @@ def _watch() -> None:
 
 def _begin_stopping() -> None:
     _state["stopping"] = True
+    _stopping_since[:] = [time.monotonic()]
     for writer in list(_writers):
         writer.write_through()
     for tracer_provider, _, bound_s in _providers:
         _export_as_they_end(tracer_provider, bound_s)
+
+
+def _end_stopping() -> None:
+    """The handler that SIGTERM reached decided not to exit: batch again, as before the signal."""
+    _state["stopping"] = False
+    _stopping_since.clear()
+    for writer in list(_writers):
+        writer.batch_again()
 
 
 def flush_all() -> bool:
@@ -195,9 +208,14 @@ def flush_all() -> bool:
     jobs: list[tuple[Callable[[], bool], float]] = [
         (functools.partial(_flush_writer, writer), _LINES_TIMEOUT_S) for writer in list(_writers)
     ]
+    known = set()
     for tracer_provider, meter_provider, bound_s in _providers:
-        jobs.append((functools.partial(_flush_provider, tracer_provider, bound_s), bound_s))
-        jobs.append((functools.partial(_flush_provider, meter_provider, bound_s), bound_s))
+        for provider in (tracer_provider, meter_provider):
+            known.add(id(provider))
+            jobs.append((functools.partial(flush_provider, provider, int(bound_s * 1000)), bound_s))
+    for provider in (trace.get_tracer_provider(), metrics.get_meter_provider()):
+        if id(provider) not in known:  # the app's own global providers (handlers without configure())
+            jobs.append((functools.partial(flush_provider, provider, int(_LINES_TIMEOUT_S * 1000)), _LINES_TIMEOUT_S))
     results: list[bool] = []
     threads = []
     for job, _ in jobs:
@@ -224,16 +242,6 @@ def _flush_writer(writer: _Writer) -> bool:
         return False
 
 
-def _flush_provider(provider: _Providers, bound_s: float) -> bool:
-    flush = getattr(provider, "force_flush", None)
-    if flush is None:
-        return True
-    try:
-        return bool(flush(int(bound_s * 1000)))
-    except Exception:
-        return False
-
-
 class _ExportAsTheyEnd(SpanProcessor):
     """
     Added to ``configure()``'s provider once the process is stopping (never before: no cost
@@ -247,7 +255,7 @@ class _ExportAsTheyEnd(SpanProcessor):
         self._busy = threading.local()
 
     def on_end(self, span: ReadableSpan) -> None:
-        if getattr(self._busy, "on", False):
+        if not _state["stopping"] or getattr(self._busy, "on", False):
             return
         self._busy.on = True
         try:

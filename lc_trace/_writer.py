@@ -244,6 +244,11 @@ class LineWriter:
         self._through = True
         self._plain = False
 
+    def batch_again(self) -> None:
+        """The process went on after SIGTERM: back to writing in batches."""
+        self._through = False
+        self._plain = not (self._closed or self._armed)
+
     def arm(self) -> None:
         """Something replaced lc_trace's SIGTERM handler: the next line on the main thread puts it back in front."""
         if not self._armed:

@@ -451,3 +451,34 @@ def test_without_either_the_loss_is_real(tmp_path, receiver):
     stop(proc, signal.SIGTERM)
     with pytest.raises(AssertionError):
         check(tmp_path, receiver, answered)
+
+
+def test_an_app_that_goes_on_after_sigterm_goes_back_to_batching(tmp_path, receiver):
+    """
+    An app whose SIGTERM handler decides to go on (a reload, say): lc_trace writes through only
+    for a while (120 s; 1 s here), then batches again, as before the signal; nothing is lost.
+    """
+    code = """
+import os, signal, sys, time
+import lc_trace, lc_trace._shutdown as shutdown
+from tests.shutdown.chains import FAST, config
+shutdown._STOPPING_FOR_S = 1.0
+signal.signal(signal.SIGTERM, lambda *_: print("own handler: going on", flush=True))
+handler = lc_trace.configure("goes-on")
+writer = handler._writer
+FAST.invoke("a rose", config(0, [handler]))
+os.kill(os.getpid(), signal.SIGTERM)
+FAST.invoke("a rose", config(1, [handler]))
+print("through", writer._through, flush=True)
+deadline = time.monotonic() + 10
+while writer._through and time.monotonic() < deadline:
+    time.sleep(0.05)
+FAST.invoke("a rose", config(2, [handler]))
+print("through", writer._through, flush=True)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, env=_env(tmp_path, receiver), capture_output=True, text=True, timeout=60
+    )
+    assert 0 == done.returncode, done.stderr
+    assert ["own handler: going on", "through True", "through False"] == done.stdout.split("\n")[:3]
+    check(tmp_path, receiver, {0, 1, 2})
