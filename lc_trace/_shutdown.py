@@ -2,26 +2,28 @@
 Everything lc_trace holds reaches the file and the collector, however the process is stopped.
 
 ``atexit`` covers a normal exit and an uncaught ``KeyboardInterrupt`` (SIGINT's default). Three
-ways out skip it, and each gets its own answer here (docs/reliability.md, *Stopping*):
+ways out skip it, and each gets its answer here (docs/reliability.md, *Stopping*):
 
 * **SIGTERM with the default disposition** (a plain script, a container's PID 1, a gunicorn
   uvicorn worker, which resets SIGTERM before loading the app): the kernel ends the process.
   lc_trace's handler flushes, puts the default back and raises the signal again, so the process
-  still dies of SIGTERM (exit status 143) as it would have.
-* **A server that handles SIGTERM itself and re-raises it after its graceful drain** (uvicorn
-  loads the app *inside* its signal capture, restores the handler it found, then
-  ``signal.raise_signal``): the server's handler was there first, so lc_trace's goes in front of
-  it, flushes, then calls it, which decides everything else. From that signal on the process is
-  *stopping*: each log line is written before ``emit`` returns and each span is exported as it
-  ends, so the work the drain finishes is saved even if the drain ends in the server's re-raise,
-  or in the SIGKILL that follows a grace period (Kubernetes).
+  still dies of SIGTERM (exit status 143).
+* **A server that handles SIGTERM and re-raises it after its graceful drain** (uvicorn restores
+  the handler it found, then ``signal.raise_signal``): lc_trace's handler goes in front of the
+  server's, flushes, then calls it, which decides everything else. Servers install theirs after
+  loading the app, so a watcher thread looks every 0.25 s and arms the writers, and the next log
+  line on the main thread (the only one that may set a handler) puts lc_trace's in front again.
+  From SIGTERM on, each log line is written before ``emit`` returns and each span is exported as
+  it ends, so what the drain finishes is saved even if it ends in the server's re-raise or in the
+  SIGKILL after a grace period (Kubernetes); an app whose handler goes on is batched again after
+  ``_STOPPING_FOR_S``.
 * **``os._exit``** (Celery's prefork children): Celery's ``worker_process_shutdown`` and
-  ``worker_shutdown`` signals, connected when Celery is loaded (at ``configure()``, at a
-  handler's first writer, and in every forked child).
+  ``worker_shutdown`` signals, connected when Celery is loaded (never imported here).
 
-A handler is only ever installed from the main thread, never over ``SIG_IGN`` or a handler set
-outside Python, and one the app or server sets later simply replaces it: theirs wins. Every
-flush is bounded (the export timeouts; a few seconds in all) and never raises into the app.
+Only ever from the main thread, never over ``SIG_IGN`` or a handler set outside Python; each
+install is a function of its own that remembers what it went in front of, so a server that
+restores the handler it found restores that chain. Every flush is bounded (the export timeouts)
+and never raises into the app. ``LC_TRACE_SIGTERM=off`` keeps lc_trace out of signals.
 """
 
 from __future__ import annotations

@@ -115,9 +115,15 @@ def calls(port: int, numbers: range, threads: int = 4) -> set[int]:
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int) -> tuple[int, float]:
-    """Send *sig*; return the exit status and the seconds to exit."""
+    """
+    Send *sig* (SIGINT to the whole process group, as a terminal's Ctrl-C does: a supervisor's
+    workers get it too); return the exit status and the seconds to exit.
+    """
     began = time.monotonic()
-    proc.send_signal(sig)
+    if sig == signal.SIGINT:
+        os.killpg(proc.pid, sig)
+    else:
+        proc.send_signal(sig)
     code = proc.wait(timeout=STOP_TIMEOUT_S)
     return code, time.monotonic() - began
 
@@ -317,7 +323,7 @@ def _script_round(folder: Path, receiver: Receiver | None, sig: int, *args: str,
     for _ in range(30):  # thirty calls done, then the signal mid-loop
         proc.stdout.readline()
     began = time.monotonic()
-    proc.send_signal(sig)
+    proc.send_signal(sig)  # the script is its process group's only member: as a terminal's Ctrl-C
     out, err = proc.communicate(timeout=STOP_TIMEOUT_S)
     seconds = time.monotonic() - began
     lines = out.decode().split()
