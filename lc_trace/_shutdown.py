@@ -141,10 +141,10 @@ def _chain(previous: _Handler) -> Callable[[int, FrameType | None], None]:
         if not _state["in_handler"]:  # a second signal while flushing goes straight on
             _state["in_handler"] = True
             try:
-                _begin_stopping()
-                flush_all()
-            except Exception:  # nothing of ours may change how the process stops
-                pass
+                with contextlib.suppress(Exception):  # nothing of ours may change how the process stops
+                    _begin_stopping()
+                with contextlib.suppress(Exception):
+                    flush_all()
             finally:
                 _state["in_handler"] = False
         if callable(previous):
@@ -180,14 +180,24 @@ def _watch() -> None:
         except Exception:
             return
         if not _is_ours(current) and current is not signal.SIG_IGN and current is not None and not _state["stopping"]:
-            for writer in list(_writers):
+            for writer in _live_writers():
                 writer.arm()
+
+
+def _live_writers() -> list[Any]:
+    """The writers, even while another thread adds one (a set cannot be read while it grows)."""
+    for _ in range(10):
+        try:
+            return list(_writers)
+        except RuntimeError:
+            continue
+    return []
 
 
 def _begin_stopping() -> None:
     _state["stopping"] = True
     _stopping_since[:] = [time.monotonic()]
-    for writer in list(_writers):
+    for writer in _live_writers():
         writer.write_through()
     for tracer_provider, _, bound_s in _providers:
         _export_as_they_end(tracer_provider, bound_s)
@@ -197,7 +207,7 @@ def _end_stopping() -> None:
     """The handler that SIGTERM reached decided not to exit: batch again, as before the signal."""
     _state["stopping"] = False
     _stopping_since.clear()
-    for writer in list(_writers):
+    for writer in _live_writers():
         writer.batch_again()
 
 
@@ -208,7 +218,7 @@ def flush_all() -> bool:
     bound (the lines' 2 s, or a provider's export timeout). True if everything got through.
     """
     jobs: list[tuple[Callable[[], bool], float]] = [
-        (functools.partial(_flush_writer, writer), _LINES_TIMEOUT_S) for writer in list(_writers)
+        (functools.partial(_flush_writer, writer), _LINES_TIMEOUT_S) for writer in _live_writers()
     ]
     known = set()
     for tracer_provider, meter_provider, bound_s in _providers:

@@ -474,8 +474,9 @@ class LineWriter:
         self.stats.reset_after_fork()
         self._reported_drops = dict.fromkeys(_DROP_REASONS, 0)
         self._failing, self._episode_lost = None, 0
-        self._through = self._armed = False
-        self._plain = not self._closed
+        self._through = False
+        self._armed = not self._closed  # the child's signal handlers are what runs next sets: look again
+        self._plain = False
         self._marker.after_fork_in_child()
         if not self._closed:
             self._start_thread()

@@ -221,6 +221,10 @@ SERVERS: dict[str, Callable[[int], list[str]]] = {
         *(sys.executable, "-m", "gunicorn", "-w", "2", "-k", "uvicorn.workers.UvicornWorker"),
         *("-b", f"127.0.0.1:{port}", "tests.shutdown.app:asgi"),
     ],
+    "gunicorn uvicorn worker --preload": lambda port: [
+        *(sys.executable, "-m", "gunicorn", "-w", "2", "-k", "uvicorn.workers.UvicornWorker", "--preload"),
+        *("-b", f"127.0.0.1:{port}", "tests.shutdown.app:asgi"),
+    ],
     "hypercorn": lambda port: [
         *(sys.executable, "-m", "hypercorn", "-b", f"127.0.0.1:{port}", "tests.shutdown.app:asgi")
     ],
@@ -233,6 +237,7 @@ ROWS = [
     ("uvicorn --workers 2", signal.SIGINT),
     ("gunicorn sync", signal.SIGTERM),
     ("gunicorn uvicorn worker", signal.SIGTERM),
+    ("gunicorn uvicorn worker --preload", signal.SIGTERM),
     ("hypercorn", signal.SIGTERM),
 ]
 
