@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import importlib
-import logging
 import os
 import signal
 import sys
@@ -47,9 +46,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from lc_trace._flush import flush_provider
 
-__all__ = ["install", "lifespan", "register_providers", "register_writer", "stopping"]
-
-_logger = logging.getLogger("lc_trace")
+__all__ = ["flush_all", "install", "lifespan", "register_providers", "register_writer"]
 
 _LINES_TIMEOUT_S = 2.0
 """How long a signal waits for the log lines to be written (a stalled disk must not hold exit)."""
@@ -60,11 +57,12 @@ _Handler = Callable[[int, FrameType | None], Any] | int | None
 class _Writer(Protocol):
     def flush(self, timeout_millis: int = ...) -> bool: ...
     def write_through(self) -> None: ...
+    def batch_again(self) -> None: ...
     def arm(self) -> None: ...
     def disarm(self) -> None: ...
 
 
-_writers: weakref.WeakSet[Any] = weakref.WeakSet()
+_writers: weakref.WeakSet[_Writer] = weakref.WeakSet()
 _providers: list[tuple[Any, Any, float]] = []  # (tracer provider, meter provider, bound in s)
 _state = {"stopping": False, "in_handler": False, "celery": False}
 _stopping_since: list[float] = []
@@ -72,13 +70,6 @@ _watcher: dict[str, threading.Thread] = {}
 _WATCH_INTERVAL_S = 0.25
 _STOPPING_FOR_S = 120.0
 """A process still alive this long after SIGTERM (its handler chose to go on) goes back to batching."""
-
-
-def stopping() -> bool:
-    """
-    True once SIGTERM reached lc_trace's handler: the process is on its way out.
-    """
-    return _state["stopping"]
 
 
 def register_writer(writer: _Writer) -> None:
@@ -184,7 +175,7 @@ def _watch() -> None:
                 writer.arm()
 
 
-def _live_writers() -> list[Any]:
+def _live_writers() -> list[_Writer]:
     """The writers, even while another thread adds one (a set cannot be read while it grows)."""
     for _ in range(10):
         try:
