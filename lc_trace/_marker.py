@@ -16,6 +16,7 @@ import datetime
 import logging
 import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,7 @@ class LiveMarker:
         self.path = self._log_path.parent / f".{self._log_path.name}.{pid}.live"
         self._head = {"pid": pid, "start_ticks": _start_ticks(pid), "started": _now(), "interval_s": self._interval}
         self._last = None
+        self._then, self._rate = time.monotonic(), 0.0
         self._spans_at = self._head["started"]
         with contextlib.suppress(OSError):
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -70,7 +72,10 @@ class LiveMarker:
             return
         if self._last is None or spans_exported != self._last[2]:
             self._spans_at = _now()
-        self._last = state
+        now = time.monotonic()
+        if self._last is not None and now > self._then:  # lines a second over the last batch window
+            self._rate = (written - self._last[0]) / (now - self._then)
+        self._last, self._then = state, now
         record = {
             **self._head,
             "at": _now(),
@@ -79,6 +84,7 @@ class LiveMarker:
             "pending": pending,
             "spans_exported": spans_exported,
             "through": through,
+            "rate": round(self._rate),
         }
         with contextlib.suppress(OSError):
             os.pwrite(self._fd, orjson.dumps(record).ljust(_SIZE), 0)
@@ -140,20 +146,26 @@ def report_dead(log_path: Path) -> list[dict[str, Any]]:
         found.append(record)
         if record.get("through") and not record.get("pending"):
             continue  # stopped while writing through: every line it accepted was written
-        _logger.warning(
-            "lc_trace: process %s (started %s) ended without closing %s (killed: SIGKILL, the OOM killer, "
-            "a crash). At its last write, %s, it had written %s lines and %s more it had accepted were not yet "
-            "written; lines it accepted after that were lost too, at most %.0f ms of them. Spans it ended after "
-            "its last export, %s, may be missing at the collector: lc-trace export --since %s sends those the "
-            "file has",
-            record.get("pid", "?"),
-            record.get("started", "?"),
-            log_path,
-            record.get("at", "?"),
-            record.get("written", "?"),
-            record.get("pending", "?"),
-            float(record.get("interval_s", 0.5)) * 1000,
-            record.get("spans_at", "?"),
-            record.get("spans_at", "?"),
-        )
+        try:
+            _logger.warning(
+                "lc_trace: process %s (started %s) ended without closing %s (killed: SIGKILL, the OOM killer, "
+                "a crash). At its last write, %s, it had written %s lines and %s more it had accepted were not yet "
+                "written; lines it accepted after that were lost too: at most %.0f ms of them, about %d at its last "
+                "rate (%d lines/s). Spans it ended after "
+                "its last export, %s, may be missing at the collector: lc-trace export --since %s sends those the "
+                "file has",
+                record.get("pid", "?"),
+                record.get("started", "?"),
+                log_path,
+                record.get("at", "?"),
+                record.get("written", "?"),
+                record.get("pending", "?"),
+                float(record.get("interval_s", 0.5)) * 1000,
+                float(record.get("interval_s", 0.5)) * int(record.get("rate", 0)),
+                int(record.get("rate", 0)),
+                record.get("spans_at", "?"),
+                record.get("spans_at", "?"),
+            )
+        except (TypeError, ValueError):  # a marker someone else wrote, or damaged: say less, never fail
+            _logger.warning("lc_trace: process %s ended without closing %s (killed)", match.group(1), log_path)
     return found

@@ -162,7 +162,8 @@ class LineWriter:
         self._through = False  # the process is stopping: each line is written before emit returns
         self._armed = False  # lc_trace's SIGTERM handler was replaced: the main thread's next line re-chains it
         self._plain = True  # none of those, nor closed: emit's one check on its common path
-        report_dead(self.path)
+        with contextlib.suppress(Exception):  # a report that fails must not stop the handler from being built
+            report_dead(self.path)
         self._marker = LiveMarker(self.path, flush_interval_s)
         self._reported_drops = dict.fromkeys(_DROP_REASONS, 0)
         self._failing: BaseException | None = None  # the error of the write-error episode under way

@@ -520,3 +520,17 @@ def test_a_hung_collector_holds_a_sigterm_stop_for_one_export_timeout_at_most(tm
     assert seconds < 5.0, f"{seconds:.1f} s"
     logging.getLogger(__name__).warning("hung collector, SIGTERM: exit after %.2f s", seconds)
     check(tmp_path, None, done)
+
+
+def test_a_damaged_marker_is_reported_briefly_and_never_fails_a_handler(tmp_path, caplog):
+    """A marker of a dead process that is not what lc_trace writes: the handler is built, one short warning."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / ".lc_trace.jsonl.999999999.live").write_bytes(b'{"pid": 999999999, "interval_s": "soon"}')
+    (logs / ".lc_trace.jsonl.999999998.live").write_bytes(b"\0garbage")
+    from lc_trace import TraceHandler
+
+    with caplog.at_level(logging.WARNING, logger="lc_trace"):
+        TraceHandler(log_path=logs / "lc_trace.jsonl").close()
+    assert 2 == sum("ended without closing" in r.getMessage() for r in caplog.records), caplog.text
+    assert [] == list(logs.glob(".*.live"))
