@@ -246,11 +246,12 @@ ROWS = [
 def test_a_server_stopped_by_a_signal_loses_nothing_and_exits_as_without_lc_trace(server, sig, tmp_path, receiver):
     """
     21 calls from 4 client threads, then the signal a deploy (or Ctrl-C) sends: every line and
-    span of every answered call is there once, whole; the exit status is the server's own.
+    span of every answered call is there once, whole; the exit status is the server's own. With
+    60 s timers, so only what happens at the stop can save them.
     """
     port = free_port()
     command = SERVERS[server](port)
-    proc = start(command, tmp_path, _env(tmp_path, receiver), "server")
+    proc = start(command, tmp_path, _env(tmp_path, receiver, **SLOW_TIMERS), "server")
     wait_listening(port, proc, tmp_path, "server")
     answered = calls(port, range(21))
     assert 21 == len(answered)
@@ -268,6 +269,9 @@ def test_a_server_stopped_by_a_signal_loses_nothing_and_exits_as_without_lc_trac
 
 # -- Celery ---------------------------------------------------------------------------------
 
+SLOW_TIMERS = {"LC_TRACE_FLUSH_INTERVAL_MS": "60000", "OTEL_BSP_SCHEDULE_DELAY": "60000"}
+"""No timer writes or exports anything during a test that uses these: only the stop can."""
+
 CELERY = [sys.executable, "-m", "celery", "-A", "tests.shutdown.celery_app", "worker", "--pool", "prefork", "-c", "2"]
 CELERY += ["-l", "warning", "--without-heartbeat", "--without-mingle", "--without-gossip"]
 
@@ -276,9 +280,7 @@ def _celery_round(folder: Path, receiver: Receiver | None, tasks: int, off: bool
     """Start a prefork worker, run *tasks* tasks and one still running at SIGTERM; return answered, status, time."""
     from tests.shutdown.celery_broker import make
 
-    # No timer writes or exports anything during the test: only the stop can.
-    slow_timers = {"LC_TRACE_FLUSH_INTERVAL_MS": "60000", "OTEL_BSP_SCHEDULE_DELAY": "60000"}
-    env = _env(folder, receiver, **({"LC_TRACE_OFF": "1"} if off else slow_timers))
+    env = _env(folder, receiver, **({"LC_TRACE_OFF": "1"} if off else SLOW_TIMERS))
     producer = make(Path(env["CELERY_DIR"]))
     worker = start(CELERY, folder, env, "celery")
     first = producer.send_task("rose", args=[0])
@@ -287,8 +289,9 @@ def _celery_round(folder: Path, receiver: Receiver | None, tasks: int, off: bool
     answered = {0} | {r.get(timeout=60) for r in results}
     running = producer.send_task("rose", args=[tasks, 1.5])  # in a child when the warm shutdown starts
     deadline = time.monotonic() + 30
-    while running.state == "PENDING" and time.monotonic() < deadline:
+    while running.state != "STARTED" and time.monotonic() < deadline:
         time.sleep(0.05)
+    assert "STARTED" == running.state
     time.sleep(0.3)
     code, seconds = stop(worker, signal.SIGTERM)
     answered.add(running.get(timeout=10))
@@ -318,7 +321,7 @@ SCRIPT = [sys.executable, "-m", "tests.shutdown.script"]
 def _script_round(folder: Path, receiver: Receiver | None, sig: int, *args: str, off: bool = False) -> tuple[
     set[int], int, float, str
 ]:
-    env = _env(folder, receiver, **({"LC_TRACE_OFF": "1"} if off else {}))
+    env = _env(folder, receiver, **({"LC_TRACE_OFF": "1"} if off else SLOW_TIMERS))
     proc = subprocess.Popen(
         [*SCRIPT, *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
@@ -440,7 +443,7 @@ def test_the_lifespan_helper_alone_saves_everything(tmp_path, receiver):
     before it re-raises SIGTERM, closes the handler; nothing is lost, the exit status is uvicorn's.
     """
     port = free_port()
-    env = _env(tmp_path, receiver, LIFESPAN="1", LC_TRACE_SIGTERM="off")
+    env = _env(tmp_path, receiver, LIFESPAN="1", LC_TRACE_SIGTERM="off", **SLOW_TIMERS)
     proc = start(SERVERS["uvicorn --workers 2"](port), tmp_path, env, "server")
     wait_listening(port, proc, tmp_path, "server")
     answered = calls(port, range(21))
@@ -456,7 +459,7 @@ def test_without_either_the_loss_is_real(tmp_path, receiver):
     ``uvicorn --workers 2`` die of the SIGTERM their supervisor sends, and lines and spans are lost.
     """
     port = free_port()
-    env = _env(tmp_path, receiver, LC_TRACE_SIGTERM="off")
+    env = _env(tmp_path, receiver, LC_TRACE_SIGTERM="off", **SLOW_TIMERS)
     proc = start(SERVERS["uvicorn --workers 2"](port), tmp_path, env, "server")
     wait_listening(port, proc, tmp_path, "server")
     answered = calls(port, range(21))

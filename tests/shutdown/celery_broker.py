@@ -21,5 +21,6 @@ def make(folder: Path) -> Celery:
         "polling_interval": 0.1,
     }
     app.conf.worker_prefetch_multiplier = 1
+    app.conf.task_track_started = True  # the test sees a task STARTED, to stop the worker while it runs
     app.conf.broker_connection_retry_on_startup = True
     return app
