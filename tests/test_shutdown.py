@@ -43,14 +43,17 @@ _PROCS: list[subprocess.Popen[bytes]] = []
 
 @pytest.fixture(autouse=True)
 def _reap() -> Iterator[None]:
-    """Every process a test started is gone after it, children too (each runs in a session of its own)."""
+    """
+    Every process a test started is gone after it, children too (each runs in a session of its own),
+    and its pipes closed: a leaked one would fail a later test as an unraisable warning at collection.
+    """
     yield
     while _PROCS:
         proc = _PROCS.pop()
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=30)
+        proc.communicate(timeout=30)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # workers the server left behind
 
@@ -390,7 +393,7 @@ def test_sigterm_then_sigkill_after_a_grace_period_keeps_every_finished_call(tmp
         assert killed.result() is None
     counts = check(tmp_path, receiver, answered)
     check(tmp_path, receiver, {100, 101, 102}, kind="slow")
-    logging.getLogger(__name__).warning("SIGTERM, 3 s, SIGKILL: %s + 3 slow calls", counts)
+    logging.getLogger(__name__).warning("SIGTERM, 5 s, SIGKILL: %s + 3 slow calls", counts)
 
 
 # -- SIGKILL mid-burst: the next start says what was lost ---------------------------------------
@@ -407,7 +410,7 @@ def test_sigkill_mid_burst_is_reported_at_the_next_start(tmp_path, caplog):
     assert proc.stdout is not None
     assert b"ready\n" == proc.stdout.readline()
     finished_at: dict[int, float] = {}
-    while len(finished_at) < 20 or time.monotonic() - min(finished_at.values()) < 3.0:
+    while len(finished_at) < 20 or time.monotonic() - min(finished_at.values()) < 4.0:
         finished_at[int(proc.stdout.readline())] = time.monotonic()
     killed_at = time.monotonic()
     proc.kill()
@@ -415,7 +418,7 @@ def test_sigkill_mid_burst_is_reported_at_the_next_start(tmp_path, caplog):
     rows, torn = read_log(tmp_path)
     written = sum(1 for r in rows if r.get("langchain.metadata.pid") == str(proc.pid))
     # one flush interval, and a margin for a writer thread a loaded machine runs late
-    safe = {c for c, at in finished_at.items() if at < killed_at - 0.3 - 1.2}
+    safe = {c for c, at in finished_at.items() if at < killed_at - 0.3 - 2.5}
     assert safe, "no call finished early enough"
     check(tmp_path, None, safe)
     lost = count(tmp_path, None, set(finished_at))
