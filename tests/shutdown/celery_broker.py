@@ -11,13 +11,14 @@ from celery import Celery
 
 
 def make(folder: Path) -> Celery:
-    for name in ("in", "processed", "results"):
+    for name in ("in", "processed", "results", "control"):
         (folder / name).mkdir(parents=True, exist_ok=True)
     app = Celery("shutdown", broker="filesystem://", backend=f"file://{folder / 'results'}")
     app.conf.broker_transport_options = {
         "data_folder_in": str(folder / "in"),
         "data_folder_out": str(folder / "in"),
         "processed_folder": str(folder / "processed"),
+        "control_folder": str(folder / "control"),  # kombu's default is ./control, in whatever folder it runs
         "polling_interval": 0.1,
     }
     app.conf.worker_prefetch_multiplier = 1
