@@ -180,7 +180,7 @@ class LineWriter:
         never raises.
         """
         if not self._plain:
-            self._emit_closed_or_through(line)
+            self._emit_special(line)
             return
         queue = self._queue
         if len(queue) >= self._queue_size and not self._wait_for_room():
@@ -197,7 +197,8 @@ class LineWriter:
             self._wake_pending = True
             self._call_soon(self._wake_set)
 
-    def _emit_closed_or_through(self, line: bytes) -> None:
+    def _emit_special(self, line: bytes) -> None:
+        """``emit`` when the writer is closed, armed (see ``arm``) or writing through (see ``write_through``)."""
         if self._closed:
             self.stats.add("dropped_after_close")
             report_once(
