@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from lc_trace._current import instrument, uninstrument
     from lc_trace._handlers import AsyncTraceHandler, TraceHandler
     from lc_trace._propagation import current_traceparent
+    from lc_trace._shutdown import lifespan
     from lc_trace._stats import Stats
     from lc_trace._writer import LogPathError
 
@@ -31,6 +32,7 @@ __all__ = [
     "configure",
     "current_traceparent",
     "instrument",
+    "lifespan",
     "uninstrument",
 ]
 __version__ = "0.1.0"
@@ -43,6 +45,7 @@ _HOMES = {
     "configure": "lc_trace._config",
     "current_traceparent": "lc_trace._propagation",
     "instrument": "lc_trace._current",
+    "lifespan": "lc_trace._shutdown",
     "uninstrument": "lc_trace._current",
 }
 

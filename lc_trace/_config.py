@@ -43,6 +43,7 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
+from lc_trace import _shutdown
 from lc_trace._env import env_int
 from lc_trace._exporters import CountingBatchSpanProcessor, GuardedMetricExporter, GuardedSpanExporter, Outage
 from lc_trace._handlers import AsyncTraceHandler
@@ -142,6 +143,8 @@ def configure(
         resource=resource, metric_readers=[reader] if reader is not None else [], shutdown_on_exit=False
     )
     atexit.register(_shutdown_at_exit, tracer_provider, meter_provider, (span_outage, metric_outage))
+    # SIGTERM, a server's re-raise after its drain, Celery's os._exit: flushed there too (_shutdown.py).
+    _shutdown.register_providers(tracer_provider, meter_provider, _flush_bound_s())
     if set_global:
         if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
             trace.set_tracer_provider(tracer_provider)
@@ -179,6 +182,20 @@ def _shutdown_at_exit(
     for outage in dict.fromkeys(outages):
         outage.report_at_exit()
     _logger.debug("lc_trace: providers shut down in %.2f s", time.monotonic() - started)
+
+
+def _flush_bound_s() -> float:
+    """
+    The longest a flush at SIGTERM may take: one OTLP export (its retries included), or the
+    metric reader's export timeout, whichever is longer, as set by their variables.
+    """
+    otlp = _DEFAULT_OTLP_TIMEOUT_S
+    for variable in (OTEL_EXPORTER_OTLP_TRACES_TIMEOUT, OTEL_EXPORTER_OTLP_METRICS_TIMEOUT, OTEL_EXPORTER_OTLP_TIMEOUT):
+        try:
+            otlp = max(otlp, float(os.environ.get(variable, "").strip() or 0))
+        except ValueError:
+            pass
+    return max(otlp, env_int(OTEL_METRIC_EXPORT_TIMEOUT, _DEFAULT_EXPORT_TIMEOUT_MS, minimum=1) / 1000)
 
 
 def _unless_set(variable: str, default: int) -> int | None:

@@ -12,7 +12,9 @@ the caller wait for room up to ``wait_timeout_s``, then drops and counts. Lines 
 refuses are counted too. Either way the count is written into the log file itself, as an
 ``lc_trace_dropped`` line, as soon as the file takes lines again.
 
-A crash loses at most the lines still queued (bounded by the flush interval). Lines are only
+A crash loses at most the lines still queued (bounded by the flush interval), and the next
+writer on that folder says how many it knew of (``_marker.py``). Once the process is stopping
+(SIGTERM, ``_shutdown.py``) every line is written before ``emit`` returns. Lines are only
 ever written whole: a half line left by a killed process is cut off before the next batch
 (or when the file is next opened), so a JSON-lines reader never meets a broken line mid-file.
 """
@@ -35,7 +37,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
+from lc_trace import _shutdown
 from lc_trace._logfile import LogFile, PartialWrite, cut_partial_tail
+from lc_trace._marker import LiveMarker, report_dead
 from lc_trace._stats import Stats, report_once
 
 __all__ = ["LineWriter", "LogPathError"]
@@ -47,6 +51,7 @@ _DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 _DEFAULT_BACKUPS = 5
 _DEFAULT_WAIT_TIMEOUT_S = 1.0
 _CLOSE_TIMEOUT_S = 10.0
+_THROUGH_TIMEOUT_MS = 1_000  # how long a line waits for the disk once the process is stopping
 _DROP_REASONS = ("dropped_queue_full", "dropped_write_error")
 
 _logger = logging.getLogger("lc_trace")
@@ -154,25 +159,28 @@ class LineWriter:
         self._drop_line = drop_line
         self._log = LogFile(self.path, max_bytes=max_bytes, backups=backups)
         self._closed = False
+        self._through = False  # the process is stopping: each line is written before emit returns
+        self._armed = False  # lc_trace's SIGTERM handler was replaced: the main thread's next line re-chains it
+        self._plain = True  # none of those, nor closed: emit's one check on its common path
+        with contextlib.suppress(Exception):  # a report that fails must not stop the handler from being built
+            report_dead(self.path)
+        self._marker = LiveMarker(self.path, flush_interval_s)
         self._reported_drops = dict.fromkeys(_DROP_REASONS, 0)
         self._failing: BaseException | None = None  # the error of the write-error episode under way
         self._episode_lost = 0
         self._start_thread()
         _LIVE.add(self)
+        _shutdown.register_writer(self)
 
     # -- caller side ------------------------------------------------------------------------
 
     def emit(self, line: bytes) -> None:
         """
-        Queue one line. Never blocks under the ``drop`` policy, never raises.
+        Queue one line. Never blocks under the ``drop`` policy (until the process is stopping),
+        never raises.
         """
-        if self._closed:
-            self.stats.add("dropped_after_close")
-            report_once(
-                self.stats,
-                "after_close",
-                "log lines emitted after close() are dropped (counted in stats.dropped_after_close)",
-            )
+        if not self._plain:
+            self._emit_special(line)
             return
         queue = self._queue
         if len(queue) >= self._queue_size and not self._wait_for_room():
@@ -188,6 +196,70 @@ class LineWriter:
         if len(queue) >= self._wake_at and not self._wake_pending:
             self._wake_pending = True
             self._call_soon(self._wake_set)
+
+    def _emit_special(self, line: bytes) -> None:
+        """``emit`` when the writer is closed, armed (see ``arm``) or writing through (see ``write_through``)."""
+        if self._closed:
+            self.stats.add("dropped_after_close")
+            report_once(
+                self.stats,
+                "after_close",
+                "log lines emitted after close() are dropped (counted in stats.dropped_after_close)",
+            )
+            return
+        if not self._through:  # armed
+            if threading.current_thread() is threading.main_thread():
+                _shutdown.install()
+                self.disarm()
+            self._enqueue(line)
+            return
+        if len(self._queue) >= self._queue_size:
+            self.stats.add("dropped_queue_full")
+            return
+        self._queue.append(line)
+        if threading.current_thread() is not self._thread:
+            self.flush(_THROUGH_TIMEOUT_MS)
+
+    def _enqueue(self, line: bytes) -> None:
+        """``emit``'s common path, for the slow one."""
+        queue = self._queue
+        if len(queue) >= self._queue_size and not self._wait_for_room():
+            self.stats.add("dropped_queue_full")
+            report_once(
+                self.stats,
+                "queue_full",
+                "the log writer queue is full (%d lines); lines are being dropped and counted",
+                self._queue_size,
+            )
+            return
+        queue.append(line)
+        if len(queue) >= self._wake_at and not self._wake_pending:
+            self._wake_pending = True
+            self._call_soon(self._wake_set)
+
+    def write_through(self) -> None:
+        """
+        The process is stopping (SIGTERM): from now on ``emit`` returns once its line is in the
+        file, so whatever finishes before the process dies, by a re-raised signal or a SIGKILL
+        after a grace period, is there.
+        """
+        self._through = True
+        self._plain = False
+
+    def batch_again(self) -> None:
+        """The process went on after SIGTERM: back to writing in batches."""
+        self._through = False
+        self._plain = not (self._closed or self._armed)
+
+    def arm(self) -> None:
+        """Something replaced lc_trace's SIGTERM handler: the next line on the main thread puts it back in front."""
+        if not self._armed:
+            self._armed = True
+            self._plain = False
+
+    def disarm(self) -> None:
+        self._armed = False
+        self._plain = not (self._closed or self._through)
 
     def _wait_for_room(self) -> bool:
         if not self._wait:
@@ -232,6 +304,7 @@ class LineWriter:
         if self._closed:
             return not self._queue
         self._closed = True
+        self._plain = False
         _LIVE.discard(self)
         loop, thread = self._loop, self._thread
         if loop is not None and thread.is_alive():
@@ -240,7 +313,10 @@ class LineWriter:
             except RuntimeError:  # loop already closed
                 pass
             thread.join(timeout_millis / 1000)
-        return not self._queue and not thread.is_alive()
+        done = not self._queue and not thread.is_alive()
+        if done:
+            self._marker.remove()
+        return done
 
     @property
     def closed(self) -> bool:
@@ -316,6 +392,9 @@ class LineWriter:
                 self._wake_pending = False
                 waiters, self._flush_waiters = self._flush_waiters, []
                 await self._drain()
+                self._marker.update(
+                    self.stats.lines_written, len(self._queue), self.stats.spans_exported, self._through
+                )
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_result(True)
@@ -397,6 +476,10 @@ class LineWriter:
         self.stats.reset_after_fork()
         self._reported_drops = dict.fromkeys(_DROP_REASONS, 0)
         self._failing, self._episode_lost = None, 0
+        self._through = False
+        self._armed = not self._closed  # the child's signal handlers are what runs next sets: look again
+        self._plain = False
+        self._marker.after_fork_in_child()
         if not self._closed:
             self._start_thread()
 

@@ -15,6 +15,7 @@ def test_all_is_pinned():
         "configure",
         "current_traceparent",
         "instrument",
+        "lifespan",
         "uninstrument",
     ] == lc_trace.__all__
 
