@@ -601,22 +601,25 @@ class FinishedSpanSink:
             return
         if self._multi._span_processors is not self._checked:
             self._refresh()
-        quiet = self._quiet
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # (try/finally: a third of a with-statement's cost, on every run)
+        try:
             live = span.live
             if live is None:
                 if span.ended:
                     _SDK_LOGGER.warning("Calling end() on an ended span.")
                     return
-                merged = self._merged(span, attributes) if quiet else None
+                merged = self._merged(span, attributes) if self._quiet else None
                 if merged is None:
                     live = self._promote(span)
                 else:
-                    span.ended = True  # from here on, calls are refused
-                    events = span.events
+                    span.ended = True  # from here on, calls are refused and the events no longer change
+        finally:
+            lock.release()
         if live is not None:
             ApiSpanSink.end(live, attributes, reason, end_ns)
             return
+        events = span.events
         built: Any = ()
         status = _UNSET
         if events or reason == FAILED:
