@@ -25,8 +25,10 @@ override.
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,7 +42,7 @@ from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode,
 
 from lc_trace import __version__
 from lc_trace import _attributes as A
-from lc_trace._reader import LINE_KEYS, RunView, TraceView
+from lc_trace._reader import _PROMOTED_KEYS, LINE_KEYS, Line, RunView, TraceView
 
 __all__ = [
     "DETACHED_PARENT",
@@ -57,6 +59,7 @@ NEVER_ENDED = "never_ended"
 DETACHED_PARENT = "lc_trace.link.detached_parent"
 _ResourceKey = tuple[str, str | None, int | None]
 _DEFAULT_BATCH = 512
+_YOUNG_COLLECTION_EVERY = 50_000  # allocations, while spans are built (the default: 700)
 _GIVE_UP_AFTER_FAILURES = 3  # consecutive refused batches: the collector is down, stop trying
 _SCOPE = InstrumentationScope("lc_trace", __version__, schema_url=A.SCHEMA_URL)  # the live spans' scope
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -160,10 +163,7 @@ def _span(
         parent = SpanContext(trace_number, int(parent_id, 16), is_remote=False, trace_flags=_SAMPLED)
         links.append(Link(parent, {DETACHED_PARENT: True}))
         parent_id = None
-    events = [
-        Event(line.action, {k: _value(v) for k, v in run.event_attributes(line).items() if v is not None}, line.time_ns)
-        for line in run.events
-    ]
+    events = [_event(run, line) for line in run.events] if run.events else []
     attributes = _attributes(run, consume)
     status = _UNSET
     if run.end is None:
@@ -198,6 +198,20 @@ def _span(
         end_time=run.end_ns,
         instrumentation_scope=_SCOPE,
     )
+
+
+def _event(run: RunView, line: Line) -> Event:
+    """
+    A point event: ``run.event_attributes(line)`` as OTLP values, in one pass.
+    """
+    start = run.first.fields if run.first is not None else {}
+    line_keys, promoted, scalars = LINE_KEYS, _PROMOTED_KEYS, _SCALARS
+    attributes = {
+        k: v if type(v) in scalars else _value(v)
+        for k, v in line.fields.items()
+        if v is not None and k not in line_keys and k not in start and k not in promoted
+    }
+    return Event(line.action, attributes, line.time_ns)
 
 
 def _attributes(run: RunView, consume: bool = False) -> dict[str, Any]:
@@ -323,15 +337,33 @@ def export_runs(
             progress(len(batch))
         batch.clear()
 
-    for run, missing in runs:
-        traces.add(run.trace_id)
-        summary.missing_parents += missing
-        if run.end is None:
-            summary.never_ended += 1
-        batch.append(_span(run.trace_id, run, resources, missing and detach_missing_parents, consume))
-        if len(batch) >= batch_size:
+    with _fewer_collections():
+        for run, missing in runs:
+            traces.add(run.trace_id)
+            summary.missing_parents += missing
+            if run.end is None:
+                summary.never_ended += 1
+            batch.append(_span(run.trace_id, run, resources, missing and detach_missing_parents, consume))
+            if len(batch) >= batch_size:
+                send()
+        if batch:
             send()
-    if batch:
-        send()
     summary.traces = len(traces)
     return summary
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """
+    The garbage collector's youngest generation collected every ``_YOUNG_COLLECTION_EVERY``
+    allocations instead of every 700, then as before: a run's lines, dicts and span are
+    containers that live for a batch, so at 700 most are scanned and promoted before they are
+    freed (about a tenth of an export's CPU time); nothing here makes cycles, so memory is not
+    held longer.
+    """
+    young, *older = gc.get_threshold()
+    gc.set_threshold(max(young, _YOUNG_COLLECTION_EVERY), *older)
+    try:
+        yield
+    finally:
+        gc.set_threshold(young, *older)
