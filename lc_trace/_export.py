@@ -67,6 +67,7 @@ _UNSET = Status(StatusCode.UNSET)
 _SCALARS = frozenset({str, bool, int, float})
 _KINDS = {kind.name: kind for kind in SpanKind}
 _LINE_KEYS = tuple(LINE_KEYS)
+_NONES = (None,) * len(_LINE_KEYS)
 # Span names of runs logged before span.name was (the mapping's rule, design.md section 4).
 _OPERATION = {"chat_model": A.OP_CHAT, "llm": A.OP_TEXT_COMPLETION}
 _CLIENT_TYPES = frozenset({"chat_model", "llm", "retriever"})
@@ -182,21 +183,20 @@ def _span(
             )
         )
         status = Status(StatusCode.ERROR, message[:1024])
-    return ReadableSpan(
-        name=run.span_name or _span_name(run, attributes),
-        context=SpanContext(trace_number, int(run.span_id, 16), is_remote=False, trace_flags=_SAMPLED),
-        parent=SpanContext(trace_number, int(parent_id, 16), is_remote=False, trace_flags=_SAMPLED)
-        if parent_id
-        else None,
-        resource=resource,
-        attributes=attributes,
-        events=events,
-        links=links,
-        kind=_kind(run),
-        status=status,
-        start_time=run.start_ns,
-        end_time=run.end_ns,
-        instrumentation_scope=_SCOPE,
+    return ReadableSpan(  # positionally: keywords cost more than the call does
+        run.span_name or _span_name(run, attributes),
+        SpanContext(trace_number, int(run.span_id, 16), False, _SAMPLED),
+        SpanContext(trace_number, int(parent_id, 16), False, _SAMPLED) if parent_id else None,
+        resource,
+        attributes,
+        events,
+        links,
+        _kind(run),
+        None,
+        status,
+        run.start_ns,
+        run.end_ns,
+        _SCOPE,
     )
 
 
@@ -230,9 +230,7 @@ def _attributes(run: RunView, consume: bool = False) -> dict[str, Any]:
         out.update(end.fields)
     else:
         out.update(run.promoted)
-    pop = out.pop
-    for key in _LINE_KEYS:
-        pop(key, None)
+    list(map(out.pop, _LINE_KEYS, _NONES))  # the line's own keys dropped, in one C loop
     scalars = _SCALARS
     for key in [key for key, value in out.items() if type(value) not in scalars]:
         value = out[key]
@@ -251,8 +249,8 @@ def _value(value: Any) -> Any:
     if type(value) in _SCALARS:
         return value
     if type(value) is list and value:
-        kind = type(value[0])
-        if kind in _SCALARS and all(type(v) is kind for v in value):
+        kinds = set(map(type, value))
+        if len(kinds) == 1 and kinds <= _SCALARS:  # every item of one scalar type
             return value
     return orjson.dumps(value).decode()
 
