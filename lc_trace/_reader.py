@@ -244,7 +244,9 @@ class LogFiles:
                     else:
                         if progress is not None:
                             progress(len(chunk))
-                        pieces = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
+                        pieces = chunk.split(b"\n")
+                        if rest:  # the line the last chunk ended inside (not the whole chunk copied onto it)
+                            pieces[0] = rest + pieces[0]
                         rest = pieces.pop()
                     for raw in pieces:
                         number += 1
