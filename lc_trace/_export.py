@@ -135,8 +135,8 @@ def _resource(run: RunView, resources: dict[_ResourceKey, Resource]) -> Resource
     One resource per process that wrote lines: lines without the process's keys (older logs)
     share one per ``service.name``, as before those keys were logged.
     """
-    pid = run.pid if isinstance(run.pid, int) and not isinstance(run.pid, bool) else None
-    instance = run.instance if isinstance(run.instance, str) else None
+    pid = run.pid if type(run.pid) is int else None  # JSON's ints (not its booleans)
+    instance = run.instance if type(run.instance) is str else None
     key = (run.service or "lc_trace", instance, pid)
     resource = resources.get(key)
     if resource is None:
@@ -159,12 +159,12 @@ def _span(
     trace_number = int(trace_id, 16)
     resource = _resource(run, resources)
     parent_id = run.parent_span_id
-    links: list[Link] = []
+    links: tuple[Link, ...] = ()
     if detach and parent_id:
         parent = SpanContext(trace_number, int(parent_id, 16), is_remote=False, trace_flags=_SAMPLED)
-        links.append(Link(parent, {DETACHED_PARENT: True}))
+        links = (Link(parent, {DETACHED_PARENT: True}),)
         parent_id = None
-    events = [_event(run, line) for line in run.events] if run.events else []
+    events = [_event(run, line) for line in run.events]
     attributes = _attributes(run, consume)
     status = _UNSET
     if run.end is None:
