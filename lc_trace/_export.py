@@ -39,6 +39,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from lc_trace import __version__
 from lc_trace import _attributes as A
@@ -64,6 +65,8 @@ _GIVE_UP_AFTER_FAILURES = 3  # consecutive refused batches: the collector is dow
 _SCOPE = InstrumentationScope("lc_trace", __version__, schema_url=A.SCHEMA_URL)  # the live spans' scope
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _UNSET = Status(StatusCode.UNSET)
+_TRACE_ID_MAX, _SPAN_ID_MAX = 2**128 - 1, 2**64 - 1
+_new_tuple = tuple.__new__
 _SCALARS = frozenset({str, bool, int, float})
 _KINDS = {kind.name: kind for kind in SpanKind}
 _LINE_KEYS = tuple(LINE_KEYS)
@@ -164,7 +167,7 @@ def _span(
         parent = SpanContext(trace_number, int(parent_id, 16), is_remote=False, trace_flags=_SAMPLED)
         links = (Link(parent, {DETACHED_PARENT: True}),)
         parent_id = None
-    events = [_event(run, line) for line in run.events]
+    events = [_event(run, line) for line in run.events] if run.events else []
     attributes = _attributes(run, consume)
     status = _UNSET
     if run.end is None:
@@ -185,8 +188,8 @@ def _span(
         status = Status(StatusCode.ERROR, message[:1024])
     return ReadableSpan(  # positionally: keywords cost more than the call does
         run.span_name or _span_name(run, attributes),
-        SpanContext(trace_number, int(run.span_id, 16), False, _SAMPLED),
-        SpanContext(trace_number, int(parent_id, 16), False, _SAMPLED) if parent_id else None,
+        _context(trace_number, int(run.span_id, 16)),
+        _context(trace_number, int(parent_id, 16)) if parent_id else None,
         resource,
         attributes,
         events,
@@ -198,6 +201,15 @@ def _span(
         run.end_ns,
         _SCOPE,
     )
+
+
+def _context(trace_number: int, span_number: int) -> SpanContext:
+    """
+    ``SpanContext(trace_number, span_number, False, SAMPLED)``, made as its ``__new__`` makes it
+    (the tuple, validity included) without the call through its defaults: two a span.
+    """
+    valid = 0 < trace_number <= _TRACE_ID_MAX and 0 < span_number <= _SPAN_ID_MAX
+    return _new_tuple(SpanContext, (trace_number, span_number, False, _SAMPLED, DEFAULT_TRACE_STATE, valid))
 
 
 def _event(run: RunView, line: Line) -> Event:
@@ -256,7 +268,7 @@ def _value(value: Any) -> Any:
 
 
 def _kind(run: RunView) -> SpanKind:
-    kind = _KINDS.get(run.span_kind) if isinstance(run.span_kind, str) else None
+    kind = _KINDS.get(run.span_kind) if type(run.span_kind) is str else None
     if kind is not None:
         return kind
     return SpanKind.CLIENT if run.run_type in _CLIENT_TYPES else SpanKind.INTERNAL  # logged before span.kind was
