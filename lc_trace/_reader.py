@@ -244,7 +244,9 @@ class LogFiles:
                     else:
                         if progress is not None:
                             progress(len(chunk))
-                        pieces = (rest + chunk).split(b"\n") if rest else chunk.split(b"\n")
+                        pieces = chunk.split(b"\n")
+                        if rest:  # the line the last chunk ended inside (not the whole chunk copied onto it)
+                            pieces[0] = rest + pieces[0]
                         rest = pieces.pop()
                     for raw in pieces:
                         number += 1
@@ -280,16 +282,20 @@ class _StampParser:
     malformed.
     """
 
-    __slots__ = ("_day", "_day_seconds", "_prefix", "_seconds")
+    __slots__ = ("_day", "_day_seconds", "_prefix", "_second_ns")
 
     def __init__(self) -> None:
         self._day = self._prefix = ""
-        self._day_seconds = self._seconds = 0
+        self._day_seconds = self._second_ns = 0
 
     def __call__(self, stamp: Any) -> int:
         if type(stamp) is not str or len(stamp) < 20:
             return 0
         prefix = stamp[:19]
+        if prefix == self._prefix and len(stamp) == 30 and stamp[19] == "." and stamp[29] == "Z":  # the writer's form
+            fraction = stamp[20:29]
+            if fraction.isdigit():
+                return self._second_ns + int(fraction)
         if prefix != self._prefix:
             clock = prefix[11:13] + prefix[14:16] + prefix[17:19]
             if prefix[10] != "T" or prefix[13] != ":" or prefix[16] != ":" or not clock.isdigit():
@@ -302,11 +308,12 @@ class _StampParser:
                     return _slow_stamp(stamp)
                 self._day = day
             hours, minutes, seconds = int(clock[:2]), int(clock[2:4]), int(clock[4:])
-            self._prefix, self._seconds = prefix, self._day_seconds + hours * 3600 + minutes * 60 + seconds
+            seconds += self._day_seconds + hours * 3600 + minutes * 60
+            self._prefix, self._second_ns = prefix, seconds * 1_000_000_000
         fraction = stamp[20:-1] if stamp[19] == "." and stamp[-1] == "Z" else ""
         if not fraction.isdigit():
             return _slow_stamp(stamp)
-        return self._seconds * 1_000_000_000 + int(fraction.ljust(9, "0")[:9])
+        return self._second_ns + int(fraction.ljust(9, "0")[:9])
 
 
 def _slow_stamp(stamp: str) -> int:

@@ -539,3 +539,19 @@ def test_skipped_lines_are_counted_once_in_one_pass_and_two(
         code, out, err = run_cli(["export", str(path), "-q", "--endpoint", endpoint, *extra])
         assert out.startswith(f"{traces} traces: 0 spans sent, ") and ", 2 lines skipped (not JSON, or no span)" in out
         assert 1 == err.count("skipped 1 invalid line(s)")
+
+
+@pytest.mark.parametrize(
+    ("trace_number", "span_number"), [(1, 1), (0, 1), (1, 0), (2**128 - 1, 2**64 - 1), (2**128, 1), (1, 2**64)]
+)
+def test_span_context_made_as_the_sdk_makes_it(trace_number: int, span_number: int) -> None:
+    """
+    Export makes its span contexts without ``SpanContext.__new__``'s call: the same tuple, validity included.
+    """
+    from opentelemetry.trace import SpanContext, TraceFlags
+
+    from lc_trace._export import _context
+
+    made, sdk = _context(trace_number, span_number), SpanContext(trace_number, span_number, False, TraceFlags(1))
+    assert type(made) is SpanContext and tuple(made) == tuple(sdk)
+    assert made.is_valid is sdk.is_valid and made.trace_state is sdk.trace_state
