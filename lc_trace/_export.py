@@ -212,6 +212,30 @@ def _context(trace_number: int, span_number: int) -> SpanContext:
     return _new_tuple(SpanContext, (trace_number, span_number, False, _SAMPLED, DEFAULT_TRACE_STATE, valid))
 
 
+def _public_context(trace_number: int, span_number: int) -> SpanContext:
+    """
+    The same through the API's constructor: where an OpenTelemetry API lays ``SpanContext`` out
+    otherwise than the shortcut assumes.
+    """
+    return SpanContext(trace_number, span_number, is_remote=False, trace_flags=_SAMPLED)
+
+
+def _shortcut_fits() -> bool:
+    probes = ((1, 2), (0, 2), (_TRACE_ID_MAX, _SPAN_ID_MAX), (_TRACE_ID_MAX + 1, 1))
+    try:
+        return all(
+            tuple(_context(t, s)) == tuple(_public_context(t, s))
+            and _context(t, s).is_valid == _public_context(t, s).is_valid
+            for t, s in probes
+        )
+    except Exception:
+        return False
+
+
+if not _shortcut_fits():  # checked once, at import, against the installed API
+    _context = _public_context  # noqa: F811
+
+
 def _event(run: RunView, line: Line) -> Event:
     """
     A point event: ``run.event_attributes(line)`` as OTLP values, in one pass.
