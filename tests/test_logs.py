@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fcntl
 import json
 import os
 import re
@@ -374,8 +375,17 @@ def test_every_line_names_its_process_as_its_spans_resource_does(handler_cls, ma
     """Every line, the drop report included, carries process.pid and the service.instance.id that its spans' resource has."""
     handler = make_handler(handler_cls, queue_size=1)
     busy_day(handler, "invoke")
-    busy_day(handler, "invoke")  # room for one line: some are dropped, and the drop report says so
+    # Drops for the drop report, whatever the load: the writer is held at the log folder's lock (as
+    # by another process rotating the file) while a busy day queues its lines into room for one.
+    folder = os.open(os.path.dirname(handler.log_path), os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        busy_day(handler, "invoke")
+        fcntl.flock(folder, fcntl.LOCK_UN)
+    finally:
+        os.close(folder)
     lines = log_lines(handler)
+    assert handler.stats.dropped_queue_full > 0
     assert "lc_trace_dropped" in {line[A.EVENT_ACTION] for line in lines}
     [instance] = {span.resource.attributes["service.instance.id"] for span in exporter.get_finished_spans()}
     assert {(os.getpid(), instance)} == {(line[A.PROCESS_PID], line[A.SERVICE_INSTANCE_ID]) for line in lines}
