@@ -21,6 +21,7 @@ __all__ = [
     "LC_TRACE_LOG_TOKENS",
     "LC_TRACE_MAX_CONTENT_LENGTH",
     "LC_TRACE_QUEUE_SIZE",
+    "LC_TRACE_SIGTERM",
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
     "env_bool",
     "env_int",
@@ -99,6 +100,14 @@ LC_TRACE_FINISHED_SPANS = "LC_TRACE_FINISHED_SPANS"
 ``false``: every run gets the SDK's own span from its start (the API path), for an APM agent or
 vendor SDK that patches the tracer in a way lc_trace cannot see. Default: ``true`` (lc_trace
 builds a run's span at its end where it can stand in for the SDK's span).
+"""
+
+LC_TRACE_SIGTERM = "LC_TRACE_SIGTERM"
+"""
+.. envvar:: LC_TRACE_SIGTERM
+
+``off`` (or ``false``): lc_trace installs no SIGTERM handler; close the handler yourself at
+shutdown (``lc_trace.lifespan``). Default: ``on`` (everything held is flushed at SIGTERM).
 """
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

@@ -44,6 +44,7 @@ from typing import Any, Protocol
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
+from lc_trace import _env
 from lc_trace._flush import flush_provider
 
 __all__ = ["flush_all", "install", "lifespan", "register_providers", "register_writer"]
@@ -113,7 +114,7 @@ def install() -> None:
 
 
 def _disabled() -> bool:
-    return os.environ.get("LC_TRACE_SIGTERM", "").strip().lower() in ("off", "0", "false", "no")
+    return not _env.env_bool(_env.LC_TRACE_SIGTERM, True)
 
 
 def _is_ours(handler: object) -> bool:
