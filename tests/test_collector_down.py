@@ -145,7 +145,10 @@ from lc_trace.testing import FakeChatModel
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
-atexit.register(lambda: print(f"STATS {os.getpid()} " + json.dumps({"spans_dropped": handler.stats.spans_dropped, "spans_exported": handler.stats.spans_exported}), flush=True))
+def say(text):  # one write of a whole line: processes sharing the pipe never split each other's lines
+    os.write(1, (text + "\\n").encode())
+
+atexit.register(lambda: say(f"STATS {os.getpid()} " + json.dumps({"spans_dropped": handler.stats.spans_dropped, "spans_exported": handler.stats.spans_exported})))
 handler = lc_trace.configure("forked-app", log_path=sys.argv[1])
 chain = ChatPromptTemplate.from_messages([("human", "Which flower for {who}?")]) | FakeChatModel(responses=["A red rose."]) | StrOutputParser()
 chain.invoke({"who": "parent"}, {"callbacks": [handler]})
@@ -156,12 +159,12 @@ for worker in range(2):
     if pid == 0:
         for i in range(50):
             chain.invoke({"who": f"{worker}-{i}"}, {"callbacks": [handler]})
-        print(f"LAST {time.time()!r}", flush=True)
+        say(f"LAST {time.time()!r}")
         sys.exit(0)
     pids.append(pid)
 for pid in pids:
     _, status = os.waitpid(pid, 0)
-    print(f"CHILD {pid} {status} {time.time()!r}", flush=True)
+    say(f"CHILD {pid} {status} {time.time()!r}")
 """
 
 
