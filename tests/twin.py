@@ -194,7 +194,7 @@ class _Replicas(SpanProcessor):
             replica.on_end(span)
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
-        return True  # (SDKs before 1.3x return None from the base class's, which the provider reads as a timeout)
+        return True  # (SDK 1.30's base class returns None, which its provider reads as a timeout)
 
 
 _SDK_PROCESSORS = (SpanProcessor, SimpleSpanProcessor, BatchSpanProcessor)
