@@ -1,7 +1,7 @@
 """
 The one vocabulary of lc_trace: every name a span attribute or a log field can carry.
 
-Spans and log lines use the same names (design principle 7), so a Kibana query and a Jaeger
+Spans and log lines use the same names, so a Kibana query and a Jaeger
 tag search mean the same thing. GenAI names follow the OpenTelemetry semantic conventions
 v1.41.0; LangChain-specific facts live under ``langchain.*``; log-only fields are ECS names.
 

@@ -1,11 +1,11 @@
 """
 ``lc-trace``: read lc_trace's JSON-lines log files, and run the flower-shop demo.
 
-The log file alone is enough to see what an app did (design.md section 1): no collector, no
+The log file alone is enough to see what an app did: no collector, no
 Jaeger, no Elasticsearch. This module only parses arguments and renders: reading the files is
 ``_reader``'s job (with ``_summary``'s one-pass summaries), the span rebuilding ``_export``'s,
 the page ``_html``'s, the sums ``_usage``'s. It is a separate client of the public API
-(style.md, httpx's ``_main``): at import it takes only the reader, the summaries and the page
+(as httpx's ``_main`` is): at import it takes only the reader, the summaries and the page
 (no SDK, no LangChain); ``export`` loads the OpenTelemetry SDK, ``demo`` LangChain, when run.
 
 Exit codes: 0 done; 1 the log was read but has no (unique) trace by that id, or an export

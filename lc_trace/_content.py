@@ -3,7 +3,7 @@ Turning whatever a chain carries into safe JSON text: serialise, redact, truncat
 
 Why our own walker rather than ``json.dumps(default=str)``: a generic ``default=str`` costs
 ~74 us per LangChain message (pydantic builds a repr), knowing messages costs 1-2 us
-(design.md 3.1); and the walker is where redaction by key happens and where one bad field
+(docs/decisions.md); and the walker is where redaction by key happens and where one bad field
 degrades alone instead of dropping the whole value. It never raises.
 """
 

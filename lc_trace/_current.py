@@ -4,7 +4,7 @@ starts there (the HTTP request of a chat model, the SQL and HTTP calls of a tool
 ``chat {model}`` / ``execute_tool {tool}`` / ``retrieval {name}``. Opt in with
 ``lc_trace.instrument()``.
 
-Why wrappers and not the callbacks alone (design principle 3): under ``ainvoke`` LangChain runs
+Why wrappers and not the callbacks alone: under ``ainvoke`` LangChain runs
 the end callbacks in a copied context, so a context attached at a run's start cannot be
 detached at its end; the anchors that try leak it (the next call becomes a child of the last)
 or log "Failed to detach context". So the rule "never leave context attached" lives here, in

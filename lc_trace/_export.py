@@ -1,7 +1,7 @@
 """
 ``lc-trace export``: the spans of a log file rebuilt and sent over OTLP, as if exported live.
 
-The log is the durable record (design.md section 7): an app that ran with no collector, a
+The log is the durable record: an app that ran with no collector, a
 collector outage, a day of traces moved to another backend. Each run becomes one finished
 ``ReadableSpan`` with the ids, parent, name, kind, start and end, attributes, events, status and
 ``service.name`` its live span had, so a backend stores the same span; re-exporting the same
@@ -71,7 +71,7 @@ _SCALARS = frozenset({str, bool, int, float})
 _KINDS = {kind.name: kind for kind in SpanKind}
 _LINE_KEYS = tuple(LINE_KEYS)
 _NONES = (None,) * len(_LINE_KEYS)
-# Span names of runs logged before span.name was (the mapping's rule, design.md section 4).
+# Span names of runs logged before span.name was (the mapping's naming rule).
 _OPERATION = {"chat_model": A.OP_CHAT, "llm": A.OP_TEXT_COMPLETION}
 _CLIENT_TYPES = frozenset({"chat_model", "llm", "retriever"})
 

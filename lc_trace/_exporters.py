@@ -8,7 +8,7 @@ queued batch that way: with nothing listening, an app took 30 s to exit. Wrapped
 first failed export marks the collector unreachable; after that a batch is dropped at once and
 counted, one batch is tried per retry interval, and the first one that gets through ends the
 outage. Each outage is reported twice through the ``lc_trace`` logger, when it starts and when
-it ends (with how many were lost), never once per batch (design principle 5); the SDK
+it ends (with how many were lost), never once per batch; the SDK
 exporter's own log records are kept for the export that found the outage (they say why) and
 dropped for the tries during it, which would only repeat them.
 """

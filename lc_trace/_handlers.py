@@ -2,8 +2,7 @@
 TraceHandler and AsyncTraceHandler: thin shells over one core; every callback is one call
 into the Recorder.
 
-How they are dispatched, and why (design principle 2, measured in
-reference/langchain-callbacks.md):
+How they are dispatched, and why (measured; docs/decisions.md):
 
 * Every callback is a plain function, on both classes. LangChain picks the dispatch per
   *method*: a coroutine method under sync ``invoke`` costs a new event loop per event

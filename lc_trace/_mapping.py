@@ -2,7 +2,7 @@
 Pure functions from one LangChain callback's arguments to one normalised record.
 
 No I/O, no OpenTelemetry, no state: each function takes what the callback received and
-returns attribute dicts named from ``_attributes`` (design.md section 4). Every value is already
+returns attribute dicts named from ``_attributes``. Every value is already
 a valid OpenTelemetry attribute value in the form the SDK would store it (str, bool, int, float,
 or a tuple of str), so the finished-span path can hand it on unchanged. Content (prompts,
 outputs, documents) is built only when a ``Serializer`` is passed, so turning capture off

@@ -2,7 +2,7 @@
 The reader: a log path's files (rotated ones too) → lines → runs → traces, and a follower.
 
 Every reading command (``traces``, ``show``, ``tail``, ``usage``, ``export``, ``html``) sits on
-this one module (design.md section 8), so they agree on what a run and a trace are. It imports
+this one module, so they agree on what a run and a trace are. It imports
 only ``_attributes`` from the core: the library's hot path never imports it, and reading a
 file never needs LangChain or the OpenTelemetry SDK.
 

@@ -4,7 +4,7 @@ Recorder: the run table and the per-event hot path.
 One event's whole path fits on this screen: a handler method calls ``start``/``end``/
 ``error``/``event`` here; the mapping (``_mapping``) builds the record; the SpanSink starts
 or ends one span; the LogSink renders one line; the LineWriter queues it. Budget
-(design.md 3.1): a span is ~23-44 us, a line ~1-10 us, a queue put ~0.1 us; nothing on
+(docs/performance.md): a span is ~23-44 us, a line ~1-10 us, a queue put ~0.1 us; nothing on
 this path does I/O or waits.
 
 The table lock is held only to change the table; sinks are called after it is released.

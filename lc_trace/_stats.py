@@ -1,7 +1,7 @@
 """
 Named counters for everything lc_trace drops or fails at, and a report-once warning.
 
-Nothing is lost silently (design principle 5): every dropped line and every internal error
+Nothing is lost silently: every dropped line and every internal error
 increments a counter named for its reason, the first of each reason is reported through the
 ``lc_trace`` logger, and the drop counts are also written into the log file itself.
 """

@@ -4,7 +4,7 @@ LineWriter: gets JSON lines from any thread onto disk without the caller ever wa
 The caller's side (``emit``) is one length check, one deque append and, once per batch, a
 wake-up. Everything slow happens on the writer's own thread, in its own event loop, where
 aiofiles writes whole batches: one write per line would cost ~70 us each; a joined batch
-~0.2 us a line (reference/langchain-callbacks.md section 5). What a batch does to be safe
+~0.2 us a line (measured; docs/decisions.md). What a batch does to be safe
 beside other processes, logrotate and failing disks is ``LogFile``'s job (``_logfile.py``).
 
 Full-queue policy: ``drop`` (default) refuses the newest line and counts it; ``wait`` makes

@@ -1,7 +1,7 @@
 """
 Dispatch: lc_trace changes nothing any other handler receives, and its own dispatch is cheap.
 
-The requirement (design principle 2 and section 6): with lc_trace attached, the user's own
+The requirement: with lc_trace attached, the user's own
 handlers, ``astream_events`` and ``astream_log`` get exactly the events they got without it,
 for chat models and text LLMs, sync and async. Every scenario here runs on real
 langchain-core runnables twice, once without lc_trace and once with it (first and last in

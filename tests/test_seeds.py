@@ -1,4 +1,4 @@
-"""The seed tutorials' own examples (../shared/seeds/), each with lc_trace added next to the user's handlers."""
+"""The tutorials' own examples lc_trace grew from, each with lc_trace added next to the user's handlers."""
 
 from __future__ import annotations
 
