@@ -55,13 +55,16 @@ class Follower:
 
     def __init__(self, path: Path, from_start: bool = False) -> None:
         self.messages: list[str] = []
+        self.watching = threading.Event()  # set once follow() has looked at the path (it yields None then)
         self._stop = False
         self._thread = threading.Thread(target=self._run, args=(path, from_start), daemon=True)
         self._thread.start()
 
     def _run(self, path: Path, from_start: bool) -> None:
         for line in follow(path, poll_s=0.02, from_start=from_start, stop=lambda: self._stop):
-            if line is not None:
+            if line is None:
+                self.watching.set()
+            else:
                 self.messages.append(str(line.get("message")))
 
     def wait_for(self, count: int) -> list[str]:
@@ -132,6 +135,7 @@ class TestFollow:
         path = tmp_path / "lc_trace.jsonl"
         f = Follower(path, from_start=True)  # started before the file exists
         follower.append(f)
+        assert f.watching.wait(DEADLINE_S)  # it is waiting for the file before the handler writes (and rotates) it
         handler = TraceHandler(log_path=path, log_max_bytes=4096, log_backups=50, capture_content=False)
         try:
             chain = flower_chain()
