@@ -106,7 +106,8 @@ LC_TRACE_SIGTERM = "LC_TRACE_SIGTERM"
 """
 .. envvar:: LC_TRACE_SIGTERM
 
-``off`` (or ``false``): lc_trace installs no SIGTERM handler; close the handler yourself at
+``off`` (or ``false``): lc_trace installs no SIGTERM handler, nor one in front of a server's SIGINT
+handler; close the handler yourself at
 shutdown (``lc_trace.lifespan``). Default: ``on`` (everything held is flushed at SIGTERM).
 """
 

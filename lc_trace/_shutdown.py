@@ -1,7 +1,7 @@
 """
 Everything lc_trace holds reaches the file and the collector, however the process is stopped.
 
-``atexit`` covers a normal exit and an uncaught ``KeyboardInterrupt`` (SIGINT's default). Three
+``atexit`` covers a normal exit and an uncaught ``KeyboardInterrupt`` (SIGINT's default). Four
 ways out skip it, and each gets its answer here (docs/reliability.md, *Stopping*):
 
 * **SIGTERM with the default disposition** (a plain script, a container's PID 1, a gunicorn
@@ -17,6 +17,10 @@ ways out skip it, and each gets its answer here (docs/reliability.md, *Stopping*
   it ends, so what the drain finishes is saved even if it ends in the server's re-raise or in the
   SIGKILL after a grace period (Kubernetes); an app whose handler goes on is batched again after
   ``_STOPPING_FOR_S``.
+* **Ctrl-C to a server's process group** (``uvicorn --workers``): each worker shuts down on its
+  SIGINT and restores the default SIGTERM it found, and the SIGTERM its supervisor sends next can
+  end it before ``atexit``. Where a server (or the app) has its own SIGINT handler, lc_trace's goes
+  in front of it too and stops as on SIGTERM; Python's own ``KeyboardInterrupt`` is left alone.
 * **``os._exit``** (Celery's prefork children): Celery's ``worker_process_shutdown`` and
   ``worker_shutdown`` signals, connected when Celery is loaded (never imported here).
 
@@ -53,6 +57,7 @@ _LINES_TIMEOUT_S = 2.0
 """How long a signal waits for the log lines to be written (a stalled disk must not hold exit)."""
 
 _Handler = Callable[[int, FrameType | None], Any] | int | None
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
 class _Writer(Protocol):
@@ -97,20 +102,36 @@ def register_providers(tracer_provider: Any, meter_provider: Any, bound_s: float
 
 def install() -> None:
     """
-    Put lc_trace's SIGTERM handler in front of the current one, where it can chain: from the
-    main thread, over the default or a Python handler (which it then calls), never over
-    ``SIG_IGN``. Idempotent; never raises. ``LC_TRACE_SIGTERM=off`` keeps lc_trace out of it.
+    Put lc_trace's handler in front of the current one for each signal that stops a service,
+    where it can chain: from the main thread, over the default or a Python handler (which it
+    then calls), never over ``SIG_IGN``. Idempotent; never raises. ``LC_TRACE_SIGTERM=off``
+    keeps lc_trace out of signals.
     """
     _connect_celery()
     if threading.current_thread() is not threading.main_thread() or _disabled():
         return
     try:
-        current = signal.getsignal(signal.SIGTERM)
-        if not _is_ours(current) and current is not signal.SIG_IGN and current is not None:
-            signal.signal(signal.SIGTERM, _chain(current))
+        for signum in _STOP_SIGNALS:
+            current = signal.getsignal(signum)
+            if _should_chain(signum, current):
+                signal.signal(signum, _chain(current))
     except (ValueError, OSError):  # not the main interpreter, or no signals here
         return
     _start_watcher()
+
+
+def _should_chain(signum: int, current: _Handler) -> bool:
+    """
+    SIGTERM: over anything but ``SIG_IGN`` or a handler set outside Python. SIGINT: only over a
+    server's or an app's own handler, which makes Ctrl-C a stop (a worker that shuts down on it
+    restores the default SIGTERM, so the SIGTERM its supervisor sends next ends the process
+    before ``atexit``); Python's own ``KeyboardInterrupt`` is left alone, ``atexit`` covers it.
+    """
+    if _is_ours(current) or current is signal.SIG_IGN or current is None:
+        return False
+    if signum == signal.SIGINT:
+        return callable(current) and current is not signal.default_int_handler
+    return True
 
 
 def _disabled() -> bool:
@@ -129,7 +150,7 @@ def _chain(previous: _Handler) -> Callable[[int, FrameType | None], None]:
     its own, so a server that restores the one it found restores that one, with its *previous*.
     """
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+    def on_stop_signal(signum: int, frame: FrameType | None) -> None:
         if not _state["in_handler"]:  # a second signal while flushing goes straight on
             _state["in_handler"] = True
             try:
@@ -145,8 +166,8 @@ def _chain(previous: _Handler) -> Callable[[int, FrameType | None], None]:
         signal.signal(signum, signal.SIG_DFL if previous is None else previous)
         signal.raise_signal(signum)
 
-    on_sigterm._lc_trace = True  # type: ignore[attr-defined]
-    return on_sigterm
+    on_stop_signal._lc_trace = True  # type: ignore[attr-defined]
+    return on_stop_signal
 
 
 def _start_watcher() -> None:
@@ -159,8 +180,8 @@ def _start_watcher() -> None:
 
 def _watch() -> None:
     """
-    Every quarter second: if something replaced lc_trace's SIGTERM handler (a server installs
-    its own after loading the app; an app sets one), arm the writers, so that the next line
+    Every quarter second: if something replaced lc_trace's SIGTERM handler or set a SIGINT one
+    (a server installs its own after loading the app; an app sets one), arm the writers, so that the next line
     emitted on the main thread puts lc_trace's in front again (only the main thread can).
     """
     while True:
@@ -168,10 +189,10 @@ def _watch() -> None:
         if _stopping_since and time.monotonic() - _stopping_since[0] > _STOPPING_FOR_S:
             _end_stopping()
         try:
-            current = signal.getsignal(signal.SIGTERM)
+            replaced = any(_should_chain(signum, signal.getsignal(signum)) for signum in _STOP_SIGNALS)
         except Exception:
             return
-        if not _is_ours(current) and current is not signal.SIG_IGN and current is not None and not _state["stopping"]:
+        if replaced and not _state["stopping"]:
             for writer in _live_writers():
                 writer.arm()
 
