@@ -344,7 +344,7 @@ EXPLANATION = """## What the figures mean
   noise from other work on the machine only ever adds time.
 - **Scenario 5** under "sync" is `chain.batch` of the 1,000 inputs (LangChain's thread pool), the sync
   way to run them at once; under "async" it is `asyncio.gather` of 1,000 `ainvoke`s.
-- **The writer** is timed on its own (`lc_trace._writer.LineWriter`, fed real lc_trace lines), against a
+- **The writer** is timed on its own (`lc_trace._logs._writer.LineWriter`, fed real lc_trace lines), against a
   plain buffered `write` of the same lines; it must not fall behind an app, and never block it.
 - **Loop lag** is how long the event loop was held by other work before a probe task that only yields
   could run again; a burst of lc_trace events must not hold it for long. The loop's work includes each

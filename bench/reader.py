@@ -45,7 +45,7 @@ def demo_lines(folder: Path) -> list[dict[str, Any]]:
     The flower-shop demo's log lines (content on), written by a real handler into *folder*.
     """
     from lc_trace import TraceHandler
-    from lc_trace._demo import run_demo
+    from lc_trace._cli._demo import run_demo
 
     path = folder / "template.jsonl"
     handler = TraceHandler(log_path=path, service_name="flower-shop")
@@ -150,7 +150,7 @@ def _child(command: str, path: str, trace_id: str) -> dict[str, Any]:
     started = time.perf_counter()
     out = io.StringIO()
     if command == "floor":
-        from lc_trace._reader import log_files
+        from lc_trace._read._reader import log_files
 
         lines = 0
         for file in log_files(path):
@@ -159,7 +159,7 @@ def _child(command: str, path: str, trace_id: str) -> dict[str, Any]:
                     orjson.loads(raw)
                     lines += 1
     else:
-        from lc_trace import _cli
+        from lc_trace._cli import _main as _cli
 
         with contextlib.redirect_stdout(out), tempfile.TemporaryDirectory() as tmp:
             if command == "export":
@@ -170,7 +170,7 @@ def _child(command: str, path: str, trace_id: str) -> dict[str, Any]:
                 if "exporter" in _cli._cmd_export.__code__.co_varnames[: _cli._cmd_export.__code__.co_argcount]:
                     _cli._cmd_export(args, sink)
                 else:  # the code before: export built every trace first, then sent them
-                    from lc_trace._export import export_traces
+                    from lc_trace._read._export import export_traces
 
                     export_traces(_cli._traces(args, args.paths), sink)
                 out.write(f"{sink.spans} spans\n")

@@ -72,7 +72,7 @@ def replay(handler: Any, calls: list[Call]) -> None:
 
 def variants(folder: Path) -> dict[str, Any]:
     from lc_trace import TraceHandler
-    from lc_trace._span_sink import ApiSpanSink
+    from lc_trace._spans._api import ApiSpanSink
 
     def lc_trace(name: str, api: bool = False, log: bool = True, content: bool = True) -> Any:
         provider, _ = counting_provider()

@@ -27,7 +27,7 @@ from bench.common import counting_provider, median
 from bench.contenders import SpanFloorHandler
 from bench.scenarios import SCENARIOS
 from lc_trace import AsyncTraceHandler, TraceHandler
-from lc_trace._writer import LineWriter
+from lc_trace._logs._writer import LineWriter
 
 FROZEN = "lc_trace+freeze"
 

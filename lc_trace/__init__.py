@@ -16,13 +16,13 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lc_trace._config import configure
+    from lc_trace._configure import configure
     from lc_trace._current import instrument, uninstrument
     from lc_trace._handlers import AsyncTraceHandler, TraceHandler
+    from lc_trace._lifecycle._shutdown import lifespan
+    from lc_trace._logs._writer import LogPathError
     from lc_trace._propagation import current_traceparent
-    from lc_trace._shutdown import lifespan
     from lc_trace._stats import Stats
-    from lc_trace._writer import LogPathError
 
 __all__ = [
     "AsyncTraceHandler",
@@ -39,13 +39,13 @@ __version__ = "0.1.0"
 
 _HOMES = {
     "AsyncTraceHandler": "lc_trace._handlers",
-    "LogPathError": "lc_trace._writer",
+    "LogPathError": "lc_trace._logs._writer",
     "Stats": "lc_trace._stats",
     "TraceHandler": "lc_trace._handlers",
-    "configure": "lc_trace._config",
+    "configure": "lc_trace._configure",
     "current_traceparent": "lc_trace._propagation",
     "instrument": "lc_trace._current",
-    "lifespan": "lc_trace._shutdown",
+    "lifespan": "lc_trace._lifecycle._shutdown",
     "uninstrument": "lc_trace._current",
 }
 

@@ -25,8 +25,7 @@ import asyncio
 import inspect
 import os
 import sys
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from types import CodeType
 from typing import Any, Literal
 from uuid import UUID
@@ -40,14 +39,15 @@ from opentelemetry.trace import TracerProvider
 from lc_trace import _attributes as A
 from lc_trace import _current, _env, _mapping
 from lc_trace._content import Serializer
-from lc_trace._log_sink import ClosedLogSink, LogSink, Processor
-from lc_trace._mapping import Start
-from lc_trace._metric_sink import MetricSink
+from lc_trace._logs._pool import acquire_writer, release_writer
+from lc_trace._logs._sink import ClosedLogSink, LogSink, Processor
+from lc_trace._logs._writer import LineWriter
+from lc_trace._metrics import MetricSink
 from lc_trace._propagation import TRACEPARENT, remote_parent
 from lc_trace._recorder import Recorder
-from lc_trace._span_sink import span_sink
+from lc_trace._records import Start
+from lc_trace._spans import span_sink
 from lc_trace._stats import Stats
-from lc_trace._writer import LineWriter
 
 __all__ = ["AsyncTraceHandler", "TraceHandler"]
 
@@ -60,57 +60,6 @@ _SORTER_A, _SORTER_B = _SORTERS[0], _SORTERS[1]
 _getframe = sys._getframe
 _SCOPE = _current.scope_var
 _UNSET: Any = object()
-
-
-# --- shared writers ------------------------------------------------------------------------
-# Handlers are often built per request; they share one writer (one thread) per file, which
-# stops when the last handler using it closes, or at interpreter exit.
-
-_writers: dict[str, tuple[LineWriter, int]] = {}  # path -> (writer, handlers using it)
-_writers_lock = threading.Lock()
-
-
-def _acquire_writer(
-    path: str, service_name: str, processors: Sequence[Processor], options: dict[str, Any], tracer_provider: Any = None
-) -> tuple[LineWriter, LogSink]:
-    key = os.path.abspath(os.path.expanduser(path))
-    with _writers_lock:
-        entry = _writers.get(key)
-        if entry is not None and not entry[0].closed:
-            writer, users = entry
-        else:
-            reporter = LogSink(lambda line: None, service_name)  # renders the writer's own drop lines
-
-            def drop_line(new: Mapping[str, int], total: int) -> bytes:
-                full, refused = new["dropped_queue_full"], new["dropped_write_error"]
-                why = [f"{full} because the writer queue was full"] if full else []
-                why += [f"{refused} because the file could not be written"] if refused else []
-                return reporter.render(
-                    "warning",
-                    f"lc_trace dropped {full + refused} log lines: " + ", ".join(why),
-                    {
-                        A.EVENT_ACTION: "lc_trace_dropped",
-                        A.LC_TRACE_DROPPED_QUEUE_FULL: full,
-                        A.LC_TRACE_DROPPED_WRITE_ERROR: refused,
-                        A.LC_TRACE_DROPPED_TOTAL: total,
-                    },
-                )
-
-            writer, users = LineWriter(key, stats=Stats(), drop_line=drop_line, **options), 0
-        _writers[key] = (writer, users + 1)
-    return writer, LogSink(writer.emit, service_name, processors, tracer_provider=tracer_provider)
-
-
-def _release_writer(writer: LineWriter, timeout_millis: int) -> bool:
-    with _writers_lock:
-        key = str(writer.path)
-        entry = _writers.get(key)
-        last = entry is not None and entry[0] is writer and entry[1] == 1
-        if last:
-            del _writers[key]
-        elif entry is not None and entry[0] is writer:
-            _writers[key] = (writer, entry[1] - 1)
-    return writer.close(timeout_millis) if last else writer.flush(timeout_millis)
 
 
 # --- the core both classes share ----------------------------------------------------------
@@ -210,7 +159,7 @@ class _TraceCore:
                 "backups": log_backups if log_backups is not None else _env.env_int(_env.LC_TRACE_LOG_BACKUPS, 5),
                 "on_full": on_queue_full,
             }
-            self._writer, logs = _acquire_writer(
+            self._writer, logs = acquire_writer(
                 os.fspath(log_path), self.service_name, list(log_processors), options, tracer_provider
             )
         self.stats: Stats = self._writer.stats if self._writer is not None else Stats()
@@ -283,7 +232,7 @@ class _TraceCore:
         if self._recorder.logs is not None:
             self._recorder.logs = ClosedLogSink(self.stats)
         spans = self._spans.force_flush(timeout_millis) and self._metrics.force_flush(timeout_millis)
-        lines = _release_writer(self._writer, timeout_millis) if self._writer is not None else True
+        lines = release_writer(self._writer, timeout_millis) if self._writer is not None else True
         return spans and lines
 
     async def aclose(self, timeout_millis: int = 30_000) -> bool:

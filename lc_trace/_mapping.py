@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -23,9 +22,21 @@ from langchain_core.outputs import ChatGeneration, LLMResult
 
 from lc_trace import _attributes as A
 from lc_trace._content import REDACTED, Serializer, is_secret_key, message_role
+from lc_trace._records import (
+    AGENT,
+    CANCELLED,
+    CHAIN,
+    CHAT_MODEL,
+    FAILED,
+    INTERRUPTED,
+    LLM,
+    RETRIEVER,
+    STREAM_CLOSED,
+    TOOL,
+    Start,
+)
 
 __all__ = [
-    "Start",
     "agent_attributes",
     "chain_start",
     "chat_model_start",
@@ -41,13 +52,6 @@ __all__ = [
     "tool_start",
 ]
 
-CHAIN = "chain"
-CHAT_MODEL = "chat_model"
-LLM = "llm"
-TOOL = "tool"
-RETRIEVER = "retriever"
-AGENT = "agent"
-
 _CONVERSATION_KEYS = ("session_id", "thread_id", "conversation_id")
 _AGENT_NAMES = frozenset({"AgentExecutor"})
 _NOT_ERRORS = frozenset({"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand"})
@@ -55,21 +59,6 @@ _METADATA_SKIP_PREFIXES = ("ls_", "lc_")
 # Message ids LangChain makes up itself (``lc_run--<run id>`` for a streamed message, ``run-`` before
 # langchain-core 1.0, ``lc_`` for others): never a provider's response id.
 _LANGCHAIN_ID_PREFIXES = ("lc_", "run-")
-
-
-@dataclass(slots=True)
-class Start:
-    """
-    What a start event maps to: the span's name and kind, attributes known at creation (the
-    ones samplers and searches need), and captured content.
-    """
-
-    run_type: str
-    name: str
-    span_name: str
-    client: bool
-    attributes: dict[str, Any]
-    content: dict[str, str] = field(default_factory=dict)
 
 
 # --- names and common attributes -------------------------------------------------------
@@ -693,11 +682,6 @@ def retriever_end(documents: Any, *, serializer: Serializer, capture: bool) -> t
 
 
 # --- errors ----------------------------------------------------------------------------
-
-FAILED = "failed"
-CANCELLED = "cancelled"
-STREAM_CLOSED = "stream_closed"
-INTERRUPTED = "interrupted"
 
 
 def classify_error(error: BaseException) -> str:

@@ -27,22 +27,24 @@ from opentelemetry.trace import Span, SpanKind, get_current_span
 
 from lc_trace import _attributes as A
 from lc_trace._content import Serializer
-from lc_trace._log_sink import ClosedLogSink, LogSink
-from lc_trace._mapping import (
+from lc_trace._logs._sink import ClosedLogSink, LogSink
+from lc_trace._mapping import agent_attributes, classify_error, error_attributes
+from lc_trace._metrics import MetricSink
+from lc_trace._records import (
     AGENT,
     CHAIN,
     CHAT_MODEL,
+    EVICTED,
     FAILED,
     LLM,
+    MODEL_RUN_TYPES,
+    PARENT_ENDED,
     RETRIEVER,
+    SHUTDOWN,
     TOOL,
     Start,
-    agent_attributes,
-    classify_error,
-    error_attributes,
 )
-from lc_trace._metric_sink import MetricSink
-from lc_trace._span_sink import SpanHandle, SpanSink, now_ns
+from lc_trace._spans import SpanHandle, SpanSink, now_ns
 from lc_trace._stats import Stats, report_once
 
 __all__ = ["Recorder", "Run"]
@@ -53,10 +55,6 @@ _PREFIX = {CHAT_MODEL: "llm", LLM: "llm", TOOL: "tool", RETRIEVER: "retriever"}
 _ACTIONS = {kind: (f"{stem}_start", f"{stem}_end", f"{stem}_error") for kind, stem in _PREFIX.items()}
 _CHAIN_ACTIONS = ("chain_start", "chain_end", "chain_error")
 _CLIENT, _INTERNAL = SpanKind.CLIENT.name, SpanKind.INTERNAL.name
-_MODELS = frozenset((CHAT_MODEL, LLM))
-PARENT_ENDED = "parent_ended"
-EVICTED = "evicted"
-SHUTDOWN = "shutdown"
 
 F = TypeVar("F", bound=Callable[..., Any])
 _time_ns = time.time_ns
@@ -350,7 +348,7 @@ class Recorder:
     ) -> None:
         if run.children:
             self._close_children(run, reason, ns)
-        model = run.run_type in _MODELS
+        model = run.run_type in MODEL_RUN_TYPES
         if model:
             if run.chunks:
                 attributes[A.GEN_AI_REQUEST_STREAM] = True

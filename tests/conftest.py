@@ -23,7 +23,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import lc_trace._handlers
 from lc_trace import AsyncTraceHandler, TraceHandler
-from lc_trace._writer import _LIVE
+from lc_trace._logs._writer import _LIVE
 from lc_trace.testing import FakeChatModel, in_memory_tracing, read_log
 from tests.twin import twin_chooser
 

@@ -1,5 +1,5 @@
 """
-Tests for ``lc-trace`` (``lc_trace._cli``) and the flower-shop demo it runs (``lc_trace._demo``).
+Tests for ``lc-trace`` (``lc_trace._cli``) and the flower-shop demo it runs (``lc_trace._cli._demo``).
 
 Every test runs the real thing in-process: the demo drives real langchain-core runnables with
 FakeChatModel, the handler writes a real log file, and the viewer reads it back.
@@ -22,7 +22,7 @@ from opentelemetry.trace import StatusCode
 
 from lc_trace import TraceHandler
 from lc_trace._cli import main
-from lc_trace._demo import run_demo
+from lc_trace._cli._demo import run_demo
 from lc_trace.testing import FakeChatModel, in_memory_tracing, read_log
 
 EXPECTED_ACTIONS = {
@@ -460,7 +460,7 @@ class _Terminal(io.StringIO):
 
 def test_reading_progress_on_a_terminal_only(demo: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """A read that takes long shows `reading N/M MB` on a terminal's stderr and clears it when done, leaving stdout as it is; not on a pipe."""
-    import lc_trace._cli as cli
+    import lc_trace._cli._main as cli
 
     monkeypatch.setattr(cli, "_PROGRESS_AFTER_S", 0.0)  # the demo's log is read in far less than the second it waits
     expected = run_cli(["traces", str(demo[0])])

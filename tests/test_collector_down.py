@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import lc_trace
-from lc_trace._config import _shutdown_at_exit
+from lc_trace._configure import _shutdown_at_exit
 from lc_trace.testing import read_log
 from tests.conftest import flower_chain
 from tests.stack import servers

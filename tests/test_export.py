@@ -1,5 +1,5 @@
 """
-``lc-trace export`` (``lc_trace._export``): spans rebuilt from the log equal the live ones.
+``lc-trace export`` (``lc_trace._read._export``): spans rebuilt from the log equal the live ones.
 
 The flower shop runs with a real TraceHandler whose provider keeps the live spans in memory; the
 spans rebuilt from its log file are compared with them field by field. End to end, the app runs
@@ -30,9 +30,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from lc_trace import TraceHandler
 from lc_trace._cli import main
-from lc_trace._demo import run_demo
-from lc_trace._export import NEVER_ENDED, otlp_exporter, run_spans
-from lc_trace._reader import build_traces, log_files, read_lines
+from lc_trace._cli._demo import run_demo
+from lc_trace._read._export import NEVER_ENDED, otlp_exporter, run_spans
+from lc_trace._read._reader import build_traces, log_files, read_lines
 from lc_trace.testing import read_log
 from tests.conftest import flower_chain
 from tests.stack import servers
@@ -489,8 +489,8 @@ def test_web_app_export_into_jaeger_with_and_without_detaching(
 
 def test_one_pass_export_sends_the_spans_of_whole_traces(shop: tuple[Path, list[ReadableSpan]]) -> None:
     """The command's one pass (each run sent when it ends) sends exactly the spans the whole traces rebuild."""
-    from lc_trace._export import export_runs
-    from lc_trace._reader import stream_runs
+    from lc_trace._read._export import export_runs
+    from lc_trace._read._reader import stream_runs
 
     memory = InMemorySpanExporter()
     summary = export_runs(stream_runs(read_lines(log_files(shop[0]))), memory)
@@ -504,8 +504,8 @@ def test_each_process_gets_its_own_resource_and_older_lines_keep_one(tmp_path: P
     """Lines naming their process are sent under one resource per (service.name, service.instance.id, process.pid); lines without those keys (older logs) under one per service.name, as before."""
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
-    from lc_trace._export import export_runs
-    from lc_trace._reader import stream_runs
+    from lc_trace._read._export import export_runs
+    from lc_trace._read._reader import stream_runs
 
     log_path = tmp_path / "lc_trace.jsonl"
     web_app_log(log_path, 4, workers=((4101, "web-a"), (4102, "web-b")))
@@ -550,7 +550,7 @@ def test_span_context_made_as_the_sdk_makes_it(trace_number: int, span_number: i
     """
     from opentelemetry.trace import SpanContext, TraceFlags
 
-    from lc_trace._export import _context
+    from lc_trace._read._export import _context
 
     made, sdk = _context(trace_number, span_number), SpanContext(trace_number, span_number, False, TraceFlags(1))
     assert type(made) is SpanContext and tuple(made) == tuple(sdk)

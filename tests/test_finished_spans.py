@@ -28,9 +28,10 @@ from opentelemetry.sdk.trace.sampling import (
 from opentelemetry.trace import NonRecordingSpan, SpanKind, TraceState
 
 from lc_trace import TraceHandler
-from lc_trace._finished_spans import FinishedSpanSink, _Pending
-from lc_trace._mapping import Start
-from lc_trace._span_sink import ApiSpanSink, span_sink
+from lc_trace._records import Start
+from lc_trace._spans import span_sink
+from lc_trace._spans._api import ApiSpanSink
+from lc_trace._spans._finished import FinishedSpanSink, _Pending
 from tests.conftest import flower_chain, spans_by_name
 from tests.test_config import fresh_global  # noqa: F401  (a fixture)
 

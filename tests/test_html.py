@@ -1,5 +1,5 @@
 """
-``lc-trace html`` (``lc_trace._html``): one self-contained page, checked in a real headless
+``lc-trace html`` (``lc_trace._read._html``): one self-contained page, checked in a real headless
 Chromium (Debian's ``chromium``, driven by ``tests/browser.py``): the trace list and a trace's
 waterfall render with the right spans, bar widths follow durations, failures are marked, and the
 browser console stays clean. Screenshots are kept in ``test-artifacts/html/`` (or
@@ -24,8 +24,8 @@ from langchain_core.runnables import RunnableLambda
 
 from lc_trace import TraceHandler
 from lc_trace._cli import main
-from lc_trace._demo import run_demo
-from lc_trace._reader import build_traces, log_files, read_lines
+from lc_trace._cli._demo import run_demo
+from lc_trace._read._reader import build_traces, log_files, read_lines
 from lc_trace.testing import read_log
 from tests.browser import Browser, chromium_path
 from tests.conftest import REPO

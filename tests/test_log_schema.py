@@ -26,7 +26,7 @@ from langchain_core.runnables import RunnableLambda
 
 from lc_trace import TraceHandler
 from lc_trace import _attributes as A
-from lc_trace._demo import run_demo
+from lc_trace._cli._demo import run_demo
 from lc_trace.testing import FakeChatModel, read_log
 from tests.conftest import (
     LOG_SCHEMA_PATH,

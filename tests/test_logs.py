@@ -346,7 +346,7 @@ def test_an_agents_lines_after_it_is_promoted_carry_its_new_name(handler_cls, ma
 
 def test_lines_without_user_processors_are_the_bytes_structlog_would_render():
     """With no user processor a line skips structlog's copies, and its bytes are the same as through the chain."""
-    from lc_trace._log_sink import LogSink
+    from lc_trace._logs._sink import LogSink
 
     direct: list[bytes] = []
     chained: list[bytes] = []

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 
 from bench.reader import demo_lines, generate_log
-from lc_trace._reader import build_traces, log_files, read_lines
-from lc_trace._summary import summarise
+from lc_trace._read._reader import build_traces, log_files, read_lines
+from lc_trace._read._summary import summarise
 from tests.conftest import REPO
 
 MIB = 1 << 20
@@ -29,7 +29,7 @@ MIB = 1 << 20
 CHILD = """
 import json, sys, contextlib, io, tempfile, os
 from bench.reader import peak_rss_bytes
-from lc_trace import _cli
+from lc_trace._cli import _main as _cli
 command, path, trace_id = sys.argv[1:4]
 out = io.StringIO()
 with contextlib.redirect_stdout(out), tempfile.TemporaryDirectory() as tmp:

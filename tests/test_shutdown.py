@@ -399,7 +399,7 @@ def test_sigint_is_chained_only_in_front_of_a_handler_of_the_app_or_server(tmp_p
         ours(signal.SIGINT, None)
         assert [signal.SIGINT] == got
     finally:
-        from lc_trace import _shutdown
+        from lc_trace._lifecycle import _shutdown
 
         _shutdown._end_stopping()  # the stop this test set off, undone for the tests after it in this process
         for sig, handler_found in found.items():
@@ -542,7 +542,7 @@ def test_an_app_that_goes_on_after_sigterm_goes_back_to_batching(tmp_path, recei
     """
     code = """
 import os, signal, sys, time
-import lc_trace, lc_trace._shutdown as shutdown
+import lc_trace, lc_trace._lifecycle._shutdown as shutdown
 from tests.shutdown.chains import FAST, config
 shutdown._STOPPING_FOR_S = 1.0
 signal.signal(signal.SIGTERM, lambda *_: print("own handler: going on", flush=True))

@@ -26,9 +26,10 @@ from opentelemetry.trace import Link, StatusCode
 
 import lc_trace
 from lc_trace import TraceHandler
-from lc_trace._finished_spans import FinishedSpanSink, _Pending
-from lc_trace._mapping import Start
-from lc_trace._span_sink import ApiSpanSink, span_sink
+from lc_trace._records import Start
+from lc_trace._spans import span_sink
+from lc_trace._spans._api import ApiSpanSink
+from lc_trace._spans._finished import FinishedSpanSink, _Pending
 from tests.conftest import flower_chain
 
 PATHS = [True, False]  # finished_spans: the default path, then the SDK's span from the start

@@ -1,5 +1,5 @@
 """
-``lc-trace usage`` (``lc_trace._usage``): the model calls' tokens, calls, errors and latency,
+``lc-trace usage`` (``lc_trace._read._usage``): the model calls' tokens, calls, errors and latency,
 checked against the ``gen_ai.usage.*`` attributes of the spans of the same runs.
 """
 
@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from lc_trace import TraceHandler
 from lc_trace._cli import main
-from lc_trace._demo import run_demo
+from lc_trace._cli._demo import run_demo
 from lc_trace.testing import FakeChatModel, in_memory_tracing
 
 USAGE_KEYS = {

@@ -20,8 +20,8 @@ from langchain_core.runnables import RunnableLambda
 from opentelemetry.sdk.trace import TracerProvider
 
 from lc_trace import AsyncTraceHandler, LogPathError, TraceHandler
+from lc_trace._logs._writer import LineWriter
 from lc_trace._stats import Stats
-from lc_trace._writer import LineWriter
 from lc_trace.testing import read_log
 from tests.conftest import flower_chain, log_lines
 

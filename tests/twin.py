@@ -28,9 +28,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.id_generator import IdGenerator
 from opentelemetry.trace import Span, SpanContext
 
-from lc_trace._finished_spans import FinishedSpanSink, _Pending, _quiet
-from lc_trace._mapping import Start
-from lc_trace._span_sink import ApiSpanSink, SpanSink, lc_trace_tracer
+from lc_trace._records import Start
+from lc_trace._spans._api import ApiSpanSink, SpanSink, lc_trace_tracer
+from lc_trace._spans._finished import FinishedSpanSink, _Pending, _quiet
 
 
 class _Recording(IdGenerator):

@@ -37,9 +37,9 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Literal
 
-from lc_trace import _shutdown
-from lc_trace._logfile import LogFile, PartialWrite, cut_partial_tail
-from lc_trace._marker import LiveMarker, report_dead
+from lc_trace._lifecycle import _shutdown
+from lc_trace._logs._file import LogFile, PartialWrite, cut_partial_tail
+from lc_trace._logs._marker import LiveMarker, report_dead
 from lc_trace._stats import Stats, report_once
 
 __all__ = ["LineWriter", "LogPathError"]

@@ -23,7 +23,7 @@ from opentelemetry import metrics
 from opentelemetry.metrics import Histogram, MeterProvider, NoOpHistogram
 
 from lc_trace import _attributes as A
-from lc_trace._flush import flush_provider
+from lc_trace._lifecycle._flush import flush_provider
 
 __all__ = ["MetricSink"]
 

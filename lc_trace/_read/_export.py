@@ -43,7 +43,7 @@ from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from lc_trace import __version__
 from lc_trace import _attributes as A
-from lc_trace._reader import _PROMOTED_KEYS, LINE_KEYS, Line, RunView, TraceView
+from lc_trace._read._reader import _PROMOTED_KEYS, LINE_KEYS, Line, RunView, TraceView
 
 __all__ = [
     "DETACHED_PARENT",

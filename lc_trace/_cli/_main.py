@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from lc_trace import _attributes as A
-from lc_trace._html import DEFAULT_DETAILS
-from lc_trace._reader import (
+from lc_trace._read._html import DEFAULT_DETAILS
+from lc_trace._read._reader import (
     Filter,
     Line,
     LogFiles,
@@ -45,7 +45,7 @@ from lc_trace._reader import (
     read_lines,
     stream_runs,
 )
-from lc_trace._summary import TraceSummary, summarise
+from lc_trace._read._summary import TraceSummary, summarise
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace.export import SpanExporter
@@ -403,7 +403,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
 
 
 def _cmd_usage(args: argparse.Namespace) -> int:
-    from lc_trace._usage import usage_report
+    from lc_trace._read._usage import usage_report
 
     with _log(args.path) as log:
         report = usage_report(_summaries(args, log, calls=True), "hour" if args.hourly else "day")
@@ -426,7 +426,7 @@ def _cmd_export(args: argparse.Namespace, exporter: SpanExporter | None = None) 
     filter on what a whole trace holds (time, service, action, errors) a summary pass picks the
     traces first.
     """
-    from lc_trace._export import export_runs, otlp_exporter
+    from lc_trace._read._export import export_runs, otlp_exporter
 
     skipped: list[int] = [0]
     invalid: list[str] = []
@@ -534,7 +534,7 @@ class _ExportProgress:
 
 
 def _cmd_html(args: argparse.Namespace) -> int:
-    from lc_trace._html import page_row, render_page, trace_details
+    from lc_trace._read._html import page_row, render_page, trace_details
 
     with _log(args.log) as log:
         traces = _summaries(args, log)
@@ -567,7 +567,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     second in-process run (tests, a notebook) would otherwise warn and keep the first one.
     """
     from lc_trace import LogPathError, configure
-    from lc_trace._demo import run_demo
+    from lc_trace._cli._demo import run_demo
 
     exporter: Literal["otlp", "none"] = "otlp" if args.otlp or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") else "none"
     options = {"log_path": args.log_path} if args.log_path else {}

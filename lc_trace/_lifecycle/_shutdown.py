@@ -49,7 +49,7 @@ from opentelemetry import metrics, trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 
 from lc_trace import _env
-from lc_trace._flush import flush_provider
+from lc_trace._lifecycle._flush import flush_provider
 
 __all__ = ["flush_all", "install", "lifespan", "register_providers", "register_writer"]
 

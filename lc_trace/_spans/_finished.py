@@ -58,8 +58,8 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
 from lc_trace import _attributes as A
-from lc_trace._mapping import FAILED, Start
-from lc_trace._span_sink import ApiSpanSink, exception_attributes
+from lc_trace._records import FAILED, Start
+from lc_trace._spans._api import ApiSpanSink, exception_attributes
 
 try:  # the SDK's own span metrics (OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED), SDK >= 1.39
     from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics

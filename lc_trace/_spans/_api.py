@@ -1,13 +1,7 @@
 """
-The span sink: normalised records in, OpenTelemetry spans out. One seam, two implementations,
-chosen once per tracer provider by :func:`span_sink` (the Recorder does not know which):
-
-* :class:`ApiSpanSink` (here): a live span per run through the OpenTelemetry API, started at
-  the run's start and ended at its end. Works with any provider.
-* ``FinishedSpanSink`` (``_finished_spans``): where it can stand in for the SDK's span (the
-  SDK's own provider, tracer, sampler and processors, unpatched), the run's span context is made
-  at its start and one finished ``ReadableSpan`` is handed to the processors at its end; where
-  anything asks for the span object, it becomes the SDK's own span.
+The seam every span sink fills (:class:`SpanSink`) and the API path (:class:`ApiSpanSink`): a
+live span per run through the OpenTelemetry API, started at the run's start and ended at its
+end. Works with any provider.
 
 Parents are passed explicitly (``context=`` built from the parent run's span); nothing is ever
 attached to the ambient context, so nothing can leak from one call into the next (design
@@ -25,10 +19,10 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode, TracerProvider
 
 from lc_trace import _attributes as A
-from lc_trace._flush import flush_provider
-from lc_trace._mapping import FAILED, Start
+from lc_trace._lifecycle._flush import flush_provider
+from lc_trace._records import FAILED, Start
 
-__all__ = ["ApiSpanSink", "SpanHandle", "SpanSink", "exception_attributes", "span_sink"]
+__all__ = ["ApiSpanSink", "SpanHandle", "SpanSink", "exception_attributes", "lc_trace_tracer", "now_ns"]
 
 _VERSION = "0.1.0"
 
@@ -90,21 +84,6 @@ def lc_trace_tracer(tracer_provider: TracerProvider | None) -> trace.Tracer:
     lc_trace's tracer on *tracer_provider* (default: the global one).
     """
     return trace.get_tracer("lc_trace", _VERSION, tracer_provider=tracer_provider, schema_url=A.SCHEMA_URL)
-
-
-def span_sink(tracer_provider: TracerProvider | None = None, *, finished_spans: bool = True) -> SpanSink:
-    """
-    The finished-span path where it can stand in for the SDK's span, else the API path;
-    ``finished_spans=False`` always the API path (a tracer patched in a way no check sees).
-    """
-    from lc_trace._finished_spans import FinishedSpanSink, selectable
-
-    if tracer_provider is None and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        return _UntilGlobalIsSet(finished_spans=finished_spans)
-    tracer = lc_trace_tracer(tracer_provider)
-    if finished_spans and selectable(tracer, tracer_provider):
-        return FinishedSpanSink(tracer, tracer_provider)
-    return ApiSpanSink(tracer_provider, tracer)
 
 
 def exception_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
@@ -195,32 +174,6 @@ class ApiSpanSink:
         Ask the provider (the given one, else the current global one) to export ended spans.
         """
         return flush_provider(self._provider or trace.get_tracer_provider(), timeout_millis)
-
-
-class _UntilGlobalIsSet(ApiSpanSink):
-    """
-    A handler built before the app set its global provider: the API path (the proxy tracer
-    hands out no-op spans) until the first run after the provider is set, then the sink that
-    provider gets, its methods bound in place of these. A span begun on the API path ends on
-    it: the finished-span sink hands live spans to the API path.
-    """
-
-    __slots__ = ("__dict__",)
-
-    def __init__(self, *, finished_spans: bool) -> None:
-        super().__init__(None)
-        self._finished_spans = finished_spans
-
-    def start(self, record: Start, parent: Span | None, start_ns: int) -> Span:
-        """
-        Start on the API path, or switch to the real sink once the global provider exists.
-        """
-        if not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-            sink = span_sink(None, finished_spans=self._finished_spans)
-            for name in ("start", "end", "event", "rename", "as_span"):
-                setattr(self, name, getattr(sink, name))
-            return sink.start(record, parent, start_ns)  # type: ignore[no-any-return]
-        return super().start(record, parent, start_ns)
 
 
 def now_ns() -> int:

@@ -43,11 +43,11 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
-from lc_trace import _shutdown
 from lc_trace._env import env_int
-from lc_trace._exporters import CountingBatchSpanProcessor, GuardedMetricExporter, GuardedSpanExporter, Outage
 from lc_trace._handlers import AsyncTraceHandler
-from lc_trace._processors import process_instance_id
+from lc_trace._lifecycle import _shutdown
+from lc_trace._logs._shaper import process_instance_id
+from lc_trace._otlp import CountingBatchSpanProcessor, GuardedMetricExporter, GuardedSpanExporter, Outage
 
 __all__ = ["configure"]
 

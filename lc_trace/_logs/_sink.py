@@ -14,7 +14,7 @@ from typing import Any
 import structlog
 
 from lc_trace import _attributes as A
-from lc_trace._processors import EcsShaper, render_json_line, resource_instance_id
+from lc_trace._logs._shaper import EcsShaper, render_json_line, resource_instance_id
 from lc_trace._stats import Stats, report_once
 
 __all__ = ["ClosedLogSink", "LogSink"]

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lc_trace import _attributes as A
-from lc_trace._reader import (
+from lc_trace._read._reader import (
     _IDLE_NS,
     _SWEEP_EVERY,
     MODEL_RUN_TYPES,

@@ -1,0 +1,1 @@
+"""The process's life: flushing everything lc_trace holds, however the process is stopped."""

@@ -1,0 +1,1 @@
+"""The read side: log files become runs and traces, filtered, summed, exported and drawn."""
