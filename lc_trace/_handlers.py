@@ -43,6 +43,7 @@ from lc_trace._logs._pool import acquire_writer, release_writer
 from lc_trace._logs._sink import ClosedLogSink, LogSink, Processor
 from lc_trace._logs._writer import LineWriter
 from lc_trace._metrics import MetricSink
+from lc_trace._paths import log_path_from
 from lc_trace._propagation import TRACEPARENT, remote_parent
 from lc_trace._recorder import Recorder
 from lc_trace._records import Start
@@ -51,7 +52,6 @@ from lc_trace._stats import Stats
 
 __all__ = ["AsyncTraceHandler", "TraceHandler"]
 
-_DEFAULT_LOG_PATH = os.path.join("lc_trace_logs", "lc_trace.jsonl")
 _LLM_START_CODE = inspect.unwrap(AsyncCallbackManager.on_llm_start).__code__
 # Python < 3.12 runs a comprehension in a frame of its own, whose code is a constant of the
 # method's; the two of on_llm_start that sort handlers (padded, so the check below is two `is`).
@@ -139,7 +139,7 @@ class _TraceCore:
         self._metrics = MetricSink(meter_provider)
         self.service_name = service_name or _service_name(tracer_provider)
         if log_path is _UNSET:
-            log_path = os.environ.get(_env.LC_TRACE_LOG_PATH, "").strip() or _DEFAULT_LOG_PATH
+            log_path = log_path_from(os.environ.get(_env.LC_TRACE_LOG_PATH))
         self._writer: LineWriter | None = None
         logs: LogSink | None = None
         if log_path is not None:

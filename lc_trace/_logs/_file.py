@@ -39,6 +39,8 @@ from typing import Any
 import aiofiles
 from aiofiles.threadpool.binary import AsyncFileIO
 
+from lc_trace._paths import rotated_path
+
 __all__ = ["InlineExecutor", "LogFile", "PartialWrite", "cut_partial_tail"]
 
 _SCAN_CHUNK = 1 << 16
@@ -268,10 +270,10 @@ class LogFile:
             return
         for index in range(self._backups - 1, 0, -1):
             try:
-                os.replace(f"{self._name}.{index}", f"{self._name}.{index + 1}")
+                os.replace(rotated_path(self._name, index), rotated_path(self._name, index + 1))
             except FileNotFoundError:
                 pass
-        os.replace(self._name, f"{self._name}.1")
+        os.replace(self._name, rotated_path(self._name, 1))
         await self._open_file()
 
 
