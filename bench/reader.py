@@ -150,7 +150,7 @@ def _child(command: str, path: str, trace_id: str) -> dict[str, Any]:
     started = time.perf_counter()
     out = io.StringIO()
     if command == "floor":
-        from lc_trace._read._reader import log_files
+        from lc_trace._read._files import log_files
 
         lines = 0
         for file in log_files(path):
@@ -159,28 +159,24 @@ def _child(command: str, path: str, trace_id: str) -> dict[str, Any]:
                     orjson.loads(raw)
                     lines += 1
     else:
-        from lc_trace._cli import _main as _cli
+        from lc_trace._cli import main
+        from lc_trace._cli._commands import export
+        from lc_trace._cli._parser import build_parser
 
         with contextlib.redirect_stdout(out), tempfile.TemporaryDirectory() as tmp:
             if command == "export":
                 from bench.common import CountingExporter
 
                 sink = CountingExporter()
-                args = _cli._parser().parse_args(["export", path, "-q"])
-                if "exporter" in _cli._cmd_export.__code__.co_varnames[: _cli._cmd_export.__code__.co_argcount]:
-                    _cli._cmd_export(args, sink)
-                else:  # the code before: export built every trace first, then sent them
-                    from lc_trace._read._export import export_traces
-
-                    export_traces(_cli._traces(args, args.paths), sink)
+                export(build_parser().parse_args(["export", path, "-q"]), sink)
                 out.write(f"{sink.spans} spans\n")
             elif command == "html":
-                _cli.main(["html", "--log", path, "-o", os.path.join(tmp, "page.html")])
+                main(["html", "--log", path, "-o", os.path.join(tmp, "page.html")])
                 out.write(f"page {os.path.getsize(os.path.join(tmp, 'page.html'))}\n")
             elif command == "show":
-                _cli.main(["show", trace_id, path])
+                main(["show", trace_id, path])
             else:
-                _cli.main([command, path] + (["--json"] if command == "usage" else []))
+                main([command, path] + (["--json"] if command == "usage" else []))
     seconds = time.perf_counter() - started
     usage = resource.getrusage(resource.RUSAGE_SELF)  # a forked child's CPU times start at zero
     return {

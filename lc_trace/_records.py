@@ -21,6 +21,7 @@ __all__ = [
     "INTERRUPTED",
     "LLM",
     "MODEL_RUN_TYPES",
+    "NEVER_ENDED",
     "PARENT_ENDED",
     "RETRIEVER",
     "RUN_TYPES",
@@ -51,6 +52,8 @@ EVICTED = "evicted"
 SHUTDOWN = "shutdown"
 """Still open when the handler was closed."""
 END_REASONS = (FAILED, CANCELLED, STREAM_CLOSED, INTERRUPTED, PARENT_ENDED, EVICTED, SHUTDOWN)
+NEVER_ENDED = "never_ended"
+"""No end line in the log (the process was killed): stamped by ``lc-trace export`` only, never in a line."""
 
 
 @dataclass(slots=True)

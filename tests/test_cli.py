@@ -460,9 +460,9 @@ class _Terminal(io.StringIO):
 
 def test_reading_progress_on_a_terminal_only(demo: tuple[Path, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """A read that takes long shows `reading N/M MB` on a terminal's stderr and clears it when done, leaving stdout as it is; not on a pipe."""
-    import lc_trace._cli._main as cli
+    import lc_trace._read._text as text
 
-    monkeypatch.setattr(cli, "_PROGRESS_AFTER_S", 0.0)  # the demo's log is read in far less than the second it waits
+    monkeypatch.setattr(text, "_PROGRESS_AFTER_S", 0.0)  # the demo's log is read in far less than the second it waits
     expected = run_cli(["traces", str(demo[0])])
     out, err = io.StringIO(), _Terminal()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

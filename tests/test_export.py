@@ -32,7 +32,8 @@ from lc_trace import TraceHandler
 from lc_trace._cli import main
 from lc_trace._cli._demo import run_demo
 from lc_trace._read._export import NEVER_ENDED, otlp_exporter, run_spans
-from lc_trace._read._reader import build_traces, log_files, read_lines
+from lc_trace._read._files import log_files, read_lines
+from lc_trace._read._runs import build_traces
 from lc_trace.testing import read_log
 from tests.conftest import flower_chain
 from tests.stack import servers
@@ -490,7 +491,7 @@ def test_web_app_export_into_jaeger_with_and_without_detaching(
 def test_one_pass_export_sends_the_spans_of_whole_traces(shop: tuple[Path, list[ReadableSpan]]) -> None:
     """The command's one pass (each run sent when it ends) sends exactly the spans the whole traces rebuild."""
     from lc_trace._read._export import export_runs
-    from lc_trace._read._reader import stream_runs
+    from lc_trace._read._runs import stream_runs
 
     memory = InMemorySpanExporter()
     summary = export_runs(stream_runs(read_lines(log_files(shop[0]))), memory)
@@ -505,7 +506,7 @@ def test_each_process_gets_its_own_resource_and_older_lines_keep_one(tmp_path: P
     from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
     from lc_trace._read._export import export_runs
-    from lc_trace._read._reader import stream_runs
+    from lc_trace._read._runs import stream_runs
 
     log_path = tmp_path / "lc_trace.jsonl"
     web_app_log(log_path, 4, workers=((4101, "web-a"), (4102, "web-b")))

@@ -25,7 +25,8 @@ from langchain_core.runnables import RunnableLambda
 from lc_trace import TraceHandler
 from lc_trace._cli import main
 from lc_trace._cli._demo import run_demo
-from lc_trace._read._reader import build_traces, log_files, read_lines
+from lc_trace._read._files import log_files, read_lines
+from lc_trace._read._runs import build_traces
 from lc_trace.testing import read_log
 from tests.browser import Browser, chromium_path
 from tests.conftest import REPO

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from bench.reader import demo_lines, generate_log
-from lc_trace._read._reader import build_traces, log_files, read_lines
+from lc_trace._read._files import log_files, read_lines
+from lc_trace._read._runs import build_traces
 from lc_trace._read._summary import summarise
 from tests.conftest import REPO
 
@@ -29,22 +30,24 @@ MIB = 1 << 20
 CHILD = """
 import json, sys, contextlib, io, tempfile, os
 from bench.reader import peak_rss_bytes
-from lc_trace._cli import _main as _cli
+from lc_trace._cli import main
+from lc_trace._cli._commands import export
+from lc_trace._cli._parser import build_parser
 command, path, trace_id = sys.argv[1:4]
 out = io.StringIO()
 with contextlib.redirect_stdout(out), tempfile.TemporaryDirectory() as tmp:
     if command == "export":  # read and build every span, to a sink that takes them at once
         from bench.common import CountingExporter
         sink = CountingExporter()
-        code = _cli._cmd_export(_cli._parser().parse_args(["export", path, "-q"]), sink)
+        code = export(build_parser().parse_args(["export", path, "-q"]), sink)
         print(sink.spans)
     elif command == "html":
-        code = _cli.main(["html", "--log", path, "-o", os.path.join(tmp, "page.html")])
+        code = main(["html", "--log", path, "-o", os.path.join(tmp, "page.html")])
         print(os.path.getsize(os.path.join(tmp, "page.html")))
     elif command == "show":
-        code = _cli.main(["show", trace_id, path])
+        code = main(["show", trace_id, path])
     else:
-        code = _cli.main([command, path, *(["--json"] if command == "usage" else [])])
+        code = main([command, path, *(["--json"] if command == "usage" else [])])
 print(json.dumps({"code": code, "peak": peak_rss_bytes(), "out": out.getvalue()[-300:]}))
 """
 

@@ -1,5 +1,5 @@
 """
-The reader (``lc_trace._read._reader``): following a file across rotation, timestamps, filters; and
+The reader (``lc_trace._read``: ``_files``, ``_follow``, ``_filters``): following a file across rotation, timestamps, filters; and
 the reading commands' filters and ``tail -f`` through the CLI, as a user runs them.
 """
 
@@ -23,7 +23,9 @@ import pytest
 from lc_trace import TraceHandler
 from lc_trace._cli import main
 from lc_trace._cli._demo import run_demo
-from lc_trace._read._reader import Filter, Line, follow, parse_time
+from lc_trace._read._files import Line
+from lc_trace._read._filters import Filter, parse_time
+from lc_trace._read._follow import follow
 from lc_trace.testing import read_log
 from tests.conftest import flower_chain
 
@@ -271,7 +273,7 @@ def test_the_handler_never_imports_the_reader(tmp_path: Path) -> None:
         "from tests.conftest import flower_chain\n"
         "h = lc_trace.TraceHandler(log_path=sys.argv[1])\n"
         "flower_chain().invoke({'who': 'mom'}, {'callbacks': [h]}); h.close()\n"
-        "print(sorted(m for m in sys.modules if m in ('lc_trace._read._reader', 'lc_trace._read._export', 'lc_trace._read._usage', 'lc_trace._read._html', 'lc_trace._cli')))\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('lc_trace._read', 'lc_trace._cli'))))\n"
     )
     command = [sys.executable, "-c", code, str(tmp_path / "x.jsonl")]
     done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])

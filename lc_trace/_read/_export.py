@@ -43,7 +43,9 @@ from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 
 from lc_trace import __version__
 from lc_trace import _attributes as A
-from lc_trace._read._reader import _PROMOTED_KEYS, LINE_KEYS, Line, RunView, TraceView
+from lc_trace._read._files import Line
+from lc_trace._read._runs import LINE_KEYS, PROMOTED_KEYS, RunView, TraceView
+from lc_trace._records import AGENT, CHAT_MODEL, LLM, NEVER_ENDED, RETRIEVER, TOOL
 
 __all__ = [
     "DETACHED_PARENT",
@@ -55,7 +57,6 @@ __all__ = [
     "run_spans",
 ]
 
-NEVER_ENDED = "never_ended"
 # The attribute of the link a detached root keeps to the parent span that is in no file.
 DETACHED_PARENT = "lc_trace.link.detached_parent"
 _ResourceKey = tuple[str, str | None, int | None]
@@ -72,8 +73,8 @@ _KINDS = {kind.name: kind for kind in SpanKind}
 _LINE_KEYS = tuple(LINE_KEYS)
 _NONES = (None,) * len(_LINE_KEYS)
 # Span names of runs logged before span.name was (the mapping's naming rule).
-_OPERATION = {"chat_model": A.OP_CHAT, "llm": A.OP_TEXT_COMPLETION}
-_CLIENT_TYPES = frozenset({"chat_model", "llm", "retriever"})
+_OPERATION = {CHAT_MODEL: A.OP_CHAT, LLM: A.OP_TEXT_COMPLETION}
+_CLIENT_TYPES = frozenset({CHAT_MODEL, LLM, RETRIEVER})
 
 
 @dataclass
@@ -241,7 +242,7 @@ def _event(run: RunView, line: Line) -> Event:
     A point event: ``run.event_attributes(line)`` as OTLP values, in one pass.
     """
     start = run.first.fields if run.first is not None else {}
-    line_keys, promoted, scalars = LINE_KEYS, _PROMOTED_KEYS, _SCALARS
+    line_keys, promoted, scalars = LINE_KEYS, PROMOTED_KEYS, _SCALARS
     attributes = {
         k: v if type(v) in scalars else _value(v)
         for k, v in line.fields.items()
@@ -305,7 +306,7 @@ def _span_name(run: RunView, attributes: dict[str, object]) -> str:
     if run.run_type in _OPERATION:
         model = attributes.get(A.GEN_AI_REQUEST_MODEL)
         return f"{_OPERATION[run.run_type]} {model}" if model else _OPERATION[run.run_type]
-    prefix = {"tool": A.OP_EXECUTE_TOOL, "retriever": A.OP_RETRIEVAL, "agent": A.OP_INVOKE_AGENT}.get(run.run_type)
+    prefix = {TOOL: A.OP_EXECUTE_TOOL, RETRIEVER: A.OP_RETRIEVAL, AGENT: A.OP_INVOKE_AGENT}.get(run.run_type)
     return f"{prefix} {run.name}" if prefix else run.name
 
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import orjson
 
 from lc_trace import _attributes as A
-from lc_trace._read._reader import RunView, TraceView
+from lc_trace._read._runs import RunView, TraceView
 
 __all__ = ["DEFAULT_DETAILS", "page_row", "render_page", "trace_details"]
 

@@ -6,7 +6,7 @@ what a trace's summary row says: when it started, its root, how many runs, token
 whether it passes the filters. Holding every parsed line (``build_traces``) costs several
 times the file; this holds per trace a summary of a few hundred bytes, plus the span ids of the
 traces still under way. A trace whose runs have all ended and that has had no line for
-``_IDLE_NS`` of log time is folded into its summary and its span ids dropped, so memory
+``IDLE_NS`` of log time is folded into its summary and its span ids dropped, so memory
 follows the traffic in flight and the number of traces, not the size of the file.
 
 A line that comes for a folded trace (another process's batch, far later) reopens it: its
@@ -22,20 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lc_trace import _attributes as A
-from lc_trace._read._reader import (
-    _IDLE_NS,
-    _SWEEP_EVERY,
-    MODEL_RUN_TYPES,
-    Filter,
-    Line,
-    ModelCall,
-    failure_key,
-    model_call,
-)
+from lc_trace._read._files import Line
+from lc_trace._read._filters import Filter
+from lc_trace._read._runs import END_ACTIONS, IDLE_NS, QUIET_EVENTS, SWEEP_EVERY, ModelCall, failure_key, model_call
+from lc_trace._records import MODEL_RUN_TYPES
 
 __all__ = ["TraceSummary", "summarise"]
-
-_QUIET = "llm_new_token"
 
 
 @dataclass(slots=True)
@@ -124,7 +116,7 @@ def summarise(lines: Iterable[Line], wanted: Filter | None = None, *, calls: boo
     check_services, check_actions = bool(wanted.services), bool(wanted.actions)
     prefixes = wanted.traces
     now_ns = 0
-    countdown = _SWEEP_EVERY
+    countdown = SWEEP_EVERY
     intern = sys.intern
     for line in lines:
         fields = line.fields
@@ -155,7 +147,7 @@ def summarise(lines: Iterable[Line], wanted: Filter | None = None, *, calls: boo
         action = fields.get(A.EVENT_ACTION)
         if type(action) is not str:
             action = ""
-        if check_actions and action != _QUIET and trace_id not in action_hits:
+        if check_actions and action not in QUIET_EVENTS and trace_id not in action_hits:
             matched = actions.get(action)
             if matched is None:
                 matched = actions[action] = any(fnmatch.fnmatchcase(action, p) for p in wanted.actions)
@@ -181,14 +173,14 @@ def summarise(lines: Iterable[Line], wanted: Filter | None = None, *, calls: boo
                     intern(service) if type(service) is str else None,
                     (time_ns, line.seq),
                 )
-            if not action.endswith(("_end", "_error")):
+            if not action.endswith(END_ACTIONS):
                 trace.unended.add(span_id)
             if calls and fields.get(A.LC_RUN_TYPE) in MODEL_RUN_TYPES:
                 trace.calls[span_id] = [fields, time_ns, time_ns]
         elif trace.calls and span_id in trace.calls:
             trace.calls[span_id][2] = time_ns
 
-        if action.endswith(("_end", "_error")):
+        if action.endswith(END_ACTIONS):
             trace.unended.discard(span_id)
             duration = fields.get(A.EVENT_DURATION)
             duration = duration if type(duration) is int else 0
@@ -221,8 +213,8 @@ def summarise(lines: Iterable[Line], wanted: Filter | None = None, *, calls: boo
 
         countdown -= 1
         if not countdown:
-            countdown = _SWEEP_EVERY
-            for key in [k for k, t in open_.items() if not t.unended and t.summary.last_ns < now_ns - _IDLE_NS]:
+            countdown = SWEEP_EVERY
+            for key in [k for k, t in open_.items() if not t.unended and t.summary.last_ns < now_ns - IDLE_NS]:
                 done[key] = _fold(open_.pop(key))
     for key, trace in open_.items():
         done[key] = _fold(trace)

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from lc_trace._read._reader import ModelCall
+from lc_trace._read._runs import ModelCall
 
 __all__ = ["GROUPINGS", "Usage", "UsageReport", "usage_report"]
 
