@@ -171,7 +171,7 @@ def _child(command: str, path: str, trace_id: str) -> dict[str, Any]:
                 export(build_parser().parse_args(["export", path, "-q"]), sink)
                 out.write(f"{sink.spans} spans\n")
             elif command == "html":
-                main(["html", "--log", path, "-o", os.path.join(tmp, "page.html")])
+                main(["html", path, "-o", os.path.join(tmp, "page.html")])
                 out.write(f"page {os.path.getsize(os.path.join(tmp, 'page.html'))}\n")
             elif command == "show":
                 main(["show", trace_id, path])

@@ -146,7 +146,7 @@ class TestDemoCommand:
         tokens_in, tokens_out = tokens_of(log, agent_id)
         assert ["florist_agent", "7", f"{tokens_in}/{tokens_out}", "1"] == [agent_line.split()[i] for i in (3, 4, 7, 8)]
         assert f"lc-trace show {agent_id[:8]} {path}" in out
-        assert f"lc-trace html --log {path} -o traces.html" in out
+        assert f"lc-trace html {path} -o traces.html" in out
         assert "5 traces written" in out
 
     def test_second_run_in_one_process_appends_and_summarises_only_its_own(self, tmp_path: Path) -> None:
@@ -338,6 +338,46 @@ class TestUsage:
         assert "usage: lc-trace" in err
 
 
+class TestOneGrammar:
+    """Every reading command takes the log path as an argument and trace ids with `--trace`."""
+
+    @pytest.mark.parametrize("command", ["traces", "show", "tail", "usage", "export", "html"])
+    def test_every_reading_command_takes_trace(self, command: str) -> None:
+        """`--trace ID` is in every reading command's help."""
+        code, out, _ = run_cli([command, "--help"])
+        assert 0 == code
+        assert "--trace ID" in out
+
+    def test_html_takes_the_log_path_as_an_argument(self, demo: tuple[Path, str], tmp_path: Path) -> None:
+        """`lc-trace html LOG -o page.html` writes the page of the log's traces, as the demo's last line says."""
+        page = tmp_path / "page.html"
+        code, out, err = run_cli(["html", str(demo[0]), "-o", str(page)])
+        traces = len(run_cli(["traces", str(demo[0])])[1].splitlines()) - 1
+        assert (0, f"{traces} traces written to {page}\n", "") == (code, out, err)
+        assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+        assert f"lc-trace html {demo[0]} -o traces.html" in demo[1]
+
+    def test_html_log_option_says_what_to_type_instead(self, demo: tuple[Path, str], tmp_path: Path) -> None:
+        """The old `html --log PATH` is a usage error (exit 2) that shows the form to use, and writes nothing."""
+        page = tmp_path / "page.html"
+        code, out, err = run_cli(["html", "--log", str(demo[0]), "-o", str(page)])
+        assert (2, "") == (code, out)
+        assert (
+            f"lc-trace html: error: --log is no longer an option: give the log path as an argument, as every "
+            f"reading command takes it: lc-trace html {demo[0]} (trace ids: --trace ID)\n"
+        ) == err.splitlines(keepends=True)[-1]
+        assert not page.exists()
+
+    def test_html_with_a_trace_id_where_the_path_goes_says_to_use_trace(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The old `html ID`: no such file, and the message says a trace id goes in `--trace`."""
+        monkeypatch.chdir(tmp_path)
+        code, _, err = run_cli(["html", "87d8f04b"])
+        assert 2 == code
+        assert err.endswith("; a trace id goes in --trace: lc-trace html [PATH] --trace 87d8f04b\n")
+
+
 class TestRunDemo:
     def test_with_your_own_handler(self, tmp_path: Path) -> None:
         """run_demo accepts any handler; with a TraceHandler every run becomes a span, nested and closed, and the failing tool's span is an error."""
@@ -441,7 +481,7 @@ class TestErrorsCountedWhereTheyHappen:
     def test_html_rows_count_once_and_spans_stay_failed(self, failing: Path, tmp_path: Path) -> None:
         """The page's list says 1 error for the agent; its waterfall data still has three failed spans, two passed up."""
         page = tmp_path / "page.html"
-        assert 0 == run_cli(["html", "--log", str(failing), "-o", str(page)])[0]
+        assert 0 == run_cli(["html", str(failing), "-o", str(page)])[0]
         data = json.loads(page.read_text(encoding="utf-8").split('type="application/json">')[1].split("</script>")[0])
         rows = {row[3]: row for row in data["rows"]}
         assert (1, 2) == (rows["florist"][8], rows["checkout"][8])

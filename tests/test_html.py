@@ -55,7 +55,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     finally:
         handler.close()
     page = folder / "page.html"
-    code, out, err = run_cli(["html", "--log", str(log), "-o", str(page)])
+    code, out, err = run_cli(["html", str(log), "-o", str(page)])
     assert (0, f"6 traces written to {page}\n", "") == (code, out, err)
     return log, page
 
@@ -81,16 +81,16 @@ class TestPage:
         assert 2 == text.count("</script>")  # the data element's end and the script's: none inside the data
 
     def test_only_the_traces_asked_for(self, shop: tuple[Path, Path], tmp_path: Path) -> None:
-        """`html TRACE…` keeps those traces; an unknown prefix exits 1 and says so."""
+        """`html LOG --trace ID…` keeps those traces; an unknown prefix exits 1 and says so."""
         log = shop[0]
         first = read_log(log)[0]["trace.id"]
         page = tmp_path / "one.html"
         assert (0, f"1 traces written to {page}\n", "") == run_cli(
-            ["html", first[:8], "--log", str(log), "-o", str(page)]
+            ["html", str(log), "--trace", first[:8], "-o", str(page)]
         )
         data = json.loads(page.read_text(encoding="utf-8").split('type="application/json">')[1].split("</script>")[0])
         assert [first] == [row[0] for row in data["rows"]]
-        code, _, err = run_cli(["html", "fffffff", "--log", str(log), "-o", str(page)])
+        code, _, err = run_cli(["html", str(log), "--trace", "fffffff", "-o", str(page)])
         assert (1, "lc-trace: no trace id starts with 'fffffff'\n") == (code, err)
 
 
@@ -188,7 +188,7 @@ def test_a_run_that_never_ended_is_drawn_to_its_last_line_and_said_so(
         encoding="utf-8",
     )
     page = tmp_path / "killed.html"
-    assert 0 == run_cli(["html", agent, "--log", str(log), "-o", str(page)])[0]
+    assert 0 == run_cli(["html", str(log), "--trace", agent, "-o", str(page)])[0]
     browser.console.clear()
     browser.open(page)
     root = browser.evaluate(
@@ -205,7 +205,7 @@ def test_an_empty_log_gives_a_page_that_says_so(tmp_path: Path, browser: Browser
     log = tmp_path / "empty.jsonl"
     log.touch()
     page = tmp_path / "empty.html"
-    assert (0, f"0 traces written to {page}\n", "") == run_cli(["html", "--log", str(log), "-o", str(page)])
+    assert (0, f"0 traces written to {page}\n", "") == run_cli(["html", str(log), "-o", str(page)])
     browser.console.clear()
     browser.open(page)
     assert "0 of 0 traces" == browser.evaluate("document.getElementById('count').textContent")
@@ -234,7 +234,7 @@ def test_ten_thousand_traces(tmp_path: Path, browser: Browser) -> None:
                         copy[key] = ids.setdefault(copy[key], format(random.getrandbits(bits), f"0{bits // 4}x"))
                 out.write(orjson.dumps(copy) + b"\n")
     page = tmp_path / "day.html"
-    assert 0 == run_cli(["html", "--log", str(big), "-o", str(page)])[0]
+    assert 0 == run_cli(["html", str(big), "-o", str(page)])[0]
     browser.console.clear()
     seconds = browser.open(page, timeout_s=120)
     timings: dict[str, Any] = browser.evaluate(
@@ -277,7 +277,7 @@ def test_a_failure_passed_up_is_one_error_and_every_failed_span_is_red(tmp_path:
     """An agent whose tool raises: the list says 1 error, the waterfall draws the tool, the `tools` node and the agent in red, and the agent's pane says it passed the tool's failure up."""
     log = failing_agent_log(tmp_path / "lc_trace.jsonl")
     page = tmp_path / "page.html"
-    assert 0 == run_cli(["html", "--log", str(log), "-o", str(page)])[0]
+    assert 0 == run_cli(["html", str(log), "-o", str(page)])[0]
     browser.console.clear()
     browser.open(page)
     agent = next(line["trace.id"] for line in read_log(log) if line["langchain.run.name"] == "florist")

@@ -42,7 +42,7 @@ with contextlib.redirect_stdout(out), tempfile.TemporaryDirectory() as tmp:
         code = export(build_parser().parse_args(["export", path, "-q"]), sink)
         print(sink.spans)
     elif command == "html":
-        code = main(["html", "--log", path, "-o", os.path.join(tmp, "page.html")])
+        code = main(["html", path, "-o", os.path.join(tmp, "page.html")])
         print(os.path.getsize(os.path.join(tmp, "page.html")))
     elif command == "show":
         code = main(["show", trace_id, path])

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from lc_trace import _attributes as A
-from lc_trace._read._files import Line, LogFiles, default_log_path, log_files, open_log, read_lines
+from lc_trace._read._files import Line, LogFiles, LogReadError, default_log_path, log_files, open_log, read_lines
 from lc_trace._read._filters import Filter, parse_time
 from lc_trace._read._follow import follow
 from lc_trace._read._runs import TraceView, build_traces, complete_traces, find_trace, stream_runs
@@ -291,23 +291,24 @@ def export(args: argparse.Namespace, exporter: SpanExporter | None = None) -> in
 
 def html(args: argparse.Namespace) -> int:
     """
-    ``html``: one self-contained page of the traces asked for (default: all that pass the filters).
+    ``html``: one self-contained page of the traces that pass the filters. A ``--trace``
+    prefix that matches no trace is an error (a page of nothing would hide the typo).
     """
     from lc_trace._read._html import page_row, render_page, trace_details
 
-    with open_log(args.log) as log:
+    try:
+        log = open_log(args.path)
+    except LogReadError as exc:
+        raise CliError(_old_html_hint(args.path, str(exc))) from None
+    with log:
         found = _summaries(args, log)
-        for prefix in args.traces:
-            try:
-                find_trace(found, prefix)
-            except LookupError as exc:
-                raise CliError(str(exc), code=1) from None
-        if args.traces:
-            wanted = tuple(p.strip().lower() for p in args.traces)
-            found = [t for t in found if t.trace_id.startswith(wanted)]
+        for prefix in args.trace or ():
+            wanted = prefix.strip().lower()
+            if not wanted or not any(t.trace_id.startswith(wanted) for t in found):
+                raise CliError(f"no trace id starts with {prefix!r}", code=1)
         newest = found[-args.details :] if args.details else []
         details = {trace.trace_id: trace_details(trace) for trace in _full_traces(log, newest)}
-    page = render_page([page_row(t) for t in found], details, title=f"lc_trace: {args.log or default_log_path()}")
+    page = render_page([page_row(t) for t in found], details, title=f"lc_trace: {args.path or default_log_path()}")
     try:
         Path(args.output).write_text(page, encoding="utf-8")
     except OSError as exc:
@@ -315,6 +316,16 @@ def html(args: argparse.Namespace) -> int:
     kept = f" (spans of the newest {len(details)})" if len(details) < len(found) else ""
     print(f"{len(found)} traces written to {args.output}{kept}")
     return 0
+
+
+def _old_html_hint(path: str | None, message: str) -> str:
+    """
+    *message*, and, when the missing path looks like a trace id, how ``html`` takes one now
+    (``lc-trace html ID`` once meant a trace).
+    """
+    if path and len(path) <= 32 and all(c in "0123456789abcdefABCDEF" for c in path):
+        return f"{message}; a trace id goes in --trace: lc-trace html [PATH] --trace {path}"
+    return message
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -358,5 +369,5 @@ def demo(args: argparse.Namespace) -> int:
     failing = next((t for t in written if t.errors), written[-1] if written else None)
     if failing is not None:
         print(f"\nsee one as a tree:  lc-trace show {failing.trace_id[:8]} {path}")
-        print(f"all in a web page:  lc-trace html --log {path} -o traces.html")
+        print(f"all in a web page:  lc-trace html {path} -o traces.html")
     return 0

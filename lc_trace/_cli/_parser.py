@@ -1,11 +1,17 @@
 """
 ``lc-trace``'s command line: the commands, their arguments and their help.
+
+One grammar for every reading command (``traces``, ``show``, ``tail``, ``usage``, ``export``,
+``html``): ``lc-trace COMMAND [PATH…] [--trace ID] [filters]`` (``show TRACE_ID [PATH]`` names
+the one trace it draws); a command that writes a log (``demo``) takes ``--log-path``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
+from typing import Any
 
 from lc_trace._cli import _commands
 from lc_trace._paths import DEFAULT_LOG_PATH
@@ -16,7 +22,9 @@ __all__ = ["build_parser"]
 
 def build_parser() -> argparse.ArgumentParser:
     """
-    ``lc-trace``'s arguments: the commands, and the filters every reading command shares.
+    ``lc-trace``'s arguments. Every reading command has the same grammar: the log path(s) as
+    positional arguments, the filters (``--trace`` among them) as options; ``show`` takes the
+    one trace it shows before the path.
     """
     parser = argparse.ArgumentParser(
         prog="lc-trace", description="Read lc_trace log files: list, show, follow, add up, export, draw; run the demo."
@@ -107,11 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
     html = commands.add_parser(
         "html", parents=[filters], help="write one self-contained HTML page: the trace list, a waterfall per trace"
     )
-    html.add_argument("traces", nargs="*", metavar="TRACE", help="only these traces (ids or prefixes; default: all)")
+    html.add_argument("path", nargs="?", metavar="PATH", help=path_help + rotated)
     html.add_argument(
         "-o", "--output", default="lc_trace.html", metavar="FILE", help="where to write (default lc_trace.html)"
     )
-    html.add_argument("--log", metavar="PATH", help=path_help + rotated)
     html.add_argument(
         "--details",
         type=_not_negative,
@@ -120,8 +127,29 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the page holds the spans of the newest N traces listed (default {DEFAULT_DETAILS}); "
         "every trace is listed",
     )
+    html.add_argument("--log", action=_MovedLogOption, nargs="?", help=argparse.SUPPRESS)
     html.set_defaults(run=_commands.html)
     return parser
+
+
+class _MovedLogOption(argparse.Action):
+    """
+    ``html --log PATH``, the form before every reading command took the path the same way: an
+    error that shows the form to use instead.
+    """
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> None:
+        path = values if isinstance(values, str) else "PATH"
+        parser.error(
+            f"--log is no longer an option: give the log path as an argument, as every reading command takes it: "
+            f"{parser.prog} {path} (trace ids: --trace ID)"
+        )
 
 
 def _not_negative(text: str) -> int:

@@ -8,7 +8,7 @@ quick. The spans of the newest traces (``DEFAULT_DETAILS``, or as many as asked)
 too, a JSON string each parsed only when that trace is opened: a waterfall (bars placed by start
 and sized by duration, nested by parent, failures in red, events as ticks) and a detail pane
 (attributes, content, events, error and stack trace). An older trace's row says how to get its
-spans (``lc-trace html ID``, ``lc-trace show ID``): a page of a whole rotation's 600 MB stays
+spans (``lc-trace html --trace ID``, ``lc-trace show ID``): a page of a whole rotation's 600 MB stays
 tens of MB, not the log's size. Data reaches the page as JSON in a non-executed script element
 and is only ever set as text, never as markup.
 """
