@@ -8,9 +8,12 @@ FakeChatModel, the handler writes a real log file, and the viewer reads it back.
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import io
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from lc_trace import TraceHandler
 from lc_trace._cli import main
 from lc_trace._cli._demo import run_demo
 from lc_trace.testing import FakeChatModel, in_memory_tracing, read_log
+from tests.conftest import REPO
 
 EXPECTED_ACTIONS = {
     "chain_start", "chain_end", "llm_start", "llm_end", "tool_start", "tool_end", "tool_error",
@@ -336,6 +340,17 @@ class TestUsage:
         code, _, err = run_cli([])
         assert 2 == code
         assert "usage: lc-trace" in err
+
+    def test_version_is_the_installed_package_version(self) -> None:
+        """`lc-trace --version` prints the version in the package's metadata, and exits 0."""
+        done = subprocess.run(
+            [sys.executable, "-m", "lc_trace", "--version"], capture_output=True, text=True, cwd=REPO, check=False
+        )
+        assert (0, f"lc-trace {importlib.metadata.version('lc_trace')}\n", "") == (
+            done.returncode,
+            done.stdout,
+            done.stderr,
+        )
 
 
 class TestOneGrammar:

@@ -16,6 +16,7 @@ from typing import Any
 from lc_trace._cli import _commands
 from lc_trace._paths import DEFAULT_LOG_PATH
 from lc_trace._read._html import DEFAULT_DETAILS
+from lc_trace._version import VERSION
 
 __all__ = ["build_parser"]
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lc-trace", description="Read lc_trace log files: list, show, follow, add up, export, draw; run the demo."
     )
+    parser.add_argument("--version", action="version", version=f"lc-trace {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     path_help = f"log file (default: $LC_TRACE_LOG_PATH or {os.path.join('.', DEFAULT_LOG_PATH)})"
     rotated = "; rotated PATH.1… are read too"
