@@ -1,1 +1,1 @@
-"""The read side: log files become runs and traces, filtered, summed, exported and drawn."""
+"""The read side: log files become runs and traces, filtered, summed, exported, drawn and printed."""

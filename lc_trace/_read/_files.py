@@ -1,9 +1,9 @@
 """
 A log path's files, the current one and its rotated copies, read in chunks into parsed lines.
 
-Every reading command starts here. It imports only ``_attributes`` and ``_paths`` from the
-core: the library's hot path never imports it, and reading a file never needs LangChain or the
-OpenTelemetry SDK.
+Every reading command starts here. It imports only ``_attributes``, ``_env`` and ``_paths`` from
+the core: the library's hot path never imports it, and reading a file never needs LangChain or
+the OpenTelemetry SDK.
 """
 
 from __future__ import annotations
