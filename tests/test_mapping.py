@@ -11,7 +11,8 @@ from langchain_core.outputs import ChatGeneration, Generation, LLMResult
 from lc_trace import _mapping as mapping
 from lc_trace._attributes import GEN_AI_OUTPUT_MESSAGES
 from lc_trace._content import Serializer
-from lc_trace._mapping import _message_parts, _parts_json, _text_messages_json, _text_outputs_json, llm_end
+from lc_trace._mapping import llm_end
+from lc_trace._messages import _message_parts, _parts_json, _text_messages_json, _text_outputs_json
 
 PLAIN = [
     [SystemMessage("You are a florist."), HumanMessage("Which flower for mom?")],
