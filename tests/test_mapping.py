@@ -29,6 +29,19 @@ NOT_PLAIN = [
 ]
 
 
+def test_the_fast_paths_count_the_layout_as_the_walk_does():
+    """The overheads the fast paths add for the layout's keys and containers are what the walk takes for them."""
+    from lc_trace import _messages
+
+    def cost(value: dict[str, object]) -> int:
+        return Serializer().nested(value, 0)[1]
+
+    assert _messages._MESSAGE_OVERHEAD == cost({"role": "", "parts": []})
+    assert _messages._TEXT_PART_OVERHEAD == cost({"type": "text", "content": ""})
+    assert _messages._REASON_OVERHEAD == cost({"finish_reason": ""}) - cost({})
+    assert _messages._TEXT_MESSAGE_OVERHEAD >= cost({"role": "", "parts": [{"type": "text", "content": ""}]})
+
+
 class TestTextMessagesJson:
     @pytest.mark.parametrize("max_length", [16, 64, 100, 8192])
     @pytest.mark.parametrize("messages", PLAIN)
