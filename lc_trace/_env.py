@@ -22,6 +22,7 @@ __all__ = [
     "LC_TRACE_MAX_CONTENT_LENGTH",
     "LC_TRACE_QUEUE_SIZE",
     "LC_TRACE_SIGTERM",
+    "DEFAULT_LOG_PATH",
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
     "env_bool",
     "env_int",
@@ -35,6 +36,9 @@ LC_TRACE_LOG_PATH = "LC_TRACE_LOG_PATH"
 
 The JSON-lines log file. Default: ``./lc_trace_logs/lc_trace.jsonl``.
 """
+
+DEFAULT_LOG_PATH = os.path.join("lc_trace_logs", "lc_trace.jsonl")
+"""Where the handler writes, and the viewer reads, when neither is told otherwise."""
 
 LC_TRACE_CAPTURE_CONTENT = "LC_TRACE_CAPTURE_CONTENT"
 """

@@ -34,6 +34,7 @@ from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.callbacks.manager import AsyncCallbackManager
 from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.environment_variables import OTEL_SERVICE_NAME
 from opentelemetry.trace import TracerProvider
 
 from lc_trace import _attributes as A
@@ -51,7 +52,6 @@ from lc_trace._stats import Stats
 
 __all__ = ["AsyncTraceHandler", "TraceHandler"]
 
-_DEFAULT_LOG_PATH = os.path.join("lc_trace_logs", "lc_trace.jsonl")
 _LLM_START_CODE = inspect.unwrap(AsyncCallbackManager.on_llm_start).__code__
 # Python < 3.12 runs a comprehension in a frame of its own, whose code is a constant of the
 # method's; the two of on_llm_start that sort handlers (padded, so the check below is two `is`).
@@ -139,7 +139,7 @@ class _TraceCore:
         self._metrics = MetricSink(meter_provider)
         self.service_name = service_name or _service_name(tracer_provider)
         if log_path is _UNSET:
-            log_path = os.environ.get(_env.LC_TRACE_LOG_PATH, "").strip() or _DEFAULT_LOG_PATH
+            log_path = os.environ.get(_env.LC_TRACE_LOG_PATH, "").strip() or _env.DEFAULT_LOG_PATH
         self._writer: LineWriter | None = None
         logs: LogSink | None = None
         if log_path is not None:
@@ -445,7 +445,7 @@ class _TraceCore:
 
 
 def _service_name(tracer_provider: TracerProvider | None) -> str:
-    name = os.environ.get("OTEL_SERVICE_NAME", "").strip()
+    name = os.environ.get(OTEL_SERVICE_NAME, "").strip()
     if name:
         return name
     provider = tracer_provider or trace.get_tracer_provider()
