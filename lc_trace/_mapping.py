@@ -155,7 +155,7 @@ def chain_start(
     start (``defers_inputs``) carries a placeholder input: the real one comes with the end.
     """
     capture = capture and not defers_inputs
-    label = run_name(name, serialized, "chain")
+    label = run_name(name, serialized, CHAIN)
     kind = run_type or CHAIN
     if label in _AGENT_NAMES:
         kind = AGENT
@@ -421,7 +421,7 @@ def tool_start(
     """
     A tool execution: ``execute_tool {tool}``, INTERNAL, with the tool call id.
     """
-    label = run_name(name, serialized, "tool")
+    label = run_name(name, serialized, TOOL)
     attrs: dict[str, Any] = {
         A.GEN_AI_OPERATION_NAME: A.OP_EXECUTE_TOOL,
         A.GEN_AI_TOOL_NAME: label,
@@ -468,7 +468,7 @@ def retriever_start(
     """
     A retriever query: ``retrieval {name}``, CLIENT.
     """
-    label = run_name(name, serialized, "retriever")
+    label = run_name(name, serialized, RETRIEVER)
     attrs: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: A.OP_RETRIEVAL}
     source = (metadata or {}).get("ls_retriever_name")
     if source:
