@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from lc_trace._propagation import current_traceparent
     from lc_trace._stats import Stats
 
+    __version__: str
+
 __all__ = [
     "AsyncTraceHandler",
     "LogPathError",
@@ -35,7 +37,6 @@ __all__ = [
     "lifespan",
     "uninstrument",
 ]
-__version__ = "0.1.0"
 
 _HOMES = {
     "AsyncTraceHandler": "lc_trace._handlers",
@@ -51,6 +52,11 @@ _HOMES = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # on first use too: importlib.metadata alone takes ~20 ms to import
+        from lc_trace._version import VERSION
+
+        globals()[name] = VERSION
+        return VERSION
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module 'lc_trace' has no attribute {name!r}")
@@ -61,4 +67,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+    return sorted({*globals(), *__all__, "__version__"})

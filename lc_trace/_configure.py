@@ -27,10 +27,13 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_ENDPOINT,
     OTEL_EXPORTER_OTLP_METRICS_ENDPOINT,
     OTEL_EXPORTER_OTLP_METRICS_TIMEOUT,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
     OTEL_EXPORTER_OTLP_TIMEOUT,
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
     OTEL_EXPORTER_OTLP_TRACES_TIMEOUT,
     OTEL_METRIC_EXPORT_TIMEOUT,
+    OTEL_SERVICE_NAME,
 )
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
@@ -120,7 +123,7 @@ def configure(
     Raises:
         ValueError: an unknown exporter name or OTLP protocol.
     """
-    name = service_name or os.environ.get("OTEL_SERVICE_NAME", "").strip() or "lc_trace"
+    name = service_name or os.environ.get(OTEL_SERVICE_NAME, "").strip() or "lc_trace"
     resource = Resource.create({SERVICE_NAME: name})
     if SERVICE_INSTANCE_ID not in resource.attributes:  # an SDK that adds none: the one lc_trace's log lines carry
         resource = resource.merge(Resource({SERVICE_INSTANCE_ID: process_instance_id()}))
@@ -226,7 +229,7 @@ def _same_collector() -> bool:
 
 def _otlp_protocol() -> str:
     protocol = (
-        os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+        os.environ.get(OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) or os.environ.get(OTEL_EXPORTER_OTLP_PROTOCOL) or "grpc"
     ).strip()
     if protocol not in ("grpc", "http/protobuf"):
         raise ValueError(f"OTLP protocol must be 'grpc' or 'http/protobuf', got {protocol!r}")

@@ -29,6 +29,7 @@ from langchain_core.prompt_values import ChatPromptValue, PromptValue
 from pydantic import BaseModel, SecretBytes, SecretStr
 
 __all__ = [
+    "CONTAINER_COST",
     "REDACTED",
     "Serializer",
     "is_secret_key",
@@ -43,9 +44,13 @@ _MAX_DEPTH = 16
 # Characters past the cut that are still scanned for secrets: longer than the shortest text
 # every _SECRET_VALUE branch matches (AIza + 35 = 39), so a secret straddling the cut is found.
 _SECRET_MARGIN = 256
-# A walk stops adding items once its strings, keys and containers (eight characters each:
-# brackets, quotes, separators) add up to max_length: the JSON text is cut there anyway, so a
-# value of any size costs about what one of max_length does.
+# A walk stops adding items once its strings, keys and containers add up to max_length: the
+# JSON text is cut there anyway, so a value of any size costs about what one of max_length does.
+CONTAINER_COST = 8
+"""
+What one list or mapping takes from a walk's length budget besides its keys and strings
+(brackets, quotes, separators); ``_messages`` counts its fast paths with it.
+"""
 
 _SECRET_WORDS = frozenset(
     {
@@ -300,7 +305,7 @@ class Serializer:
         """
         *value* walked as the walk meets it *depth* levels down, and the length budget it took,
         for a caller that lays out the containers around it itself and takes ``dumps`` instead
-        when the whole would not fit the budget (``_mapping``'s message parts).
+        when the whole would not fit the budget (``_messages``' message parts).
         """
         if abc.get_cache_token() != _ways_token:
             _forget()
@@ -335,7 +340,7 @@ class Serializer:
             return f"<cycle: {kind.__name__}>"
         path.add(oid)
         try:
-            walk.left -= 8  # brackets, quotes and separators; a wide tree of small containers spends its budget too
+            walk.left -= CONTAINER_COST  # a wide tree of small containers spends its budget too
             return step(self, obj, depth + 1, walk)
         finally:
             path.discard(oid)
@@ -391,7 +396,7 @@ class Serializer:
 
     # One step per kind of object, chosen by _learn from its type (see _WAYS). Leaves take the
     # walk's depth; nested steps run inside the cycle check, one level deeper, with their
-    # container's 8 characters already taken from the budget.
+    # container's CONTAINER_COST already taken from the budget.
 
     def _dict(self, obj: Any, depth: int, walk: _Walk) -> Any:
         return self._mapping(obj.items(), depth, walk, len(obj))
@@ -406,7 +411,7 @@ class Serializer:
             return "<max depth: dict>"
         if self._as_they_are(fields, walk):
             return fields
-        walk.left -= 8
+        walk.left -= CONTAINER_COST
         return self._mapping(fields.items(), depth + 1, walk, len(fields))
 
     def _as_they_are(self, fields: dict[str, Any], walk: _Walk) -> bool:
@@ -417,7 +422,7 @@ class Serializer:
         """
         if len(fields) > self.max_items:
             return False
-        left = walk.left - 8
+        left = walk.left - CONTAINER_COST
         limit = self.max_length
         for key, value in fields.items():
             if left < 0 or type(value) is not str or len(value) > limit:

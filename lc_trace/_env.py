@@ -36,6 +36,7 @@ LC_TRACE_LOG_PATH = "LC_TRACE_LOG_PATH"
 The JSON-lines log file. Default: ``./lc_trace_logs/lc_trace.jsonl``.
 """
 
+
 LC_TRACE_CAPTURE_CONTENT = "LC_TRACE_CAPTURE_CONTENT"
 """
 .. envvar:: LC_TRACE_CAPTURE_CONTENT

@@ -34,6 +34,7 @@ from langchain_core.callbacks import AsyncCallbackHandler, BaseCallbackHandler
 from langchain_core.callbacks.manager import AsyncCallbackManager
 from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.environment_variables import OTEL_SERVICE_NAME
 from opentelemetry.trace import TracerProvider
 
 from lc_trace import _attributes as A
@@ -445,7 +446,7 @@ class _TraceCore:
 
 
 def _service_name(tracer_provider: TracerProvider | None) -> str:
-    name = os.environ.get("OTEL_SERVICE_NAME", "").strip()
+    name = os.environ.get(OTEL_SERVICE_NAME, "").strip()
     if name:
         return name
     provider = tracer_provider or trace.get_tracer_provider()

@@ -5,8 +5,8 @@ No I/O, no OpenTelemetry, no state: each function takes what the callback receiv
 returns attribute dicts named from ``_attributes``. Every value is already
 a valid OpenTelemetry attribute value in the form the SDK would store it (str, bool, int, float,
 or a tuple of str), so the finished-span path can hand it on unchanged. Content (prompts,
-outputs, documents) is built only when a ``Serializer`` is passed, so turning capture off
-also skips the work.
+outputs, documents) is built only when capture is on, so turning it off also skips the work;
+the GenAI message JSON it holds is laid out by ``_messages``.
 """
 
 from __future__ import annotations
@@ -16,12 +16,21 @@ import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import orjson
-from langchain_core.messages import AIMessage, BaseMessage, SystemMessage, ToolMessage
+from langchain_core.messages import BaseMessage, SystemMessage, ToolMessage
 from langchain_core.outputs import ChatGeneration, LLMResult
 
 from lc_trace import _attributes as A
-from lc_trace._content import REDACTED, Serializer, is_secret_key, message_role
+from lc_trace._content import REDACTED, Serializer, is_secret_key
+from lc_trace._messages import (
+    _generation_output,
+    _message_parts,
+    _parts_json,
+    _prompt_messages,
+    _system_json,
+    _text_messages_json,
+    _text_outputs_json,
+    _tool_definitions_json,
+)
 from lc_trace._records import (
     AGENT,
     CANCELLED,
@@ -146,7 +155,7 @@ def chain_start(
     start (``defers_inputs``) carries a placeholder input: the real one comes with the end.
     """
     capture = capture and not defers_inputs
-    label = run_name(name, serialized, "chain")
+    label = run_name(name, serialized, CHAIN)
     kind = run_type or CHAIN
     if label in _AGENT_NAMES:
         kind = AGENT
@@ -274,77 +283,17 @@ def chat_model_start(
         if system:
             start.content[A.GEN_AI_SYSTEM_INSTRUCTIONS] = _system_json(system, serializer)
     if capture:
-        _tool_definitions(start, kwargs.get("invocation_params"), serializer)
+        _offer_tools(start, kwargs.get("invocation_params"), serializer)
     return start
 
 
-# What a text message's parts cost the walk's length budget besides its role and text: its keys
-# and three containers (48 today), with room to spare so a message near the budget is walked.
-_TEXT_MESSAGE_OVERHEAD = 64
-
-
-def _text_messages_json(messages: Sequence[BaseMessage], serializer: Serializer) -> str | None:
+def _offer_tools(start: Start, params: Mapping[str, Any] | None, serializer: Serializer) -> None:
     """
-    ``serializer.dumps`` of the messages' parts when every message is plain text (the usual
-    prompt), without the walk: parts of short strings under fixed keys, fewer than the item cap
-    and inside the length budget, which the walk returns unchanged. None for anything else
-    (tool calls, tool results, content blocks, long text), which takes the walk.
+    ``gen_ai.tool.definitions`` on a model call that was offered tools.
     """
-    if len(messages) > serializer.max_items:
-        return None
-    out = []
-    size = 16  # the list around them
-    for message in messages:
-        content = message.content
-        if type(content) is not str or isinstance(message, ToolMessage):
-            return None
-        if isinstance(message, AIMessage) and message.tool_calls:
-            return None
-        role = message_role(message)
-        size += _TEXT_MESSAGE_OVERHEAD + len(role) + len(content)
-        out.append({"role": role, "parts": [{"type": "text", "content": content}] if content else []})
-    if size > serializer.max_length:
-        return None
-    return serializer.text(orjson.dumps(out).decode())
-
-
-def _system_json(messages: Sequence[BaseMessage], serializer: Serializer) -> str:
-    """
-    ``gen_ai.system_instructions``: the system messages' parts. Plain short text (the usual
-    system prompt) is written without the serializer's walk, as ``_text_messages_json`` does.
-    """
-    contents = [m.content for m in messages]
-    if all(type(c) is str for c in contents) and len(contents) <= serializer.max_items:
-        size = 16 + sum(_TEXT_MESSAGE_OVERHEAD + len(c) for c in contents)
-        if size <= serializer.max_length:
-            parts = [{"type": "text", "content": c} for c in contents if c]
-            return serializer.text(orjson.dumps(parts).decode())
-    return serializer.dumps([part for c in contents for part in _content_parts(c)])
-
-
-def _tool_definitions(start: Start, params: Mapping[str, Any] | None, serializer: Serializer) -> None:
-    """
-    ``gen_ai.tool.definitions``: the tools the model was offered (``invocation_params["tools"]``,
-    OpenAI's or Anthropic's shape), as ``{"type", "name", "description", "parameters"}``.
-    """
-    tools = params.get("tools") if params else None
-    if not tools or not isinstance(tools, Sequence):
-        return
-    definitions = []
-    for tool in tools:
-        if not isinstance(tool, Mapping):
-            continue
-        function = tool.get("function")
-        spec = function if isinstance(function, Mapping) else tool
-        definition = {"type": str(tool.get("type") or "function"), "name": spec.get("name")}
-        if spec.get("description"):
-            definition["description"] = spec.get("description")
-        schema = spec.get("parameters", spec.get("input_schema"))
-        if schema is not None:
-            definition["parameters"] = schema
-        definitions.append(definition)
-    if definitions:
-        start.content[A.GEN_AI_TOOL_DEFINITIONS] = serializer.dumps(definitions)
+    definitions = _tool_definitions_json(params, serializer)
+    if definitions is not None:
+        start.content[A.GEN_AI_TOOL_DEFINITIONS] = definitions
 
 
 def llm_start(
@@ -360,49 +309,10 @@ def llm_start(
     """
     start = _model_start(LLM, A.OP_TEXT_COMPLETION, serialized, serializer=serializer, **kwargs)
     if capture and prompts:
-        parts = [{"role": "user", "parts": [{"type": "text", "content": p}]} for p in prompts]
-        start.content[A.GEN_AI_INPUT_MESSAGES] = serializer.dumps(parts)
+        start.content[A.GEN_AI_INPUT_MESSAGES] = serializer.dumps(_prompt_messages(prompts))
     if capture:
-        _tool_definitions(start, kwargs.get("invocation_params"), serializer)
+        _offer_tools(start, kwargs.get("invocation_params"), serializer)
     return start
-
-
-def _content_parts(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "content": content}] if content else []
-    parts: list[dict[str, Any]] = []
-    if isinstance(content, list):
-        for block in content:
-            if isinstance(block, str):
-                parts.append({"type": "text", "content": block})
-            elif isinstance(block, Mapping):
-                kind = block.get("type")
-                if kind == "text":
-                    parts.append({"type": "text", "content": block.get("text", "")})
-                elif kind not in ("tool_use", "tool_call", "function_call"):  # those come as tool_calls
-                    parts.append({"type": str(kind or "unknown")})
-    return parts
-
-
-def _message_parts(message: BaseMessage, finish_reason: str | None = None) -> dict[str, Any]:
-    """
-    A message in the GenAI semantic-conventions shape: ``{"role", "parts": [...]}``.
-    """
-    if isinstance(message, ToolMessage):
-        parts: list[dict[str, Any]] = [
-            {"type": "tool_call_response", "id": message.tool_call_id, "response": message.content}
-        ]
-    else:
-        parts = _content_parts(message.content)
-        # Only AI messages have tool calls; getattr on another pydantic message misses slowly (~2.4 us).
-        for call in (message.tool_calls if isinstance(message, AIMessage) else None) or ():
-            parts.append(
-                {"type": "tool_call", "id": call.get("id"), "name": call.get("name"), "arguments": call.get("args")}
-            )
-    out: dict[str, Any] = {"role": message_role(message), "parts": parts}
-    if finish_reason:
-        out["finish_reason"] = finish_reason
-    return out
 
 
 def llm_end(response: LLMResult, *, serializer: Serializer, capture: bool) -> tuple[dict[str, Any], dict[str, str]]:
@@ -440,10 +350,7 @@ def llm_end(response: LLMResult, *, serializer: Serializer, capture: bool) -> tu
                 if capture:
                     outputs.append(_message_parts(message, str(reason) if reason else None))
             elif capture:
-                out = {"role": "assistant", "parts": [{"type": "text", "content": gen.text}]}
-                if reason:
-                    out["finish_reason"] = str(reason)
-                outputs.append(out)
+                outputs.append(_generation_output(gen.text, str(reason) if reason else None))
             if reason:
                 finish.append(str(reason))
     llm_output = getattr(response, "llm_output", None) or {}
@@ -480,108 +387,6 @@ def _provider_id(message_id: str | None) -> str | None:
     return message_id if message_id and not message_id.startswith(_LANGCHAIN_ID_PREFIXES) else None
 
 
-# What the walk's length budget takes for an output message besides its strings: the message's
-# brackets, "role" and "parts" (8 + 4 + 5), its parts list (8), and "finish_reason" (13) when set;
-# each text part its brackets, "type", "text" and "content" (8 + 4 + 4 + 7).
-_OUTPUT_OVERHEAD = 25
-_REASON_OVERHEAD = 13
-_TEXT_PART_OVERHEAD = 23
-
-
-def _text_outputs_json(outputs: list[dict[str, Any]], serializer: Serializer) -> str | None:
-    """
-    ``serializer.dumps(outputs)`` without the walk when every output is text parts (the usual
-    completion): the walk returns such parts unchanged while no list or mapping passes the item
-    cap and its strings, keys and containers stay inside the length budget, counted here as it
-    counts them. None for anything else (tool calls, other content blocks, long text).
-    """
-    cap = serializer.max_items
-    if len(outputs) > cap or cap < 3:  # a message has up to three keys
-        return None
-    size = 8  # the list around them
-    for output in outputs:
-        role = output["role"]
-        parts = output["parts"]
-        reason = output.get("finish_reason")
-        if type(role) is not str or len(parts) > cap or len(output) != 2 + (reason is not None):
-            return None
-        size += _OUTPUT_OVERHEAD + len(role)
-        if reason is not None:
-            if type(reason) is not str:
-                return None
-            size += _REASON_OVERHEAD + len(reason)
-        for part in parts:
-            content = part.get("content")
-            if part["type"] != "text" or type(content) is not str or len(part) != 2:
-                return None
-            size += _TEXT_PART_OVERHEAD + len(content)
-    if size > serializer.max_length:
-        return None
-    return serializer.text(orjson.dumps(outputs).decode())
-
-
-# The part fields whose values come from the user or the model (tool arguments, tool results):
-# walked; every other field of _message_parts' layout is a string or None.
-_WALKED_PART_FIELDS = frozenset(("arguments", "response"))
-_PART_DEPTH = 4  # a part's fields as the walk meets them: list, message, parts list, part
-
-
-def _parts_json(messages: list[dict[str, Any]], serializer: Serializer) -> str | None:
-    """
-    ``serializer.dumps(messages)`` for messages in ``_message_parts``' layout, walking only the
-    tool arguments and tool results: the layout's own strings go as they are while the whole
-    stays inside the walk's length budget (counted as the walk counts: 8 a container, every key
-    and string) and no container passes the item cap, which is when the walk leaves them
-    unchanged. None otherwise, and the caller walks it all.
-    """
-    cap = serializer.max_items
-    if len(messages) > cap:
-        return None
-    used = 8
-    out = []
-    for message in messages:
-        if len(message) > cap:
-            return None
-        used += 8
-        laid: dict[str, Any] = {}
-        for key, value in message.items():
-            used += len(key)
-            if key == "parts":
-                if len(value) > cap:
-                    return None
-                used += 8
-                parts = []
-                for part in value:
-                    if len(part) > cap:
-                        return None
-                    used += 8
-                    fields: dict[str, Any] = {}
-                    for name, field in part.items():
-                        used += len(name)
-                        if name in _WALKED_PART_FIELDS:
-                            field, spent = serializer.nested(field, _PART_DEPTH)
-                            used += spent
-                        elif type(field) is str:
-                            used += len(field)
-                        elif field is not None:
-                            return None
-                        fields[name] = field
-                    parts.append(fields)
-                value = parts
-            elif type(value) is str:
-                used += len(value)
-            else:
-                return None
-            laid[key] = value
-        out.append(laid)
-    if used > serializer.max_length:
-        return None
-    try:
-        return serializer.text(orjson.dumps(out).decode())
-    except TypeError:  # the walk yields JSON types only; a last guard
-        return None
-
-
 def _usage_details(details: dict[str, int], counts: Mapping[str, Any]) -> None:
     inputs = counts.get("input_token_details") or {}
     outputs = counts.get("output_token_details") or {}
@@ -616,7 +421,7 @@ def tool_start(
     """
     A tool execution: ``execute_tool {tool}``, INTERNAL, with the tool call id.
     """
-    label = run_name(name, serialized, "tool")
+    label = run_name(name, serialized, TOOL)
     attrs: dict[str, Any] = {
         A.GEN_AI_OPERATION_NAME: A.OP_EXECUTE_TOOL,
         A.GEN_AI_TOOL_NAME: label,
@@ -663,7 +468,7 @@ def retriever_start(
     """
     A retriever query: ``retrieval {name}``, CLIENT.
     """
-    label = run_name(name, serialized, "retriever")
+    label = run_name(name, serialized, RETRIEVER)
     attrs: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: A.OP_RETRIEVAL}
     source = (metadata or {}).get("ls_retriever_name")
     if source:

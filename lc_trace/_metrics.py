@@ -24,10 +24,10 @@ from opentelemetry.metrics import Histogram, MeterProvider, NoOpHistogram
 
 from lc_trace import _attributes as A
 from lc_trace._lifecycle._flush import flush_provider
+from lc_trace._version import VERSION
 
 __all__ = ["MetricSink"]
 
-_VERSION = "0.1.0"
 _DURATION_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 _TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864]
 _KEYS = (A.GEN_AI_OPERATION_NAME, A.GEN_AI_PROVIDER_NAME, A.GEN_AI_REQUEST_MODEL, A.GEN_AI_RESPONSE_MODEL, A.ERROR_TYPE)
@@ -43,7 +43,7 @@ class MetricSink:
 
     def __init__(self, meter_provider: MeterProvider | None = None) -> None:
         self._provider = meter_provider
-        meter = metrics.get_meter("lc_trace", _VERSION, meter_provider=meter_provider, schema_url=A.SCHEMA_URL)
+        meter = metrics.get_meter("lc_trace", VERSION, meter_provider=meter_provider, schema_url=A.SCHEMA_URL)
         self._duration = meter.create_histogram(
             "gen_ai.client.operation.duration",
             unit="s",

@@ -50,8 +50,9 @@ from lc_trace._stats import Stats, report_once
 __all__ = ["Recorder", "Run"]
 
 _DEFAULT_MAX_OPEN_RUNS = 10_000
+# event.action of a run's start, end and error lines, by run type (an agent's are a chain's): named
+# after LangChain's callbacks (on_llm_start serves chat models too), not after the run types.
 _PREFIX = {CHAT_MODEL: "llm", LLM: "llm", TOOL: "tool", RETRIEVER: "retriever"}
-# event.action of a run's start, end and error lines, by run type (an agent's are a chain's).
 _ACTIONS = {kind: (f"{stem}_start", f"{stem}_end", f"{stem}_error") for kind, stem in _PREFIX.items()}
 _CHAIN_ACTIONS = ("chain_start", "chain_end", "chain_error")
 _CLIENT, _INTERNAL = SpanKind.CLIENT.name, SpanKind.INTERNAL.name
@@ -279,9 +280,10 @@ class Recorder:
             self.stats.add("runs_evicted")
             report_once(
                 self.stats,
-                "evicted",
-                "more than %d runs open at once; the oldest are closed as 'evicted'",
+                EVICTED,
+                "more than %d runs open at once; the oldest are closed as %r",
                 self.max_open_runs,
+                EVICTED,
             )
             self._close(old, None, {}, {}, EVICTED, ns)
 

@@ -327,7 +327,7 @@ def test_tool_definitions_and_system_instructions_off_with_content_off(make_hand
 )
 def test_system_instructions_shortcut_is_the_walk(texts):
     """Plain system text written without the walk is the walk's text to the byte, near and past the length budget too."""
-    from lc_trace._mapping import _content_parts, _system_json
+    from lc_trace._messages import _content_parts, _system_json
 
     serializer = Serializer()
     messages = [SystemMessage(t) for t in texts]

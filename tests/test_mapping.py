@@ -11,7 +11,8 @@ from langchain_core.outputs import ChatGeneration, Generation, LLMResult
 from lc_trace import _mapping as mapping
 from lc_trace._attributes import GEN_AI_OUTPUT_MESSAGES
 from lc_trace._content import Serializer
-from lc_trace._mapping import _message_parts, _parts_json, _text_messages_json, _text_outputs_json, llm_end
+from lc_trace._mapping import llm_end
+from lc_trace._messages import _message_parts, _parts_json, _text_messages_json, _text_outputs_json
 
 PLAIN = [
     [SystemMessage("You are a florist."), HumanMessage("Which flower for mom?")],
@@ -26,6 +27,19 @@ NOT_PLAIN = [
     [AIMessage("", tool_calls=[{"id": "c1", "name": "price", "args": {"flower": "rose"}}])],
     [ToolMessage("3.50", tool_call_id="c1")],
 ]
+
+
+def test_the_fast_paths_count_the_layout_as_the_walk_does():
+    """The overheads the fast paths add for the layout's keys and containers are what the walk takes for them."""
+    from lc_trace import _messages
+
+    def cost(value: dict[str, object]) -> int:
+        return Serializer().nested(value, 0)[1]
+
+    assert _messages._MESSAGE_OVERHEAD == cost({"role": "", "parts": []})
+    assert _messages._TEXT_PART_OVERHEAD == cost({"type": "text", "content": ""})
+    assert _messages._REASON_OVERHEAD == cost({"finish_reason": ""}) - cost({})
+    assert _messages._TEXT_MESSAGE_OVERHEAD >= cost({"role": "", "parts": [{"type": "text", "content": ""}]})
 
 
 class TestTextMessagesJson:

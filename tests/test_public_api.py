@@ -52,3 +52,20 @@ def test_unknown_attribute_is_an_attribute_error():
 
     with pytest.raises(AttributeError, match="no attribute 'TraceHandlr'"):
         lc_trace.TraceHandlr  # noqa: B018
+
+
+def test_the_version_is_the_distributions():
+    """__version__ and the tracer's and meter's scope version are pyproject.toml's version, read from the metadata."""
+    from importlib import metadata
+
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from lc_trace._metrics import MetricSink
+    from lc_trace._spans._api import lc_trace_tracer
+
+    version = metadata.version("lc_trace")
+    assert version == lc_trace.__version__
+    assert "__version__" in dir(lc_trace)
+    assert version == lc_trace_tracer(TracerProvider()).start_span("x").instrumentation_scope.version
+    assert version == MetricSink(MeterProvider())._duration.instrumentation_scope.version

@@ -336,10 +336,12 @@ def demo(args: argparse.Namespace) -> int:
     needs a global one. OpenTelemetry lets the global provider be set once per process, so a
     second in-process run (tests, a notebook) would otherwise warn and keep the first one.
     """
+    from opentelemetry.sdk.environment_variables import OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+
     from lc_trace import LogPathError, configure
     from lc_trace._cli._demo import run_demo
 
-    exporter: Literal["otlp", "none"] = "otlp" if args.otlp or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT") else "none"
+    exporter: Literal["otlp", "none"] = "otlp" if args.otlp or os.environ.get(OTEL_EXPORTER_OTLP_ENDPOINT) else "none"
     options = {"log_path": args.log_path} if args.log_path else {}
     started_ns = time.time_ns()
     try:
@@ -355,8 +357,8 @@ def demo(args: argparse.Namespace) -> int:
     print(f"\nlog file: {path}")
     if exporter == "otlp":
         endpoint = (
-            os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-            or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+            os.environ.get(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
+            or os.environ.get(OTEL_EXPORTER_OTLP_ENDPOINT)
             or "localhost:4317"
         )
         print(f"spans:    sent over OTLP to {endpoint} (the exporter reports any failure above)")
