@@ -30,6 +30,8 @@ from tests.stack.cache import DEPLOY
 from tests.stack.elasticsearch import ElasticsearchNode
 from tests.test_spans import broken_vase, flower_price
 
+pytestmark = pytest.mark.stack
+
 TEMPLATE_PATH = DEPLOY / "elasticsearch" / "index-template.json"
 TEMPLATE_NAME = "lc-trace-logs"
 INDEX = "lc-trace-logs-test"

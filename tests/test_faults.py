@@ -29,6 +29,8 @@ import pytest
 from tests.faults.ledger import LINES_PER_CALL, Ledger, read_ledger, read_stats
 from tests.stack.cache import free_port
 
+pytestmark = pytest.mark.faults
+
 REPO = Path(__file__).resolve().parents[1]
 WORKER = REPO / "tests" / "faults" / "worker.py"
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}

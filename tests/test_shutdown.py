@@ -37,6 +37,8 @@ from tests.shutdown.chains import RUNS
 from tests.shutdown.receiver import Receiver
 from tests.stack.cache import free_port
 
+pytestmark = pytest.mark.faults
+
 REPO = Path(__file__).resolve().parents[1]
 STOP_TIMEOUT_S = 60.0
 _PROCS: list[subprocess.Popen[bytes]] = []

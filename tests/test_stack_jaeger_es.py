@@ -29,6 +29,8 @@ from tests.stack import packaged, servers
 from tests.stack.elasticsearch import ElasticsearchNode
 from tests.test_e2e_jaeger import jaeger_trace
 
+pytestmark = pytest.mark.stack
+
 PREFIX = "lc-trace-restart"
 
 
