@@ -39,7 +39,7 @@ from tests.stack.cache import free_port
 
 pytestmark = pytest.mark.faults
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_S = 60.0
 _PROCS: list[subprocess.Popen[bytes]] = []
 
