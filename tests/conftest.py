@@ -33,6 +33,14 @@ HANDLERS = [TraceHandler, AsyncTraceHandler]
 MODES = ["invoke", "ainvoke"]
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses a ``browser`` fixture (Chromium, tests/browser.py) is marked ``browser``."""
+    for item in items:
+        if "browser" in getattr(item, "fixturenames", ()) and item.get_closest_marker("browser") is None:
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture
 def tracing() -> tuple[TracerProvider, InMemorySpanExporter]:
     """A real SDK provider whose finished spans the test can read."""

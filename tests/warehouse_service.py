@@ -1,5 +1,5 @@
 """
-A second service for tests/test_e2e_jaeger.py: an HTTP server on 127.0.0.1 whose handler runs a
+A second service for tests/e2e/test_e2e_jaeger.py: an HTTP server on 127.0.0.1 whose handler runs a
 LangChain chain traced by lc_trace, continuing the caller's trace from its ``traceparent``
 header (passed in the run's metadata, as a LangGraph server or a queue consumer would).
 

@@ -63,6 +63,7 @@ def stack_tier(item: pytest.Item) -> int:
     return 2 if called & _GO_BUILT else int(bool(called & _MAVEN_INSTALLED))
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects: the `stack` marks below count for it
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """
     Tests ordered by what they need from the stack, keeping their order otherwise: while ``.ci/run``'s background
@@ -70,8 +71,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     need only the node (mostly waiting on it, so their time hides under the builds), then the Go programs'.
     A stack test that comes before its program is ready waits on the program's lock, and says so. Under xdist
     (pyproject's addopts) the workers take the tests in this order too, so the Go programs' tests come last.
+
+    Every test that needs a stack program (tier 1 or 2) is marked ``stack`` here, so ``-m "not stack"`` leaves
+    out exactly those; a file that is all stack tests says so itself too (``pytestmark``).
     """
     items.sort(key=stack_tier)
+    for item in items:
+        if stack_tier(item) and item.get_closest_marker("stack") is None:
+            item.add_marker(pytest.mark.stack)
 
 
 @pytest.fixture(scope="session")

@@ -41,7 +41,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from lc_trace import AsyncTraceHandler, TraceHandler, _current
 from lc_trace.testing import FakeChatModel, in_memory_tracing
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "provider-recordings"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "provider-recordings"
 OPENAI_KEY = "sk-proj-lctraceDummyKeyNotARealKey0123456789"
 PROVIDER, EXPORTER = in_memory_tracing()
 

@@ -274,7 +274,7 @@ def collector(
 
 def jaeger_spans(jaeger: servers.Server, trace_id: str, expect: int) -> dict[str, dict[str, Any]]:
     """A trace as Jaeger's API returns it: each span with its resource, attribute and event lists as dicts."""
-    from tests.test_e2e_jaeger import jaeger_trace
+    from tests.e2e.test_e2e_jaeger import jaeger_trace
 
     spans = jaeger_trace(jaeger, trace_id, expect)
     out = {}

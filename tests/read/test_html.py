@@ -29,8 +29,8 @@ from lc_trace._read._files import log_files, read_lines
 from lc_trace._read._runs import build_traces
 from lc_trace.testing import read_log
 from tests.browser import Browser, chromium_path
+from tests.cli.test_cli import failing_agent_log
 from tests.conftest import REPO
-from tests.test_cli import failing_agent_log
 
 ARTIFACTS = Path(os.environ.get("LC_TRACE_TEST_ARTIFACTS", REPO / "test-artifacts")) / "html"
 HOSTILE = "</script><script>window.pwned = 1</script><img src=x onerror='window.pwned = 2'>"

@@ -25,7 +25,7 @@ from pydantic import BaseModel, SecretStr
 from lc_trace import _attributes as A
 from lc_trace.testing import FakeChatModel, read_log
 from tests.conftest import HANDLERS, MODES, call, flower_chain, log_lines, spans_by_name
-from tests.test_spans import FlowerRetriever, broken_vase, flower_price
+from tests.spans.test_spans import FlowerRetriever, broken_vase, flower_price
 
 
 def epoch_ns(stamp: str) -> int:

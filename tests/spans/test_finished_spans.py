@@ -32,8 +32,8 @@ from lc_trace._records import Start
 from lc_trace._spans import span_sink
 from lc_trace._spans._api import ApiSpanSink
 from lc_trace._spans._finished import FinishedSpanSink, _Pending
+from tests.capture.test_config import fresh_global  # noqa: F401  (a fixture)
 from tests.conftest import flower_chain, spans_by_name
-from tests.test_config import fresh_global  # noqa: F401  (a fixture)
 
 START = Start("chain", "step", "step", False, {"langchain.run.type": "chain"})
 

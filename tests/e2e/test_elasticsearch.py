@@ -26,9 +26,11 @@ from langchain_core.runnables import RunnableConfig, RunnableLambda
 from lc_trace import TraceHandler
 from lc_trace.testing import FakeChatModel, in_memory_tracing, read_log
 from tests.conftest import flower_chain
+from tests.spans.test_spans import broken_vase, flower_price
 from tests.stack.cache import DEPLOY
 from tests.stack.elasticsearch import ElasticsearchNode
-from tests.test_spans import broken_vase, flower_price
+
+pytestmark = pytest.mark.stack
 
 TEMPLATE_PATH = DEPLOY / "elasticsearch" / "index-template.json"
 TEMPLATE_NAME = "lc-trace-logs"

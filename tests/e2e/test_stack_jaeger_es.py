@@ -25,9 +25,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from lc_trace import TraceHandler
 from lc_trace.testing import FakeChatModel, read_log
 from tests.conftest import flower_chain
+from tests.e2e.test_e2e_jaeger import jaeger_trace
 from tests.stack import packaged, servers
 from tests.stack.elasticsearch import ElasticsearchNode
-from tests.test_e2e_jaeger import jaeger_trace
+
+pytestmark = pytest.mark.stack
 
 PREFIX = "lc-trace-restart"
 

@@ -276,5 +276,5 @@ def test_the_handler_never_imports_the_reader(tmp_path: Path) -> None:
         "print(sorted(m for m in sys.modules if m.startswith(('lc_trace._read', 'lc_trace._cli'))))\n"
     )
     command = [sys.executable, "-c", code, str(tmp_path / "x.jsonl")]
-    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[1])
+    done = subprocess.run(command, capture_output=True, text=True, check=True, cwd=Path(__file__).parents[2])
     assert "[]" == done.stdout.strip()

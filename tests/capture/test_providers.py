@@ -45,7 +45,7 @@ from lc_trace import _attributes as A
 from lc_trace.testing import in_memory_tracing, read_log
 
 # Kept in the repository (with their licence notes in its README) so every clone runs these tests.
-FIXTURES = Path(__file__).resolve().parent / "fixtures" / "provider-recordings"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "provider-recordings"
 
 # Key-shaped dummies: if lc_trace ever leaked the client's key, the secret scan would see it.
 OPENAI_KEY = "sk-proj-lctraceDummyKeyNotARealKey0123456789"

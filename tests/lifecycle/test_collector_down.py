@@ -37,6 +37,8 @@ from tests.conftest import flower_chain
 from tests.stack import servers
 from tests.stack.cache import free_port
 
+pytestmark = pytest.mark.faults
+
 PROTOCOLS = ["grpc", "http/protobuf"]
 EXIT_BOUND_S = 5.0  # issue 9: the process exits within 5 s of its last call
 

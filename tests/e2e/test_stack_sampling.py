@@ -30,6 +30,8 @@ from tests.conftest import flower_chain
 from tests.stack import packaged, servers
 from tests.stack.elasticsearch import ElasticsearchNode
 
+pytestmark = pytest.mark.stack
+
 DECISION_WAIT_S = 3
 SLOW_S = 0.3  # a slow order's extra step; the latency threshold is below it, an ordinary order (ms) far below that
 SAMPLING = {

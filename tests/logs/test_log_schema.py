@@ -37,7 +37,7 @@ from tests.conftest import (
     log_schema,
     log_schema_violations,
 )
-from tests.test_spans import FlowerRetriever, broken_vase, flower_price
+from tests.spans.test_spans import FlowerRetriever, broken_vase, flower_price
 
 TEMPLATE_PATH = REPO / "deploy" / "elasticsearch" / "index-template.json"
 CORE_TYPES = {"keyword", "text", "long", "double", "boolean", "date", "object"}

@@ -29,7 +29,9 @@ import pytest
 from tests.faults.ledger import LINES_PER_CALL, Ledger, read_ledger, read_stats
 from tests.stack.cache import free_port
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.faults
+
+REPO = Path(__file__).resolve().parents[2]
 WORKER = REPO / "tests" / "faults" / "worker.py"
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
@@ -385,7 +387,7 @@ RLIMIT_APP = """
 import json, resource, sys
 from opentelemetry.sdk.trace import TracerProvider
 from lc_trace import TraceHandler
-from tests.test_faults import _traced_calls
+from tests.logs.test_faults import _traced_calls
 from tests.faults.ledger import read_ledger
 
 log = sys.argv[1]

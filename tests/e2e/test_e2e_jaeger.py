@@ -38,6 +38,8 @@ from tests.conftest import flower_chain
 from tests.stack import packaged, servers
 from tests.stack.elasticsearch import ElasticsearchNode
 
+pytestmark = pytest.mark.stack
+
 READ_TIMEOUT_S = 30.0
 
 

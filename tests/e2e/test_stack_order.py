@@ -22,7 +22,11 @@ def test_this_session_runs_in_stack_order(request: pytest.FixtureRequest) -> Non
 
 def test_each_test_goes_where_what_it_calls_is_ready() -> None:
     """Given the Go-program module first on the command line, pytest still runs it last, per test, not per module."""
-    files = ["tests/test_e2e_jaeger.py", "tests/test_elasticsearch.py", "tests/test_collector_down.py"]
+    files = [
+        "tests/e2e/test_e2e_jaeger.py",
+        "tests/e2e/test_elasticsearch.py",
+        "tests/lifecycle/test_collector_down.py",
+    ]
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
         cwd=ROOT,
@@ -33,8 +37,8 @@ def test_each_test_goes_where_what_it_calls_is_ready() -> None:
     )
     order = [line for line in done.stdout.splitlines() if "::" in line]
     in_process = [i for i, test in enumerate(order) if "::TestInProcess::" in test]
-    node_only = [i for i, test in enumerate(order) if test.startswith("tests/test_elasticsearch.py::")]
-    go_programs = [i for i, test in enumerate(order) if test.startswith("tests/test_e2e_jaeger.py::")]
+    node_only = [i for i, test in enumerate(order) if test.startswith("tests/e2e/test_elasticsearch.py::")]
+    go_programs = [i for i, test in enumerate(order) if test.startswith("tests/e2e/test_e2e_jaeger.py::")]
     restarts = [i for i, test in enumerate(order) if "::test_collector_stopped_and_started" in test]
     assert in_process and node_only and go_programs and restarts
     assert max(in_process) < min(node_only) and max(node_only) < min(go_programs + restarts)

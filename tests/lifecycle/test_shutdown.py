@@ -37,7 +37,9 @@ from tests.shutdown.chains import RUNS
 from tests.shutdown.receiver import Receiver
 from tests.stack.cache import free_port
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.faults
+
+REPO = Path(__file__).resolve().parents[2]
 STOP_TIMEOUT_S = 60.0
 _PROCS: list[subprocess.Popen[bytes]] = []
 

@@ -25,7 +25,7 @@ from lc_trace._stats import Stats
 from lc_trace.testing import read_log
 from tests.conftest import flower_chain, log_lines
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def line(i: int) -> bytes:

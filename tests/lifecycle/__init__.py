@@ -1,0 +1,1 @@
+"""Process lifecycle: every way a service is stopped, and exit with the collector down."""
