@@ -448,7 +448,9 @@ for n in range(2):
         step.invoke(f"child-{n}", {"callbacks": [handler]})
         handler.flush()
         [span] = exporter.get_finished_spans()
-        print(json.dumps({"who": f"child-{n}", "pid": os.getpid(), "span": span.resource.attributes["service.instance.id"]}), flush=True)
+        # one write per line (under PYTHONUNBUFFERED, print writes the newline apart: the children's lines interleave)
+        sys.stdout.write(json.dumps({"who": f"child-{n}", "pid": os.getpid(), "span": span.resource.attributes["service.instance.id"]}) + "\\n")
+        sys.stdout.flush()
         os._exit(0)
     children.append(pid)
 for pid in children:

@@ -135,9 +135,10 @@ class TestFollow:
     def test_lc_traces_own_rotation(self, tmp_path: Path, follower: list[Follower]) -> None:
         """The handler rotating its own file (PATH -> PATH.1, a new PATH) loses no line for a follower."""
         path = tmp_path / "lc_trace.jsonl"
-        f = Follower(path, from_start=True)  # started before the file exists
+        path.touch()  # the file the handler will append to, there first: the follower holds it open
+        f = Follower(path, from_start=True)
         follower.append(f)
-        assert f.watching.wait(DEADLINE_S)  # it is waiting for the file before the handler writes (and rotates) it
+        assert f.watching.wait(DEADLINE_S)  # it has opened the file before the handler writes (and rotates) it
         handler = TraceHandler(log_path=path, log_max_bytes=4096, log_backups=50, capture_content=False)
         try:
             chain = flower_chain()
