@@ -28,6 +28,7 @@ from lc_trace._cli import main
 from lc_trace._cli._demo import run_demo
 from lc_trace.testing import FakeChatModel, in_memory_tracing, read_log
 from tests.conftest import REPO
+from tests.shutdown.receiver import Receiver
 
 EXPECTED_ACTIONS = {
     "chain_start", "chain_end", "llm_start", "llm_end", "tool_start", "tool_end", "tool_error",
@@ -525,3 +526,54 @@ def test_reading_progress_on_a_terminal_only(demo: tuple[Path, str], monkeypatch
     size = demo[0].stat().st_size / 1e6
     assert err.getvalue() == f"\rreading {size:,.0f}/{size:,.0f} MB\r\033[K"
     assert expected[1] == out.getvalue() and "" == expected[2]
+
+
+# -- the README's examples ------------------------------------------------------------------
+# Three words of an example stand for the reader's own: the trace id prefix (``3f2a``) becomes one
+# of the demo log's, the collector's address (``http://collector:4317``) an OTLP receiver in this
+# process (also the one the standard OTLP variables name, for a bare ``export``), and ``tail -f``
+# (which never returns) runs as ``tail``.
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+"""Its ``lc-trace`` examples run as written, below: a renamed option or a changed grammar fails here first."""
+
+
+def readme_commands() -> list[str]:
+    """The ``lc-trace`` lines of the README's bash blocks, comments cut."""
+    commands: list[str] = []
+    for block in re.findall(r"^```bash\n(.*?)^```", README.read_text(), flags=re.S | re.M):
+        for line in block.splitlines():
+            if line.startswith("lc-trace "):
+                commands.append(line.split("  #")[0].split(" # ")[0].strip())
+    return commands
+
+
+def test_the_readme_shows_the_reading_commands():
+    """The examples cover every reading command (so this test checks something when the README changes)."""
+    shown = {command.split()[1] for command in readme_commands()}
+    assert {"traces", "show", "tail", "usage", "html", "export"} <= shown
+
+
+@pytest.mark.parametrize("command", readme_commands())
+def test_a_readme_example_runs_as_written(command, demo, tmp_path, monkeypatch):
+    path, _ = demo
+    monkeypatch.setenv("LC_TRACE_LOG_PATH", str(path))
+    monkeypatch.chdir(tmp_path)
+    trace_id = next(line for line in path.read_text().splitlines() if '"trace.id"' in line)
+    prefix = re.search(r'"trace\.id":"([0-9a-f]{6})', trace_id)
+    assert prefix is not None
+    receiver = Receiver()
+    try:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url)  # the collector the standard variables name
+        argv = command.replace("3f2a", prefix.group(1)).replace("http://collector:4317", receiver.url).split()[1:]
+        argv = [word for word in argv if word != "-f"]
+        code, out, err = run_cli(argv)
+        assert 0 == code, (command, out, err)
+        assert out, command
+        if argv[0] == "export" and "--since" not in argv:  # the README's date range is before the demo ran
+            assert receiver.runs, "the example sent no span"
+        if argv[0] == "html":
+            assert (tmp_path / "traces.html").stat().st_size > 0
+    finally:
+        receiver.close()
