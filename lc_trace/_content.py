@@ -38,7 +38,8 @@ __all__ = [
 ]
 
 REDACTED = "[REDACTED]"
-_DEFAULT_MAX_LENGTH = 8192
+DEFAULT_MAX_LENGTH = 8192
+MIN_MAX_LENGTH = 16
 _DEFAULT_MAX_ITEMS = 100
 _MAX_DEPTH = 16
 # Characters past the cut that are still scanned for secrets: longer than the shortest text
@@ -223,9 +224,9 @@ class Serializer:
 
     __slots__ = ("max_items", "max_length")
 
-    def __init__(self, max_length: int = _DEFAULT_MAX_LENGTH, max_items: int = _DEFAULT_MAX_ITEMS) -> None:
-        if max_length < 16:
-            raise ValueError(f"max_content_length must be at least 16 characters, got {max_length}")
+    def __init__(self, max_length: int = DEFAULT_MAX_LENGTH, max_items: int = _DEFAULT_MAX_ITEMS) -> None:
+        if max_length < MIN_MAX_LENGTH:
+            raise ValueError(f"max_content_length must be at least {MIN_MAX_LENGTH} characters, got {max_length}")
         self.max_length = max_length
         self.max_items = max_items
 

@@ -39,10 +39,16 @@ from opentelemetry.trace import TracerProvider
 
 from lc_trace import _attributes as A
 from lc_trace import _current, _env, _mapping
-from lc_trace._content import Serializer
+from lc_trace._content import DEFAULT_MAX_LENGTH, MIN_MAX_LENGTH, Serializer
 from lc_trace._logs._pool import acquire_writer, release_writer
 from lc_trace._logs._sink import ClosedLogSink, LogSink, Processor
-from lc_trace._logs._writer import LineWriter
+from lc_trace._logs._writer import (
+    DEFAULT_BACKUPS,
+    DEFAULT_FLUSH_INTERVAL_MS,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_QUEUE_SIZE,
+    LineWriter,
+)
 from lc_trace._metrics import MetricSink
 from lc_trace._paths import log_path_from
 from lc_trace._propagation import TRACEPARENT, remote_parent
@@ -131,7 +137,7 @@ class _TraceCore:
         length = (
             max_content_length
             if max_content_length is not None
-            else _env.env_int(_env.LC_TRACE_MAX_CONTENT_LENGTH, 8192, minimum=16)
+            else _env.env_int(_env.LC_TRACE_MAX_CONTENT_LENGTH, DEFAULT_MAX_LENGTH, minimum=MIN_MAX_LENGTH)
         )
         self._serializer = Serializer(length)
         if finished_spans is None:
@@ -147,17 +153,19 @@ class _TraceCore:
             options = {
                 "queue_size": queue_size
                 if queue_size is not None
-                else _env.env_int(_env.LC_TRACE_QUEUE_SIZE, 65_536, minimum=1),
+                else _env.env_int(_env.LC_TRACE_QUEUE_SIZE, DEFAULT_QUEUE_SIZE, minimum=1),
                 "flush_interval_s": (
                     flush_interval_ms
                     if flush_interval_ms is not None
-                    else _env.env_int(_env.LC_TRACE_FLUSH_INTERVAL_MS, 500, minimum=1)
+                    else _env.env_int(_env.LC_TRACE_FLUSH_INTERVAL_MS, DEFAULT_FLUSH_INTERVAL_MS, minimum=1)
                 )
                 / 1000,
                 "max_bytes": log_max_bytes
                 if log_max_bytes is not None
-                else _env.env_int(_env.LC_TRACE_LOG_MAX_BYTES, 100 * 1024 * 1024),
-                "backups": log_backups if log_backups is not None else _env.env_int(_env.LC_TRACE_LOG_BACKUPS, 5),
+                else _env.env_int(_env.LC_TRACE_LOG_MAX_BYTES, DEFAULT_MAX_BYTES),
+                "backups": log_backups
+                if log_backups is not None
+                else _env.env_int(_env.LC_TRACE_LOG_BACKUPS, DEFAULT_BACKUPS),
                 "on_full": on_queue_full,
             }
             self._writer, logs = acquire_writer(
@@ -454,7 +462,7 @@ def _service_name(tracer_provider: TracerProvider | None) -> str:
     value = getattr(resource, "attributes", {}).get("service.name") if resource is not None else None
     if isinstance(value, str) and value and not value.startswith("unknown_service"):
         return value
-    return "lc_trace"
+    return A.DEFAULT_SERVICE_NAME
 
 
 class TraceHandler(_TraceCore, BaseCallbackHandler):  # type: ignore[override]  # run_inline is a property

@@ -43,7 +43,7 @@ class MetricSink:
 
     def __init__(self, meter_provider: MeterProvider | None = None) -> None:
         self._provider = meter_provider
-        meter = metrics.get_meter("lc_trace", VERSION, meter_provider=meter_provider, schema_url=A.SCHEMA_URL)
+        meter = metrics.get_meter(A.SCOPE_NAME, VERSION, meter_provider=meter_provider, schema_url=A.SCHEMA_URL)
         self._duration = meter.create_histogram(
             "gen_ai.client.operation.duration",
             unit="s",

@@ -70,7 +70,7 @@ class LogSink:
         tracer_provider: Any = None,
     ) -> None:
         self._shaper = EcsShaper(
-            {A.SERVICE_NAME: service_name, A.EVENT_DATASET: "lc_trace"}, resource_instance_id(tracer_provider)
+            {A.SERVICE_NAME: service_name, A.EVENT_DATASET: A.SCOPE_NAME}, resource_instance_id(tracer_provider)
         )
         user = list(processors)
         self._log = _LineLogger(_QueueLogger(emit), [self._shaper, *user, render_json_line], {})

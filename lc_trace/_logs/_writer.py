@@ -44,11 +44,11 @@ from lc_trace._stats import Stats, report_once
 
 __all__ = ["LineWriter", "LogPathError"]
 
-_DEFAULT_QUEUE_SIZE = 65_536
+DEFAULT_QUEUE_SIZE = 65_536
 _DEFAULT_MAX_BATCH = 4_096
-_DEFAULT_FLUSH_INTERVAL_S = 0.5
-_DEFAULT_MAX_BYTES = 100 * 1024 * 1024
-_DEFAULT_BACKUPS = 5
+DEFAULT_FLUSH_INTERVAL_MS = 500
+DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+DEFAULT_BACKUPS = 5
 _DEFAULT_WAIT_TIMEOUT_S = 1.0
 _CLOSE_TIMEOUT_S = 10.0
 _THROUGH_TIMEOUT_MS = 1_000  # how long a line waits for the disk once the process is stopping
@@ -128,11 +128,11 @@ class LineWriter:
         path: str | os.PathLike[str],
         *,
         stats: Stats | None = None,
-        queue_size: int = _DEFAULT_QUEUE_SIZE,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
         max_batch: int = _DEFAULT_MAX_BATCH,
-        flush_interval_s: float = _DEFAULT_FLUSH_INTERVAL_S,
-        max_bytes: int = _DEFAULT_MAX_BYTES,
-        backups: int = _DEFAULT_BACKUPS,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_MS / 1000,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        backups: int = DEFAULT_BACKUPS,
         on_full: Literal["drop", "wait"] = "drop",
         wait_timeout_s: float = _DEFAULT_WAIT_TIMEOUT_S,
         drop_line: Callable[[Mapping[str, int], int], bytes] | None = None,

@@ -82,7 +82,7 @@ def lc_trace_tracer(tracer_provider: TracerProvider | None) -> trace.Tracer:
     """
     lc_trace's tracer on *tracer_provider* (default: the global one).
     """
-    return trace.get_tracer("lc_trace", VERSION, tracer_provider=tracer_provider, schema_url=A.SCHEMA_URL)
+    return trace.get_tracer(A.SCOPE_NAME, VERSION, tracer_provider=tracer_provider, schema_url=A.SCHEMA_URL)
 
 
 def exception_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
