@@ -13,10 +13,6 @@ with its type and its mapping; a new name goes there too, or the tests fail.
 from __future__ import annotations
 
 SCHEMA_URL = "https://opentelemetry.io/schemas/1.41.0"
-SCOPE_NAME = "lc_trace"
-"""The instrumentation scope of lc_trace's tracer and meter, and the log lines' ``event.dataset``."""
-DEFAULT_SERVICE_NAME = "lc_trace"
-"""``service.name`` when neither the handler, ``OTEL_SERVICE_NAME`` nor the provider's resource names one."""
 ECS_VERSION = "8.11.0"
 
 # --- LangChain run identity (every span, every line) -------------------------------------

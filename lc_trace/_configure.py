@@ -46,7 +46,7 @@ from opentelemetry.sdk.resources import SERVICE_INSTANCE_ID, SERVICE_NAME, Resou
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SpanExporter
 
-from lc_trace import _attributes as A
+from lc_trace import _env
 from lc_trace._env import env_int
 from lc_trace._handlers import AsyncTraceHandler
 from lc_trace._lifecycle import _shutdown
@@ -124,7 +124,7 @@ def configure(
     Raises:
         ValueError: an unknown exporter name or OTLP protocol.
     """
-    name = service_name or os.environ.get(OTEL_SERVICE_NAME, "").strip() or A.DEFAULT_SERVICE_NAME
+    name = service_name or os.environ.get(OTEL_SERVICE_NAME, "").strip() or _env.DEFAULT_SERVICE_NAME
     resource = Resource.create({SERVICE_NAME: name})
     if SERVICE_INSTANCE_ID not in resource.attributes:  # an SDK that adds none: the one lc_trace's log lines carry
         resource = resource.merge(Resource({SERVICE_INSTANCE_ID: process_instance_id()}))

@@ -12,6 +12,7 @@ import logging
 import os
 
 __all__ = [
+    "DEFAULT_SERVICE_NAME",
     "LC_TRACE_CAPTURE_CONTENT",
     "LC_TRACE_FINISHED_SPANS",
     "LC_TRACE_FLUSH_INTERVAL_MS",
@@ -28,6 +29,9 @@ __all__ = [
 ]
 
 _logger = logging.getLogger("lc_trace")
+
+DEFAULT_SERVICE_NAME = "lc_trace"
+"""``service.name`` when neither the handler, ``OTEL_SERVICE_NAME`` nor the provider's resource names one."""
 
 LC_TRACE_LOG_PATH = "LC_TRACE_LOG_PATH"
 """

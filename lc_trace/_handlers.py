@@ -462,7 +462,7 @@ def _service_name(tracer_provider: TracerProvider | None) -> str:
     value = getattr(resource, "attributes", {}).get("service.name") if resource is not None else None
     if isinstance(value, str) and value and not value.startswith("unknown_service"):
         return value
-    return A.DEFAULT_SERVICE_NAME
+    return _env.DEFAULT_SERVICE_NAME
 
 
 class TraceHandler(_TraceCore, BaseCallbackHandler):  # type: ignore[override]  # run_inline is a property

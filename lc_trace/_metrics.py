@@ -24,7 +24,7 @@ from opentelemetry.metrics import Histogram, MeterProvider, NoOpHistogram
 
 from lc_trace import _attributes as A
 from lc_trace._lifecycle._flush import flush_provider
-from lc_trace._version import VERSION
+from lc_trace._version import SCOPE_NAME, VERSION
 
 __all__ = ["MetricSink"]
 
@@ -43,7 +43,7 @@ class MetricSink:
 
     def __init__(self, meter_provider: MeterProvider | None = None) -> None:
         self._provider = meter_provider
-        meter = metrics.get_meter(A.SCOPE_NAME, VERSION, meter_provider=meter_provider, schema_url=A.SCHEMA_URL)
+        meter = metrics.get_meter(SCOPE_NAME, VERSION, meter_provider=meter_provider, schema_url=A.SCHEMA_URL)
         self._duration = meter.create_histogram(
             "gen_ai.client.operation.duration",
             unit="s",

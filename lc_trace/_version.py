@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.metadata
 
-__all__ = ["VERSION"]
+__all__ = ["SCOPE_NAME", "VERSION"]
+
+SCOPE_NAME = "lc_trace"
+"""The instrumentation scope of lc_trace's tracer and meter (with ``VERSION``), and the lines' ``event.dataset``."""
 
 try:
     VERSION: str = importlib.metadata.version("lc_trace")

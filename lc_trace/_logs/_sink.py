@@ -16,6 +16,7 @@ import structlog
 from lc_trace import _attributes as A
 from lc_trace._logs._shaper import EcsShaper, render_json_line, resource_instance_id
 from lc_trace._stats import Stats, report_once
+from lc_trace._version import SCOPE_NAME
 
 __all__ = ["ClosedLogSink", "LogSink"]
 
@@ -70,7 +71,7 @@ class LogSink:
         tracer_provider: Any = None,
     ) -> None:
         self._shaper = EcsShaper(
-            {A.SERVICE_NAME: service_name, A.EVENT_DATASET: A.SCOPE_NAME}, resource_instance_id(tracer_provider)
+            {A.SERVICE_NAME: service_name, A.EVENT_DATASET: SCOPE_NAME}, resource_instance_id(tracer_provider)
         )
         user = list(processors)
         self._log = _LineLogger(_QueueLogger(emit), [self._shaper, *user, render_json_line], {})

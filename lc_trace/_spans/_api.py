@@ -21,7 +21,7 @@ from opentelemetry.trace import Span, SpanContext, SpanKind, Status, StatusCode,
 from lc_trace import _attributes as A
 from lc_trace._lifecycle._flush import flush_provider
 from lc_trace._records import FAILED, Start
-from lc_trace._version import VERSION
+from lc_trace._version import SCOPE_NAME, VERSION
 
 __all__ = ["ApiSpanSink", "SpanHandle", "SpanSink", "exception_attributes", "lc_trace_tracer", "now_ns"]
 
@@ -82,7 +82,7 @@ def lc_trace_tracer(tracer_provider: TracerProvider | None) -> trace.Tracer:
     """
     lc_trace's tracer on *tracer_provider* (default: the global one).
     """
-    return trace.get_tracer(A.SCOPE_NAME, VERSION, tracer_provider=tracer_provider, schema_url=A.SCHEMA_URL)
+    return trace.get_tracer(SCOPE_NAME, VERSION, tracer_provider=tracer_provider, schema_url=A.SCHEMA_URL)
 
 
 def exception_attributes(attributes: Mapping[str, Any]) -> dict[str, Any]:
