@@ -17,6 +17,9 @@ from lc_trace._read._files import Line, LogReadError, StampParser, parse_line
 
 __all__ = ["follow"]
 
+_CLOCK_TICK_NS = 100_000_000
+"""A file's modification time comes from a clock that may lag the system's by a tick: compare with a margin."""
+
 
 def follow(
     path: str | os.PathLike[str],
@@ -29,9 +32,11 @@ def follow(
     Lines appended to *path* from now on (from its start with *from_start*), across rotation:
     when the name comes to point at a new file (lc_trace's own rotation, or logrotate's
     ``create``), the old file is read to its end and the new one from its start; when the
-    file shrinks (logrotate's ``copytruncate``), it is read again from its start. A line is
-    yielded once it is whole; ``None`` is yielded each time the reader has caught up and waits.
-    Polls every *poll_s* until *stop()* says so.
+    file shrinks (logrotate's ``copytruncate``), it is read again from its start. With
+    *from_start* on a path that does not exist yet, the rotated copies written while it waited
+    (a new log that rotated within one poll) are read first, oldest first. A line is yielded once
+    it is whole; ``None`` is yielded each time the reader has caught up and waits. Polls every
+    *poll_s* until *stop()* says so.
     """
     name = Path(path).expanduser()
     handle: Any = None
@@ -49,11 +54,15 @@ def follow(
                 yield Line(seq, stamps(fields.get(A.TIMESTAMP)), fields)
                 seq += 1
 
+    waiting_since_ns: int | None = None  # while a from_start follow waits for the file to exist at first
+    opened = False
     while not stop():
         if handle is None:
             try:
                 handle = open(name, "rb")
             except FileNotFoundError:
+                if from_start and not opened and waiting_since_ns is None:
+                    waiting_since_ns = time.time_ns() - _CLOCK_TICK_NS
                 yield None
                 time.sleep(poll_s)
                 continue
@@ -61,7 +70,13 @@ def follow(
                 raise LogReadError(f"cannot read {name}: {exc.strerror or exc}") from None
             if not from_start:
                 handle.seek(0, os.SEEK_END)
-            from_start = True  # every file after the first is new: read it whole
+            if waiting_since_ns is not None:
+                for copy in _written_since(name, waiting_since_ns, os.fstat(handle.fileno())):
+                    with copy:
+                        yield from lines_from(copy.read())
+                    pending = b""
+                waiting_since_ns = None
+            opened = from_start = True  # every file after the first is new: read it whole
         chunk = handle.read()
         if chunk:
             yield from lines_from(chunk)
@@ -86,6 +101,48 @@ def follow(
         time.sleep(poll_s)
     if handle is not None:
         handle.close()
+
+
+def _written_since(name: Path, since_ns: int, current: os.stat_result) -> list[Any]:
+    """
+    The rotated copies of *name* last written at or after *since_ns* and older than *current*
+    (the file just opened at *name*, which may itself have rotated since), opened, oldest first:
+    a new log that rotated before the follower's first look. A rotation while they are opened
+    (a copy not where it was seen) looks again.
+    """
+    for _ in range(20):
+        seen = _copies_by_index(name)
+        current_index = next((i for i, f in seen.items() if _same(f, current)), 0)
+        wanted = sorted(
+            ((i, f) for i, f in seen.items() if i > current_index and f.st_mtime_ns >= since_ns), key=lambda c: -c[0]
+        )
+        handles = []
+        try:
+            for index, found in wanted:
+                handles.append(open(rotated_path(name, index), "rb"))
+                if not _same(os.fstat(handles[-1].fileno()), found):
+                    raise FileNotFoundError
+        except OSError:
+            for handle in handles:
+                handle.close()
+            continue
+        return handles
+    return []
+
+
+def _same(one: os.stat_result, other: os.stat_result) -> bool:
+    return (one.st_ino, one.st_dev) == (other.st_ino, other.st_dev)
+
+
+def _copies_by_index(name: Path) -> dict[int, os.stat_result]:
+    """The rotated copies of *name* now, by index, in one look."""
+    found = {}
+    for index, path in rotated_copies(name):
+        try:
+            found[index] = os.stat(path)
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def _successor(name: Path, done: os.stat_result) -> Any:

@@ -55,15 +55,15 @@ def line_json(n: int, **extra: Any) -> bytes:
 class Follower:
     """``follow()`` driven on a thread, collecting the messages of the lines it yields."""
 
-    def __init__(self, path: Path, from_start: bool = False) -> None:
+    def __init__(self, path: Path, from_start: bool = False, poll_s: float = 0.02) -> None:
         self.messages: list[str] = []
         self.watching = threading.Event()  # set once follow() has looked at the path (it yields None then)
         self._stop = False
-        self._thread = threading.Thread(target=self._run, args=(path, from_start), daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(path, from_start, poll_s), daemon=True)
         self._thread.start()
 
-    def _run(self, path: Path, from_start: bool) -> None:
-        for line in follow(path, poll_s=0.02, from_start=from_start, stop=lambda: self._stop):
+    def _run(self, path: Path, from_start: bool, poll_s: float) -> None:
+        for line in follow(path, poll_s=poll_s, from_start=from_start, stop=lambda: self._stop):
             if line is None:
                 self.watching.set()
             else:
@@ -103,6 +103,32 @@ class TestFollow:
             old.write(line_json(2))  # written after the rename, through the still-open handle
         path.write_bytes(line_json(3) + line_json(4))
         assert ["chain_start step1", "chain_start step2", "chain_start step3", "chain_start step4"] == f.wait_for(4)
+
+    def test_a_new_log_that_rotates_before_the_first_look_loses_nothing(
+        self, tmp_path: Path, follower: list[Follower]
+    ) -> None:
+        """
+        ``tail -f`` started before the log exists, which is created and rotated twice within one
+        poll: the copies written since the follow began are read first, oldest first; a copy
+        from before it (an earlier run's) is not.
+        """
+        path = tmp_path / "app.jsonl"
+        Path(f"{path}.1").write_bytes(line_json(9))  # an earlier run's copy, last written long before
+        os.utime(f"{path}.1", (time.time() - 100, time.time() - 100))
+        f = Follower(path, from_start=True, poll_s=1.0)
+        follower.append(f)
+        assert f.watching.wait(DEADLINE_S)  # it looked, found nothing, and sleeps a second
+        for first in (0, 2):  # two rotations as the writer does them: oldest copy first
+            path.write_bytes(line_json(first) + line_json(first + 1))
+            for index in (2, 1):
+                if Path(f"{path}.{index}").exists():
+                    os.rename(f"{path}.{index}", f"{path}.{index + 1}")
+            os.rename(path, f"{path}.1")
+        path.write_bytes(line_json(4))
+        expected = [f"chain_start step{n}" for n in range(5)]
+        assert expected == f.wait_for(5)
+        time.sleep(0.3)
+        assert expected == f.messages  # and nothing more (not the earlier run's copy)
 
     def test_copytruncate_reads_again_from_the_start(self, tmp_path: Path, follower: list[Follower]) -> None:
         """logrotate's copytruncate: the file shrinks in place, and what is written next is read from its start."""
