@@ -10,8 +10,6 @@ two Jaegers' ``/api/v3/traces/{id}`` answers are compared span by span.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import subprocess
@@ -29,24 +27,17 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcess
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from lc_trace import TraceHandler
-from lc_trace._cli import main
 from lc_trace._cli._demo import run_demo
 from lc_trace._read._export import NEVER_ENDED, otlp_exporter, run_spans
 from lc_trace._read._files import log_files, read_lines
 from lc_trace._read._runs import build_traces
 from lc_trace.testing import read_log
+from tests.cli.test_cli import run_cli
 from tests.conftest import flower_chain
 from tests.stack import servers
 from tests.stack.cache import free_port
 
 SERVICE = "flower-shop"
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 def shop_with_live_spans(log_path: Path, otlp_endpoint: str | None = None) -> list[ReadableSpan]:

@@ -8,8 +8,6 @@ browser console stays clean. Screenshots are kept in ``test-artifacts/html/`` (o
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import random
@@ -23,24 +21,16 @@ import pytest
 from langchain_core.runnables import RunnableLambda
 
 from lc_trace import TraceHandler
-from lc_trace._cli import main
 from lc_trace._cli._demo import run_demo
 from lc_trace._read._files import log_files, read_lines
 from lc_trace._read._runs import build_traces
 from lc_trace.testing import read_log
 from tests.browser import Browser, chromium_path
-from tests.cli.test_cli import failing_agent_log
+from tests.cli.test_cli import failing_agent_log, run_cli
 from tests.conftest import REPO
 
 ARTIFACTS = Path(os.environ.get("LC_TRACE_TEST_ARTIFACTS", REPO / "test-artifacts")) / "html"
 HOSTILE = "</script><script>window.pwned = 1</script><img src=x onerror='window.pwned = 2'>"
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ the reading commands' filters and ``tail -f`` through the CLI, as a user runs th
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import re
@@ -21,22 +19,15 @@ from typing import Any
 import pytest
 
 from lc_trace import TraceHandler
-from lc_trace._cli import main
 from lc_trace._cli._demo import run_demo
 from lc_trace._read._files import Line
 from lc_trace._read._filters import Filter, parse_time
 from lc_trace._read._follow import follow
 from lc_trace.testing import read_log
+from tests.cli.test_cli import run_cli
 from tests.conftest import flower_chain
 
 DEADLINE_S = 30.0
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 def line_json(n: int, **extra: Any) -> bytes:

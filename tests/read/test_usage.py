@@ -5,8 +5,6 @@ checked against the ``gen_ai.usage.*`` attributes of the spans of the same runs.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -16,9 +14,9 @@ from langchain_core.messages import AIMessage
 from opentelemetry.sdk.trace import ReadableSpan
 
 from lc_trace import TraceHandler
-from lc_trace._cli import main
 from lc_trace._cli._demo import run_demo
 from lc_trace.testing import FakeChatModel, in_memory_tracing
+from tests.cli.test_cli import run_cli
 
 USAGE_KEYS = {
     "input": "gen_ai.usage.input_tokens",
@@ -27,13 +25,6 @@ USAGE_KEYS = {
     "cache_creation": "gen_ai.usage.cache_creation.input_tokens",
     "reasoning": "gen_ai.usage.reasoning.output_tokens",
 }
-
-
-def run_cli(argv: list[str]) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(argv)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
