@@ -50,7 +50,7 @@ from lc_trace._logs._writer import (
     LineWriter,
 )
 from lc_trace._metrics import MetricSink
-from lc_trace._paths import log_path_from
+from lc_trace._paths import default_log_path
 from lc_trace._propagation import TRACEPARENT, remote_parent
 from lc_trace._recorder import Recorder
 from lc_trace._records import Start
@@ -146,7 +146,7 @@ class _TraceCore:
         self._metrics = MetricSink(meter_provider)
         self.service_name = service_name or _service_name(tracer_provider)
         if log_path is _UNSET:
-            log_path = log_path_from(os.environ.get(_env.LC_TRACE_LOG_PATH))
+            log_path = default_log_path()
         self._writer: LineWriter | None = None
         logs: LogSink | None = None
         if log_path is not None:

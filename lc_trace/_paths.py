@@ -2,7 +2,7 @@
 Where the log lives and how its rotated files are named: the one rule the writer that rotates
 and the reader that reads the rotated files back must agree on.
 
-Free of imports from the rest of lc_trace, so either side can take it without the other's weight.
+Imports only ``_env`` from the rest of lc_trace, so either side can take it without the other's weight.
 """
 
 from __future__ import annotations
@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["DEFAULT_LOG_PATH", "log_path_from", "rotated_copies", "rotated_path"]
+from lc_trace import _env
+
+__all__ = ["DEFAULT_LOG_PATH", "default_log_path", "log_path_from", "rotated_copies", "rotated_path"]
 
 DEFAULT_LOG_PATH = os.path.join("lc_trace_logs", "lc_trace.jsonl")
 """Where the handler writes, and the reading commands read, when nothing says otherwise."""
@@ -21,6 +23,14 @@ def log_path_from(setting: str | None) -> str:
     The log path a setting (``$LC_TRACE_LOG_PATH``) names: the default when unset or blank.
     """
     return (setting or "").strip() or DEFAULT_LOG_PATH
+
+
+def default_log_path() -> str:
+    """
+    ``$LC_TRACE_LOG_PATH``, else ``./lc_trace_logs/lc_trace.jsonl``: where the handler writes and
+    the reading commands read when given no path.
+    """
+    return log_path_from(os.environ.get(_env.LC_TRACE_LOG_PATH))
 
 
 def rotated_path(path: str | os.PathLike[str], index: int) -> str:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from lc_trace import _attributes as A
-from lc_trace._read._files import Line, LogFiles, LogReadError, default_log_path, log_files, open_log, read_lines
+from lc_trace._paths import default_log_path
+from lc_trace._read._files import Line, LogFiles, LogReadError, log_files, open_log, read_lines
 from lc_trace._read._filters import Filter, parse_time
 from lc_trace._read._follow import follow
 from lc_trace._read._runs import TraceView, build_traces, complete_traces, find_trace, stream_runs

@@ -1,7 +1,7 @@
 """
 A log path's files, the current one and its rotated copies, read in chunks into parsed lines.
 
-Every reading command starts here. It imports only ``_attributes``, ``_env`` and ``_paths`` from
+Every reading command starts here. It imports only ``_attributes`` and ``_paths`` from
 the core: the library's hot path never imports it, and reading a file never needs LangChain or
 the OpenTelemetry SDK.
 """
@@ -20,15 +20,13 @@ from typing import Any
 import orjson
 
 from lc_trace import _attributes as A
-from lc_trace import _env
-from lc_trace._paths import log_path_from, rotated_copies
+from lc_trace._paths import default_log_path, rotated_copies
 
 __all__ = [
     "Line",
     "LogFiles",
     "LogReadError",
     "StampParser",
-    "default_log_path",
     "log_files",
     "open_log",
     "parse_line",
@@ -74,13 +72,6 @@ class Line:
         A run that failed, or a line logged at level error.
         """
         return self.fields.get(A.EVENT_OUTCOME) == "failure" or self.fields.get(A.LOG_LEVEL) == "error"
-
-
-def default_log_path() -> str:
-    """
-    ``$LC_TRACE_LOG_PATH``, else ``./lc_trace_logs/lc_trace.jsonl``: where the handler writes.
-    """
-    return log_path_from(os.environ.get(_env.LC_TRACE_LOG_PATH))
 
 
 def log_files(path: str | os.PathLike[str], *, rotated: bool = True) -> list[Path]:
