@@ -3,7 +3,9 @@ The one vocabulary of lc_trace: every name a span attribute or a log field can c
 
 Spans and log lines use the same names, so a Kibana query and a Jaeger
 tag search mean the same thing. GenAI names follow the OpenTelemetry semantic conventions
-v1.41.0; LangChain-specific facts live under ``langchain.*``; log-only fields are ECS names.
+v1.41.0, and the few that are v0.1.0's only (a handler following the standalone GenAI
+conventions, ``_conventions``) say so; LangChain-specific facts live under ``langchain.*``;
+log-only fields are ECS names.
 
 No name is both a value and the dotted prefix of another (Elasticsearch maps ``a.b`` as a value
 or as an object, never both). deploy/elasticsearch/lc-trace-logs.schema.json lists every name
@@ -59,6 +61,9 @@ GEN_AI_USAGE_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_USAGE_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
 GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS = "gen_ai.usage.cache_read.input_tokens"
 GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"  # its v0.1.0 name
+GEN_AI_USAGE_AUDIO_INPUT_TOKENS = "gen_ai.usage.audio.input_tokens"  # v0.1.0
+GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS = "gen_ai.usage.audio.output_tokens"  # v0.1.0
 GEN_AI_USAGE_REASONING_OUTPUT_TOKENS = "gen_ai.usage.reasoning.output_tokens"
 GEN_AI_CONVERSATION_ID = "gen_ai.conversation.id"
 GEN_AI_INPUT_MESSAGES = "gen_ai.input.messages"

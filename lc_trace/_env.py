@@ -24,8 +24,10 @@ __all__ = [
     "LC_TRACE_QUEUE_SIZE",
     "LC_TRACE_SIGTERM",
     "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT",
+    "OTEL_SEMCONV_STABILITY_OPT_IN",
     "env_bool",
     "env_int",
+    "opt_in_values",
 ]
 
 _logger = logging.getLogger("lc_trace")
@@ -116,6 +118,15 @@ handler; close the handler yourself at
 shutdown (``lc_trace.lifespan``). Default: ``on`` (everything held is flushed at SIGTERM).
 """
 
+OTEL_SEMCONV_STABILITY_OPT_IN = "OTEL_SEMCONV_STABILITY_OPT_IN"
+"""
+.. envvar:: OTEL_SEMCONV_STABILITY_OPT_IN
+
+OpenTelemetry's switch between versions of the semantic conventions: a comma-separated list.
+``gen_ai_latest_experimental`` in it makes lc_trace follow the GenAI conventions v0.1.0
+(``open-telemetry/semantic-conventions-genai``) instead of v1.41.0 of the core conventions.
+"""
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -172,3 +183,11 @@ def capture_content_from_env() -> bool:
         otel,
     )
     return True
+
+
+def opt_in_values() -> frozenset[str]:
+    """
+    The entries of ``OTEL_SEMCONV_STABILITY_OPT_IN`` (comma-separated, case and spaces ignored).
+    """
+    raw = os.environ.get(OTEL_SEMCONV_STABILITY_OPT_IN, "")
+    return frozenset(part.strip().lower() for part in raw.split(",") if part.strip())

@@ -26,6 +26,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable, Iterable
+from functools import partial
 from types import CodeType
 from typing import Any, Literal
 from uuid import UUID
@@ -40,6 +41,7 @@ from opentelemetry.trace import TracerProvider
 from lc_trace import _attributes as A
 from lc_trace import _current, _env, _mapping
 from lc_trace._content import DEFAULT_MAX_LENGTH, MIN_MAX_LENGTH, Serializer
+from lc_trace._conventions import LATEST, Conventions, choose
 from lc_trace._logs._pool import acquire_writer, release_writer
 from lc_trace._logs._sink import ClosedLogSink, LogSink, Processor
 from lc_trace._logs._writer import (
@@ -97,6 +99,7 @@ class _TraceCore:
         on_queue_full: Literal["drop", "wait"] = "drop",
         log_processors: Iterable[Processor] = (),
         finished_spans: bool | None = None,
+        genai_conventions: Conventions | None = None,
     ) -> None:
         """
         Args:
@@ -127,6 +130,10 @@ class _TraceCore:
                 default on, unless ``LC_TRACE_FINISHED_SPANS=false``: a run's span is built at its
                 end where that stands in exactly for the SDK's, and becomes the SDK's own span
                 wherever other code asks for it.
+            genai_conventions: ``"v1.41.0"`` (the GenAI conventions of the core semantic
+                conventions v1.41.0) or ``"v0.1.0"`` (the standalone GenAI conventions' first
+                release); default ``"v1.41.0"``, unless ``OTEL_SEMCONV_STABILITY_OPT_IN`` holds
+                ``gen_ai_latest_experimental``. Spans, metrics and log lines follow it.
 
         Raises:
             LogPathError: the log file cannot be created or written.
@@ -142,8 +149,15 @@ class _TraceCore:
         self._serializer = Serializer(length)
         if finished_spans is None:
             finished_spans = _env.env_bool(_env.LC_TRACE_FINISHED_SPANS, True)
+        self.genai_conventions: Conventions = choose(genai_conventions)
+        latest = self.genai_conventions == LATEST
+        # The mappings whose output differs between the two versions, bound to this handler's.
+        self._chat_model_start = _following(_mapping.chat_model_start, latest)
+        self._llm_start = _following(_mapping.llm_start, latest)
+        self._llm_end = _following(_mapping.llm_end, latest)
+        self._retriever_start = _following(_mapping.retriever_start, latest)
         self._spans = span_sink(tracer_provider, finished_spans=finished_spans)
-        self._metrics = MetricSink(meter_provider)
+        self._metrics = MetricSink(meter_provider, self.genai_conventions)
         self.service_name = service_name or _service_name(tracer_provider)
         if log_path is _UNSET:
             log_path = default_log_path()
@@ -182,6 +196,7 @@ class _TraceCore:
             log_tokens=tokens,
             stats=self.stats,
             max_open_runs=max_open_runs,
+            latest=latest,
         )
         if type(self).on_llm_new_token is _TraceCore.on_llm_new_token:  # a subclass's own is kept
             # LangChain calls this per streamed chunk: straight into the Recorder, no frame between.
@@ -339,7 +354,7 @@ class _TraceCore:
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        self._start(_mapping.chat_model_start, serialized, messages, run_id, parent_run_id, kwargs)
+        self._start(self._chat_model_start, serialized, messages, run_id, parent_run_id, kwargs)
         if _SCOPE.get() is not None:  # inside an entry point lc_trace.instrument() wrapped
             _current.claim(self._recorder, run_id)
 
@@ -352,7 +367,7 @@ class _TraceCore:
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        self._start(_mapping.llm_start, serialized, prompts, run_id, parent_run_id, kwargs)
+        self._start(self._llm_start, serialized, prompts, run_id, parent_run_id, kwargs)
         if _SCOPE.get() is not None:  # inside an entry point lc_trace.instrument() wrapped
             _current.claim(self._recorder, run_id)
 
@@ -361,7 +376,7 @@ class _TraceCore:
         self._recorder.token(token, run_id=run_id)
 
     def on_llm_end(self, response: Any, *, run_id: UUID, **kwargs: Any) -> None:
-        self._end(_mapping.llm_end, response, run_id)
+        self._end(self._llm_end, response, run_id)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._recorder.error(run_id, error)
@@ -404,7 +419,7 @@ class _TraceCore:
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> None:
-        self._start(_mapping.retriever_start, serialized, query, run_id, parent_run_id, kwargs)
+        self._start(self._retriever_start, serialized, query, run_id, parent_run_id, kwargs)
         if _SCOPE.get() is not None:  # inside an entry point lc_trace.instrument() wrapped
             _current.claim(self._recorder, run_id)
 
@@ -451,6 +466,11 @@ class _TraceCore:
         self._recorder.event(
             run_id, "text", lambda: {A.LC_TEXT: self._serializer.text(str(text))} if self._recorder.capture else {}
         )
+
+
+def _following(mapper: Callable[..., Any], latest: bool) -> Callable[..., Any]:
+    """*mapper* as v0.1.0 has it, or as it is (v1.41.0): no extra call on the default path."""
+    return partial(mapper, latest=True) if latest else mapper
 
 
 def _service_name(tracer_provider: TracerProvider | None) -> str:

@@ -61,6 +61,7 @@ __all__ = [
     "tool_start",
 ]
 
+FINISH_ERROR = "error"  # v0.1.0: the finish reason of a choice that ended without one
 _CONVERSATION_KEYS = ("session_id", "thread_id", "conversation_id")
 _AGENT_NAMES = frozenset({"AgentExecutor"})
 _NOT_ERRORS = frozenset({"GraphBubbleUp", "GraphInterrupt", "NodeInterrupt", "ParentCommand"})
@@ -188,6 +189,7 @@ _FLOAT_PARAMS = tuple(
         ("presence_penalty", A.GEN_AI_REQUEST_PRESENCE_PENALTY),
     )
 )
+_LATEST_FLOAT_PARAMS = tuple(param for param in _FLOAT_PARAMS if param[0] != "top_k")  # v0.1.0: top_k is an int
 _MAX_TOKEN_PARAMS = ("max_tokens", "max_completion_tokens", "max_output_tokens", "max_tokens_to_sample")
 
 
@@ -195,6 +197,7 @@ def _model_attributes(
     operation: str,
     invocation_params: Mapping[str, Any] | None,
     metadata: Mapping[str, Any] | None,
+    latest: bool,
 ) -> dict[str, Any]:
     params = invocation_params or {}
     meta = metadata or {}
@@ -205,10 +208,16 @@ def _model_attributes(
     model = meta.get("ls_model_name") or params.get("model") or params.get("model_name") or params.get("model_id")
     if model:
         attrs[A.GEN_AI_REQUEST_MODEL] = str(model)
-    for key, ls_key, attr in _FLOAT_PARAMS:
+    for key, ls_key, attr in _LATEST_FLOAT_PARAMS if latest else _FLOAT_PARAMS:
         value = params[key] if key in params else meta.get(ls_key)
         if value is not None and isinstance(value, (int, float)) and not isinstance(value, bool):
             attrs[attr] = float(value)
+    if latest:  # v0.1.0: sampling top-K as an int; a value that is not a whole number is no top-K
+        value = params["top_k"] if "top_k" in params else meta.get("ls_top_k")
+        if isinstance(value, int) and not isinstance(value, bool):
+            attrs[A.GEN_AI_REQUEST_TOP_K] = value
+        elif isinstance(value, float) and value.is_integer():
+            attrs[A.GEN_AI_REQUEST_TOP_K] = int(value)
     for key in _MAX_TOKEN_PARAMS:
         value = params.get(key)
         if isinstance(value, int) and not isinstance(value, bool):
@@ -246,10 +255,11 @@ def _model_start(
     name: str | None = None,
     invocation_params: Mapping[str, Any] | None = None,
     serializer: Serializer,
+    latest: bool = False,
     **_: Any,
 ) -> Start:
     label = run_name(name, serialized, run_type)
-    attrs = _model_attributes(operation, invocation_params, metadata)
+    attrs = _model_attributes(operation, invocation_params, metadata, latest)
     attrs.update(_common(run_type, label, run_id, parent_run_id, tags, metadata, serializer))
     model = attrs.get(A.GEN_AI_REQUEST_MODEL)
     span_name = f"{operation} {model}" if model else operation
@@ -262,12 +272,13 @@ def chat_model_start(
     *,
     serializer: Serializer,
     capture: bool,
+    latest: bool = False,
     **kwargs: Any,
 ) -> Start:
     """
     A chat model call: ``chat {model}``, CLIENT, with the GenAI request attributes.
     """
-    start = _model_start(CHAT_MODEL, A.OP_CHAT, serialized, serializer=serializer, **kwargs)
+    start = _model_start(CHAT_MODEL, A.OP_CHAT, serialized, serializer=serializer, latest=latest, **kwargs)
     if capture and messages:
         flat = [m for prompt in messages for m in prompt]
         text = _text_messages_json(flat, serializer)
@@ -277,9 +288,10 @@ def chat_model_start(
             if text is None:
                 text = serializer.dumps(parts)
         start.content[A.GEN_AI_INPUT_MESSAGES] = text
-        # The system messages' parts on their own as well (the chat history keeps them: most
-        # providers take them there, and the conventions record history as it was sent).
-        system = [m for m in flat if isinstance(m, SystemMessage)]
+        # v1.41.0: the system messages' parts on their own as well (the chat history keeps them:
+        # most providers take them there, and the conventions record history as it was sent).
+        # v0.1.0: instructions that are part of the chat history are recorded there only.
+        system = [] if latest else [m for m in flat if isinstance(m, SystemMessage)]
         if system:
             start.content[A.GEN_AI_SYSTEM_INSTRUCTIONS] = _system_json(system, serializer)
     if capture:
@@ -302,12 +314,13 @@ def llm_start(
     *,
     serializer: Serializer,
     capture: bool,
+    latest: bool = False,
     **kwargs: Any,
 ) -> Start:
     """
     A text-completion LLM call: ``text_completion {model}``, CLIENT.
     """
-    start = _model_start(LLM, A.OP_TEXT_COMPLETION, serialized, serializer=serializer, **kwargs)
+    start = _model_start(LLM, A.OP_TEXT_COMPLETION, serialized, serializer=serializer, latest=latest, **kwargs)
     if capture and prompts:
         start.content[A.GEN_AI_INPUT_MESSAGES] = serializer.dumps(_prompt_messages(prompts))
     if capture:
@@ -315,11 +328,16 @@ def llm_start(
     return start
 
 
-def llm_end(response: LLMResult, *, serializer: Serializer, capture: bool) -> tuple[dict[str, Any], dict[str, str]]:
+def llm_end(
+    response: LLMResult, *, serializer: Serializer, capture: bool, latest: bool = False
+) -> tuple[dict[str, Any], dict[str, str]]:
     """
     Response model, id, finish reasons and token usage from an ``LLMResult``; usage comes
     from each message's ``usage_metadata`` (streaming puts it on the final chunk), then from
     ``llm_output`` for text LLMs. Cached input tokens are a part of the input, not added to it.
+    v0.1.0 (*latest*) keeps the finish reasons on ``gen_ai.response.finish_reasons`` only, one
+    per choice (``error`` for a choice that ended without one while others had one), and names
+    the cache write and the audio tokens as it does.
     """
     attrs: dict[str, Any] = {}
     finish: list[str] = []
@@ -346,13 +364,15 @@ def llm_end(response: LLMResult, *, serializer: Serializer, capture: bool) -> tu
                     found_usage = True
                     usage["in"] += counts.get("input_tokens") or 0
                     usage["out"] += counts.get("output_tokens") or 0
-                    _usage_details(details, counts)
+                    _usage_details(details, counts, latest)
                 if capture:
-                    outputs.append(_message_parts(message, str(reason) if reason else None))
+                    outputs.append(_message_parts(message, str(reason) if reason and not latest else None))
             elif capture:
-                outputs.append(_generation_output(gen.text, str(reason) if reason else None))
+                outputs.append(_generation_output(gen.text, str(reason) if reason and not latest else None))
             if reason:
                 finish.append(str(reason))
+            elif latest:
+                finish.append("")
     llm_output = getattr(response, "llm_output", None) or {}
     if not found_usage:
         counts = llm_output.get("token_usage") or llm_output.get("usage")
@@ -366,7 +386,9 @@ def llm_end(response: LLMResult, *, serializer: Serializer, capture: bool) -> tu
         attrs[A.GEN_AI_RESPONSE_MODEL] = str(model)
     if response_id:
         attrs[A.GEN_AI_RESPONSE_ID] = str(response_id)
-    if finish:
+    if latest and any(finish):
+        attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(reason or FINISH_ERROR for reason in finish)
+    elif finish and not latest:
         attrs[A.GEN_AI_RESPONSE_FINISH_REASONS] = tuple(finish)
     if found_usage:
         attrs[A.GEN_AI_USAGE_INPUT_TOKENS] = int(usage["in"])
@@ -387,15 +409,26 @@ def _provider_id(message_id: str | None) -> str | None:
     return message_id if message_id and not message_id.startswith(_LANGCHAIN_ID_PREFIXES) else None
 
 
-def _usage_details(details: dict[str, int], counts: Mapping[str, Any]) -> None:
-    inputs = counts.get("input_token_details") or {}
-    outputs = counts.get("output_token_details") or {}
-    for source, key, attr in (
-        (inputs, "cache_read", A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
-        (inputs, "cache_creation", A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
-        (outputs, "reasoning", A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
-    ):
-        value = source.get(key)
+_DETAILS = (
+    ("input_token_details", "cache_read", A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
+    ("input_token_details", "cache_creation", A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
+    ("output_token_details", "reasoning", A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
+)
+_LATEST_DETAILS = (
+    _DETAILS[0],
+    ("input_token_details", "cache_creation", A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS),
+    _DETAILS[2],
+    ("input_token_details", "audio", A.GEN_AI_USAGE_AUDIO_INPUT_TOKENS),
+    ("output_token_details", "audio", A.GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS),
+)
+
+
+def _usage_details(details: dict[str, int], counts: Mapping[str, Any], latest: bool) -> None:
+    """
+    The cache, reasoning (and v0.1.0: audio) parts of a message's usage, summed over messages.
+    """
+    for source, key, attr in _LATEST_DETAILS if latest else _DETAILS:
+        value = (counts.get(source) or {}).get(key)
         if isinstance(value, int):
             details[attr] = details.get(attr, 0) + value
 
@@ -463,10 +496,11 @@ def retriever_start(
     name: str | None = None,
     serializer: Serializer,
     capture: bool,
+    latest: bool = False,
     **_: Any,
 ) -> Start:
     """
-    A retriever query: ``retrieval {name}``, CLIENT.
+    A retriever query: ``retrieval {name}``, CLIENT; v0.1.0 (*latest*): ``retrieval``, INTERNAL.
     """
     label = run_name(name, serialized, RETRIEVER)
     attrs: dict[str, Any] = {A.GEN_AI_OPERATION_NAME: A.OP_RETRIEVAL}
@@ -475,6 +509,8 @@ def retriever_start(
         attrs[A.GEN_AI_DATA_SOURCE_ID] = str(source)
     attrs.update(_common(RETRIEVER, label, run_id, parent_run_id, tags, metadata, serializer))
     content = {A.GEN_AI_RETRIEVAL_QUERY_TEXT: serializer.text(str(query))} if capture else {}
+    if latest:
+        return Start(RETRIEVER, label, A.OP_RETRIEVAL, False, attrs, content)
     return Start(RETRIEVER, label, f"{A.OP_RETRIEVAL} {label}", True, attrs, content)
 
 

@@ -28,7 +28,7 @@ from opentelemetry.trace import Span, SpanKind, get_current_span
 from lc_trace import _attributes as A
 from lc_trace._content import Serializer
 from lc_trace._logs._sink import ClosedLogSink, LogSink
-from lc_trace._mapping import agent_attributes, classify_error, error_attributes
+from lc_trace._mapping import FINISH_ERROR, agent_attributes, classify_error, error_attributes
 from lc_trace._metrics import MetricSink
 from lc_trace._records import (
     AGENT,
@@ -56,6 +56,7 @@ _PREFIX = {CHAT_MODEL: "llm", LLM: "llm", TOOL: "tool", RETRIEVER: "retriever"}
 _ACTIONS = {kind: (f"{stem}_start", f"{stem}_end", f"{stem}_error") for kind, stem in _PREFIX.items()}
 _CHAIN_ACTIONS = ("chain_start", "chain_end", "chain_error")
 _CLIENT, _INTERNAL = SpanKind.CLIENT.name, SpanKind.INTERNAL.name
+_MANY = ""  # Run.model of a run whose calls asked for more than one model
 
 F = TypeVar("F", bound=Callable[..., Any])
 _time_ns = time.time_ns
@@ -86,6 +87,9 @@ class Run:
         "chunks",
         "first_chunk_ns",
         "chunk_ns",
+        "inference_calls",
+        "tool_calls",
+        "model",
     )
 
     def __init__(
@@ -119,6 +123,11 @@ class Run:
         self.chunks = 0
         self.first_chunk_ns = 0
         self.chunk_ns: array[int] | None = None  # when each chunk came, if the gaps are recorded: 8 bytes each
+        # The model and tool calls made below this run and not inside an agent or a tool below it,
+        # and the one model they asked for (_MANY if several): an agent's own calls at its end.
+        self.inference_calls = 0
+        self.tool_calls = 0
+        self.model: str | None = None
 
 
 def guarded(method: F) -> F:
@@ -167,6 +176,7 @@ class Recorder:
         log_tokens: bool,
         stats: Stats,
         max_open_runs: int = _DEFAULT_MAX_OPEN_RUNS,
+        latest: bool = False,
     ) -> None:
         if max_open_runs < 1:
             raise ValueError(f"max_open_runs must be at least 1, got {max_open_runs}")
@@ -178,6 +188,9 @@ class Recorder:
         self.log_tokens = log_tokens and logs is not None
         self.stats = stats
         self.max_open_runs = max_open_runs
+        # v0.1.0: a tool's span names the agent that called it; a model call that ended without
+        # finishing says ``error`` in its finish reasons.
+        self.latest = latest
         self._runs: dict[UUID, Run] = {}
         self._lock = threading.Lock()
 
@@ -350,7 +363,13 @@ class Recorder:
     ) -> None:
         if run.children:
             self._close_children(run, reason, ns)
-        model = run.run_type in MODEL_RUN_TYPES
+        kind = run.run_type
+        model = kind in MODEL_RUN_TYPES
+        agent: str | None = None
+        if kind == TOOL:
+            agent = _agent_above(run)
+            if agent is not None and self.latest:
+                attributes[A.GEN_AI_AGENT_NAME] = agent
         if model:
             if run.chunks:
                 attributes[A.GEN_AI_REQUEST_STREAM] = True
@@ -358,16 +377,39 @@ class Recorder:
                 attributes[A.GEN_AI_RESPONSE_TIME_TO_FIRST_CHUNK] = (run.first_chunk_ns - run.start_ns) / 1e9
             elif A.GEN_AI_REQUEST_STREAM not in run.attributes:
                 attributes[A.GEN_AI_REQUEST_STREAM] = False
+            if self.latest and (reason is not None or end_reason is not None):
+                choices = run.attributes.get(A.GEN_AI_REQUEST_CHOICE_COUNT, 1)
+                attributes[A.GEN_AI_RESPONSE_FINISH_REASONS] = (FINISH_ERROR,) * choices
         if end_reason is not None:
             attributes[A.LC_END_REASON] = end_reason
+        duration_s = (ns - run.start_ns) / 1e9
         if model:
             self.metrics.model_call(
                 run.attributes,
                 attributes,
-                (ns - run.start_ns) / 1e9,
+                duration_s,
                 (run.first_chunk_ns - run.start_ns) / 1e9 if run.chunks else None,
                 run.chunk_ns,
             )
+        elif kind == AGENT:
+            self.metrics.agent_call(
+                run.name,
+                duration_s,
+                run.inference_calls,
+                run.tool_calls,
+                attributes.get(A.ERROR_TYPE),
+                run.model or None,
+            )
+        elif kind == TOOL:
+            self.metrics.tool_call(run.attributes, attributes, duration_s, agent)
+        elif kind == RETRIEVER:
+            self.metrics.retrieval(run.attributes, attributes, duration_s)
+        if (
+            run.parent is not None
+            and kind != AGENT
+            and (model or kind == TOOL or run.inference_calls or run.tool_calls)
+        ):
+            self._count_call(run, model)
         fields = {**attributes, **content} if content else attributes
         self.spans.end(run.span, fields, reason, ns)  # sinks copy what they keep: the line reuses the dict
         fields[A.EVENT_OUTCOME] = (
@@ -379,6 +421,26 @@ class Recorder:
                 self._log("error", run.actions[2], run, fields, ns)
             else:
                 self._log("info", run.actions[1], run, fields, ns)
+
+    def _count_call(self, run: Run, model: bool) -> None:
+        """
+        Pass a finished run's calls up to its parent, where an agent's end finds them: a model
+        call counts itself, a tool itself only (what runs inside a tool is the tool's own
+        work), a chain the calls below it. Under the lock: parallel tool calls end on threads.
+        """
+        parent = run.parent
+        assert parent is not None
+        if model:
+            calls, tools, asked = 1, 0, run.attributes.get(A.GEN_AI_REQUEST_MODEL)
+        elif run.run_type == TOOL:
+            calls, tools, asked = 0, 1, None
+        else:
+            calls, tools, asked = run.inference_calls, run.tool_calls, run.model
+        with self._lock:
+            parent.inference_calls += calls
+            parent.tool_calls += tools
+            if asked is not None and parent.model != asked:
+                parent.model = asked if parent.model is None else _MANY
 
     def _close_children(self, parent: Run, reason: str | None, ns: int) -> None:
         """
@@ -487,3 +549,13 @@ class Recorder:
         logs = self.logs
         if logs is not None:
             logs.emit_run(level, f"{action} {run.name}", ns, action, run.ids, run.attributes, fields)
+
+
+def _agent_above(run: Run) -> str | None:
+    """The name of the nearest agent above *run*, if any."""
+    parent = run.parent
+    while parent is not None:
+        if parent.run_type == AGENT:
+            return parent.name
+        parent = parent.parent
+    return None

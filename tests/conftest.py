@@ -23,14 +23,54 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import lc_trace._handlers
 from lc_trace import AsyncTraceHandler, TraceHandler
+from lc_trace._conventions import LATEST, OPT_IN, V1_41
+from lc_trace._env import OTEL_SEMCONV_STABILITY_OPT_IN
 from lc_trace._logs._writer import _LIVE
 from lc_trace.testing import FakeChatModel, in_memory_tracing, read_log
+from tests.conventions import Expected
 from tests.twin import twin_chooser
 
 pytest_plugins = ["tests.stack.fixtures"]
 
 HANDLERS = [TraceHandler, AsyncTraceHandler]
 MODES = ["invoke", "ainvoke"]
+CONVENTIONS = [V1_41, LATEST]
+# Every test of these runs once per GenAI conventions version a handler can follow.
+_IN_BOTH_CONVENTIONS = (
+    "tests/spans/",
+    "tests/capture/test_metrics.py",
+    "tests/capture/test_mapping.py",
+    "tests/capture/test_providers.py",
+    "tests/capture/test_seeds.py",
+    "tests/capture/test_agent_metrics.py",
+    "tests/capture/test_conventions.py",
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The span and metric tests run once per version (``genai_conventions``, which every test uses)."""
+    path = metafunc.definition.path.as_posix()
+    if any(part in path for part in _IN_BOTH_CONVENTIONS):
+        metafunc.parametrize("genai_conventions", CONVENTIONS, indirect=True)
+
+
+@pytest.fixture
+def genai_conventions(request: pytest.FixtureRequest) -> str:
+    """The GenAI conventions version the test's handlers follow (v1.41.0 unless parametrized)."""
+    return str(getattr(request, "param", V1_41))
+
+
+@pytest.fixture
+def expected(genai_conventions: str) -> Expected:
+    """The names and values the test's conventions version gives (tests/conventions.py)."""
+    return Expected(genai_conventions)
+
+
+@pytest.fixture(autouse=True)
+def _follow_conventions(genai_conventions: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every handler a v0.1.0 test builds (by any means) follows v0.1.0, through the opt-in switch users set."""
+    if genai_conventions == LATEST:
+        monkeypatch.setenv(OTEL_SEMCONV_STABILITY_OPT_IN, OPT_IN)
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects

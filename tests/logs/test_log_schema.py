@@ -27,6 +27,7 @@ from langchain_core.runnables import RunnableLambda
 from lc_trace import TraceHandler
 from lc_trace import _attributes as A
 from lc_trace._cli._demo import run_demo
+from lc_trace._conventions import LATEST, V1_41
 from lc_trace.testing import FakeChatModel, read_log
 from tests.conftest import (
     LOG_SCHEMA_PATH,
@@ -206,8 +207,8 @@ def shop_day(handler: Any) -> None:
             "input_tokens": 10,
             "output_tokens": 5,
             "total_tokens": 15,
-            "input_token_details": {"cache_read": 4, "cache_creation": 1},
-            "output_token_details": {"reasoning": 2},
+            "input_token_details": {"cache_read": 4, "cache_creation": 1, "audio": 2},
+            "output_token_details": {"reasoning": 2, "audio": 1},
         },
     )
     offered = [{"type": "function", "function": {"name": "flower_price", "description": "Price.", "parameters": {}}}]
@@ -256,20 +257,22 @@ def shop_day(handler: Any) -> None:
 
 
 def test_a_full_real_run_writes_only_valid_lines(tmp_path: Path, tracing: Any) -> None:
-    """Chains, streams with token lines, a tool-calling agent, failing tools, retrievers and LLMs, events, the demo, rotation and a drop report: every line validates."""
-    handler = TraceHandler(
-        tracer_provider=tracing[0],
-        log_path=tmp_path / "day.jsonl",
-        service_name="flower-shop",
-        capture_content=True,
-        log_tokens=True,
-        log_max_bytes=50_000,
-        log_backups=100,
-    )
-    try:
-        shop_day(handler)
-    finally:
-        handler.close()
+    """Chains, streams with token lines, a tool-calling agent, failing tools, retrievers and LLMs, events, the demo, rotation and a drop report, in both GenAI conventions versions: every line validates."""
+    for conventions, name in ((V1_41, "day.jsonl"), (LATEST, "day-v0.1.0.jsonl")):
+        handler = TraceHandler(
+            tracer_provider=tracing[0],
+            log_path=tmp_path / name,
+            service_name="flower-shop",
+            capture_content=True,
+            log_tokens=True,
+            log_max_bytes=50_000,
+            log_backups=100,
+            genai_conventions=conventions,
+        )
+        try:
+            shop_day(handler)
+        finally:
+            handler.close()
     # Drops for the drop report: the writer is held at the log folder's lock (as by another process
     # rotating the file) while 50 runs queue 100 lines into room for 4.
     drops = tmp_path / "drops"
@@ -294,6 +297,13 @@ def test_a_full_real_run_writes_only_valid_lines(tmp_path: Path, tracing: Any) -
     assert set(schema["properties"]["event.action"]["enum"]) == {line["event.action"] for line in lines}
     seen = {key for line in lines for key in line}
     assert set(schema["properties"]) - seen <= NEVER_WRITTEN
+    for name, latest in (
+        ("gen_ai.usage.cache_creation.input_tokens", False),
+        ("gen_ai.usage.cache_write.input_tokens", True),
+    ):
+        assert {latest} == {
+            path.name.startswith("day-v0.1.0") for path in files for line in read_log(path) if name in line
+        }
     assert {"langchain.metadata.user", "langchain.metadata.shop_branch", "langchain.metadata.api_key"} <= seen
 
 
