@@ -295,6 +295,7 @@ def html(args: argparse.Namespace) -> int:
     ``html``: one self-contained page of the traces that pass the filters. A ``--trace``
     prefix that matches no trace is an error (a page of nothing would hide the typo).
     """
+    from lc_trace._read._cost import trace_costs
     from lc_trace._read._html import page_row, render_page, trace_details
 
     try:
@@ -302,14 +303,19 @@ def html(args: argparse.Namespace) -> int:
     except LogReadError as exc:
         raise CliError(_old_html_hint(args.path, str(exc))) from None
     with log:
-        found = _summaries(args, log)
+        found = _summaries(args, log, calls=True)
         for prefix in args.trace or ():
             wanted = prefix.strip().lower()
             if not wanted or not any(t.trace_id.startswith(wanted) for t in found):
                 raise CliError(f"no trace id starts with {prefix!r}", code=1)
         newest = found[-args.details :] if args.details else []
         details = {trace.trace_id: trace_details(trace) for trace in _full_traces(log, newest)}
-    page = render_page([page_row(t) for t in found], details, title=f"lc_trace: {args.path or default_log_path()}")
+    page = render_page(
+        [page_row(t) for t in found],
+        details,
+        title=f"lc_trace: {args.path or default_log_path()}",
+        costs=trace_costs(found),
+    )
     try:
         Path(args.output).write_text(page, encoding="utf-8")
     except OSError as exc:
