@@ -19,7 +19,7 @@ refuses (more cache-read tokens than input tokens). Loading the table takes ~150
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -37,10 +37,10 @@ __all__ = [
     "CallPrice",
     "Cost",
     "Pricer",
+    "TraceCosts",
     "cost_cell",
     "cost_notes",
     "price_source",
-    "trace_costs",
 ]
 
 CURRENCY = "USD"  # genai-prices' one currency
@@ -192,28 +192,26 @@ def price_source() -> dict[str, str]:
     }
 
 
-class _Trace(Protocol):
-    """
-    What a trace's cost needs: a ``TraceView``, or a ``TraceSummary`` kept with its calls.
-    """
-
+class _Summary(Protocol):
     @property
     def trace_id(self) -> str: ...
 
-    def model_calls(self) -> Iterator[ModelCall]: ...
 
+class TraceCosts(dict[str, Cost]):
+    """
+    Each trace's cost by trace id, filled one model call at a time as the log is read
+    (``summarise``'s *on_call*): a few numbers per trace, no call kept.
+    """
 
-def trace_costs(traces: Iterable[_Trace], pricer: Pricer | None = None) -> dict[str, Cost]:
-    """
-    Each trace's cost, by trace id.
-    """
-    pricer = pricer or Pricer()
-    costs: dict[str, Cost] = {}
-    for trace in traces:
-        cost = costs[trace.trace_id] = Cost()
-        for call in trace.model_calls():
-            cost.add(pricer.price(call))
-    return costs
+    def __init__(self) -> None:
+        super().__init__()
+        self.pricer = Pricer()
+
+    def __call__(self, trace: _Summary, call: ModelCall) -> None:
+        cost = self.get(trace.trace_id)
+        if cost is None:
+            cost = self[trace.trace_id] = Cost()
+        cost.add(self.pricer.price(call))
 
 
 def cost_cell(cost: Cost) -> str:

@@ -88,21 +88,24 @@ def trace_details(trace: TraceView, max_value_chars: int = _DEFAULT_MAX_VALUE_CH
 
 def render_page(
     rows: Sequence[list[Any]], details: Mapping[str, str], title: str, costs: Mapping[str, Cost] | None = None
-) -> str:
+) -> bytes:
     """
-    The page: the list of *rows*, and the spans of the traces in *details*, as one string; with
-    *costs*, each trace's cost (amount or null when no call was priced, calls not priced).
+    The page: the list of *rows*, and the spans of the traces in *details*; with *costs*, each
+    listed trace's cost (amount or null when no call was priced, calls not priced). UTF-8 bytes,
+    joined once from orjson's: a page of tens of MB is never also a str (2-4 bytes a character
+    once it holds any non-ASCII text) nor copied by each replacement.
     """
     page_data: dict[str, Any] = {"rows": rows, "details": details, "detailCount": len(details)}
     if costs is not None:
         page_data["costs"] = {
-            trace_id: [float(cost.amount) if cost.priced else None, cost.unpriced_calls]
-            for trace_id, cost in costs.items()
+            row[0]: [float(cost.amount) if cost.priced else None, cost.unpriced_calls]
+            for row in rows
+            if (cost := costs.get(row[0])) is not None
         }
         page_data["price"] = price_source()
-    data = orjson.dumps(page_data).decode()
-    data = data.replace("<", "\\u003c")  # never "</script>" inside the element
-    return _page().replace("%TITLE%", html.escape(title)).replace("%DATA%", data)
+    data = orjson.dumps(page_data).replace(b"<", b"\\u003c")  # never "</script>" inside the element
+    head, tail = _page().replace("%TITLE%", html.escape(title)).split("%DATA%")
+    return b"".join((head.encode(), data, tail.encode()))
 
 
 @functools.cache
