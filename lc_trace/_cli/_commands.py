@@ -27,7 +27,7 @@ from lc_trace._paths import default_log_path
 from lc_trace._read._files import Line, LogFiles, LogReadError, log_files, open_log, read_lines
 from lc_trace._read._filters import Filter, parse_time
 from lc_trace._read._follow import follow
-from lc_trace._read._runs import TraceView, build_traces, complete_traces, find_trace, stream_runs
+from lc_trace._read._runs import ModelCall, TraceView, build_traces, complete_traces, find_trace, stream_runs
 from lc_trace._read._summary import TraceSummary, summarise
 from lc_trace._read._text import (
     HEADER,
@@ -97,13 +97,14 @@ def _summaries(
     log: LogFiles,
     *,
     calls: bool = False,
+    on_call: Callable[[TraceSummary, ModelCall], None] | None = None,
     skipped: list[int] | None = None,
     quiet: bool = False,
 ) -> list[TraceSummary]:
     """
     The summaries of the traces of *log* that pass the command's filters, oldest first.
     """
-    return summarise(_lines(log, skipped=skipped, quiet=quiet), _filter(args), calls=calls)
+    return summarise(_lines(log, skipped=skipped, quiet=quiet), _filter(args), calls=calls, on_call=on_call)
 
 
 def _full_traces(log: LogFiles, picked: list[TraceSummary], *, quiet: bool = False) -> Iterator[TraceView]:
@@ -295,23 +296,30 @@ def html(args: argparse.Namespace) -> int:
     ``html``: one self-contained page of the traces that pass the filters. A ``--trace``
     prefix that matches no trace is an error (a page of nothing would hide the typo).
     """
+    from lc_trace._read._cost import TraceCosts
     from lc_trace._read._html import page_row, render_page, trace_details
 
     try:
         log = open_log(args.path)
     except LogReadError as exc:
         raise CliError(_old_html_hint(args.path, str(exc))) from None
+    costs = TraceCosts()
     with log:
-        found = _summaries(args, log)
+        found = _summaries(args, log, on_call=costs)
         for prefix in args.trace or ():
             wanted = prefix.strip().lower()
             if not wanted or not any(t.trace_id.startswith(wanted) for t in found):
                 raise CliError(f"no trace id starts with {prefix!r}", code=1)
         newest = found[-args.details :] if args.details else []
         details = {trace.trace_id: trace_details(trace) for trace in _full_traces(log, newest)}
-    page = render_page([page_row(t) for t in found], details, title=f"lc_trace: {args.path or default_log_path()}")
+    page = render_page(
+        [page_row(t) for t in found],
+        details,
+        title=f"lc_trace: {args.path or default_log_path()}",
+        costs=costs,
+    )
     try:
-        Path(args.output).write_text(page, encoding="utf-8")
+        Path(args.output).write_bytes(page)
     except OSError as exc:
         raise CliError(f"cannot write {args.output}: {exc.strerror or exc}") from None
     kept = f" (spans of the newest {len(details)})" if len(details) < len(found) else ""

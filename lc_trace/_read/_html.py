@@ -2,15 +2,16 @@
 ``lc-trace html``: one self-contained HTML page of a log's traces, to open from a file anywhere.
 
 No network, no CDN: the styles, the script and the data are all in the page. The trace list
-(root, service, start, duration, runs, tokens, errors) holds every trace that passes the
-filters, is sortable and filterable, and draws only the rows in view, so a day's file stays
-quick. The spans of the newest traces (``DEFAULT_DETAILS``, or as many as asked) are in the page
-too, a JSON string each parsed only when that trace is opened: a waterfall (bars placed by start
-and sized by duration, nested by parent, failures in red, events as ticks) and a detail pane
-(attributes, content, events, error and stack trace). An older trace's row says how to get its
-spans (``lc-trace html --trace ID``, ``lc-trace show ID``): a page of a whole rotation's 600 MB stays
-tens of MB, not the log's size. Data reaches the page as JSON in a non-executed script element
-and is only ever set as text, never as markup.
+(root, service, start, duration, runs, tokens, errors, cost) holds every trace that passes the
+filters, is sortable and filterable, adds up the cost of the traces shown (``_cost``), and draws
+only the rows in view, so a day's file stays quick. The spans of the newest traces
+(``DEFAULT_DETAILS``, or as many as asked) are in the page too, a JSON string each parsed only
+when that trace is opened: a waterfall (bars placed by start and sized by duration, nested by
+parent, failures in red, events as ticks) and a detail pane (attributes, content, events, error
+and stack trace). An older trace's row says how to get its spans (``lc-trace html --trace ID``,
+``lc-trace show ID``): a page of a whole rotation's 600 MB stays tens of MB, not the log's size.
+Data reaches the page as JSON in a non-executed script element and is only ever set as text,
+never as markup.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Protocol
 import orjson
 
 from lc_trace import _attributes as A
+from lc_trace._read._cost import Cost, price_source
 from lc_trace._read._runs import RunView, TraceView
 
 __all__ = ["DEFAULT_DETAILS", "page_row", "render_page", "trace_details"]
@@ -84,13 +86,26 @@ def trace_details(trace: TraceView, max_value_chars: int = _DEFAULT_MAX_VALUE_CH
     return orjson.dumps(list(_spans(trace, max_value_chars))).decode()
 
 
-def render_page(rows: Sequence[list[Any]], details: Mapping[str, str], title: str) -> str:
+def render_page(
+    rows: Sequence[list[Any]], details: Mapping[str, str], title: str, costs: Mapping[str, Cost] | None = None
+) -> bytes:
     """
-    The page: the list of *rows*, and the spans of the traces in *details*, as one string.
+    The page: the list of *rows*, and the spans of the traces in *details*; with *costs*, each
+    listed trace's cost (amount or null when no call was priced, calls not priced). UTF-8 bytes,
+    joined once from orjson's: a page of tens of MB is never also a str (2-4 bytes a character
+    once it holds any non-ASCII text) nor copied by each replacement.
     """
-    data = orjson.dumps({"rows": rows, "details": details, "detailCount": len(details)}).decode()
-    data = data.replace("<", "\\u003c")  # never "</script>" inside the element
-    return _page().replace("%TITLE%", html.escape(title)).replace("%DATA%", data)
+    page_data: dict[str, Any] = {"rows": rows, "details": details, "detailCount": len(details)}
+    if costs is not None:
+        page_data["costs"] = {
+            row[0]: [float(cost.amount) if cost.priced else None, cost.unpriced_calls]
+            for row in rows
+            if (cost := costs.get(row[0])) is not None
+        }
+        page_data["price"] = price_source()
+    data = orjson.dumps(page_data).replace(b"<", b"\\u003c")  # never "</script>" inside the element
+    head, tail = _page().replace("%TITLE%", html.escape(title)).split("%DATA%")
+    return b"".join((head.encode(), data, tail.encode()))
 
 
 @functools.cache

@@ -21,6 +21,7 @@ from lc_trace._records import MODEL_RUN_TYPES
 
 __all__ = [
     "END_ACTIONS",
+    "GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS",
     "IDLE_NS",
     "LINE_KEYS",
     "PROMOTED_KEYS",
@@ -301,6 +302,9 @@ class ModelCall:
     duration_ns: int
     failed: bool
     tokens: tuple[int, int, int, int, int]  # the order of USAGE_TOKEN_KEYS
+    provider: str | None = None  # gen_ai.provider.name
+    usage_recorded: bool = False  # the line reports input or output tokens (absent: not known, not zero)
+    ended: bool = True  # an end line was read (a call that never ended has only its start line)
 
 
 USAGE_TOKEN_KEYS = (
@@ -310,6 +314,10 @@ USAGE_TOKEN_KEYS = (
     A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
     A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
 )
+# The name the GenAI conventions' newer mode writes for cache-creation input tokens; a log holds
+# one name or the other, and both are read into the same count.
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
+_CACHE_CREATION = USAGE_TOKEN_KEYS.index(A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)
 
 
 def model_call(fields: dict[str, Any], service: str | None, start_ns: int, duration_ns: int, failed: bool) -> ModelCall:
@@ -317,6 +325,10 @@ def model_call(fields: dict[str, Any], service: str | None, start_ns: int, durat
     A model call from its end line's *fields* (its start line's when it never ended).
     """
     get = fields.get
+    tokens = [_int(get(key)) for key in USAGE_TOKEN_KEYS]
+    tokens[_CACHE_CREATION] = tokens[_CACHE_CREATION] or _int(get(GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS))
+    provider = get(A.GEN_AI_PROVIDER_NAME)
+    action = get(A.EVENT_ACTION)
     return ModelCall(  # the names interned: a day has a few models and services, and many calls
         sys.intern(str(get(A.GEN_AI_RESPONSE_MODEL) or get(A.GEN_AI_REQUEST_MODEL) or "?")),
         sys.intern(str(get(A.GEN_AI_CONVERSATION_ID) or "-")),
@@ -324,7 +336,10 @@ def model_call(fields: dict[str, Any], service: str | None, start_ns: int, durat
         start_ns,
         duration_ns,
         failed,
-        tuple(_int(get(key)) for key in USAGE_TOKEN_KEYS),  # type: ignore[arg-type]
+        tuple(tokens),  # type: ignore[arg-type]
+        sys.intern(provider) if type(provider) is str and provider else None,
+        A.GEN_AI_USAGE_INPUT_TOKENS in fields or A.GEN_AI_USAGE_OUTPUT_TOKENS in fields,
+        type(action) is str and action.endswith(END_ACTIONS),
     )
 
 

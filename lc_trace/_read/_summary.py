@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,11 +102,20 @@ class _Open:
     folded_before: bool = False
 
 
-def summarise(lines: Iterable[Line], wanted: Filter | None = None, *, calls: bool = False) -> list[TraceSummary]:
+def summarise(
+    lines: Iterable[Line],
+    wanted: Filter | None = None,
+    *,
+    calls: bool = False,
+    on_call: Callable[[TraceSummary, ModelCall], None] | None = None,
+) -> list[TraceSummary]:
     """
     The summaries of the traces in *lines* that pass *wanted*, oldest first; with *calls*,
-    each keeps its model calls (for ``usage``). Lines with no trace are left out.
+    each keeps its model calls (for ``usage``); *on_call* is handed each model call as it is
+    read, with its trace's summary, and nothing is kept per call (``html``'s costs). Lines with
+    no trace are left out.
     """
+    add_call = on_call if on_call is not None else _keep_call if calls else None
     wanted = wanted or Filter()
     open_: dict[str, _Open] = {}
     done: dict[str, TraceSummary] = {}
@@ -175,7 +184,7 @@ def summarise(lines: Iterable[Line], wanted: Filter | None = None, *, calls: boo
                 )
             if not action.endswith(END_ACTIONS):
                 trace.unended.add(span_id)
-            if calls and fields.get(A.LC_RUN_TYPE) in MODEL_RUN_TYPES:
+            if add_call is not None and fields.get(A.LC_RUN_TYPE) in MODEL_RUN_TYPES:
                 trace.calls[span_id] = [fields, time_ns, time_ns]
         elif trace.calls and span_id in trace.calls:
             trace.calls[span_id][2] = time_ns
@@ -204,20 +213,19 @@ def summarise(lines: Iterable[Line], wanted: Filter | None = None, *, calls: boo
                         failure_key(fields),
                     )
                 )
-            if calls:
+            if add_call is not None:
                 started = trace.calls.pop(span_id, None)
                 if started is not None or fields.get(A.LC_RUN_TYPE) in MODEL_RUN_TYPES:
                     service = (started[0] if started is not None else fields).get(A.SERVICE_NAME)
-                    assert summary.calls is not None
-                    summary.calls.append(model_call(fields, service, time_ns - duration, duration, failed))
+                    add_call(summary, model_call(fields, service, time_ns - duration, duration, failed))
 
         countdown -= 1
         if not countdown:
             countdown = SWEEP_EVERY
             for key in [k for k, t in open_.items() if not t.unended and t.summary.last_ns < now_ns - IDLE_NS]:
-                done[key] = _fold(open_.pop(key))
+                done[key] = _fold(open_.pop(key), add_call)
     for key, trace in open_.items():
-        done[key] = _fold(trace)
+        done[key] = _fold(trace, add_call)
     found = [
         s
         for s in done.values()
@@ -230,7 +238,12 @@ def summarise(lines: Iterable[Line], wanted: Filter | None = None, *, calls: boo
     return found
 
 
-def _fold(trace: _Open) -> TraceSummary:
+def _keep_call(summary: TraceSummary, call: ModelCall) -> None:
+    assert summary.calls is not None
+    summary.calls.append(call)
+
+
+def _fold(trace: _Open, add_call: Callable[[TraceSummary, ModelCall], None] | None) -> TraceSummary:
     """
     Settle what needs the trace's runs together (its roots, which failures were passed up),
     then keep only the summary.
@@ -255,7 +268,7 @@ def _fold(trace: _Open) -> TraceSummary:
             passed_up.add(parent.span_id)
     summary.failed_runs += len(trace.failures)
     summary.errors += len(trace.failures) - len(passed_up)
-    if summary.calls is not None:
+    if add_call is not None:
         for fields, first_ns, last_ns in trace.calls.values():  # model calls that never ended: up to their last line
-            summary.calls.append(model_call(fields, fields.get(A.SERVICE_NAME), first_ns, last_ns - first_ns, False))
+            add_call(summary, model_call(fields, fields.get(A.SERVICE_NAME), first_ns, last_ns - first_ns, False))
     return summary

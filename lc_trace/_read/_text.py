@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from lc_trace import _attributes as A
+from lc_trace._read._cost import COST_HEADER, cost_cell, cost_notes
 from lc_trace._read._files import Line
 from lc_trace._read._runs import RunView, TraceView
 from lc_trace._records import NEVER_ENDED
@@ -152,9 +153,10 @@ def tail_text(line: Line) -> str:
 
 def usage_tables(report: UsageReport) -> Iterator[str]:
     """
-    ``usage``'s tables: one per grouping (model, conversation, service, time), then the total.
+    ``usage``'s tables: one per grouping (model, conversation, service, time), then the total,
+    then where the prices come from and the calls not priced.
     """
-    columns = f"{'CALLS':>6}  {'ERRORS':>6}  {'INPUT':>9}  {'OUTPUT':>9}  {'CACHE READ':>10}  {'REASONING':>9}  {'P50 MS':>8}  {'P90 MS':>8}  {'P99 MS':>8}"
+    columns = f"{'CALLS':>6}  {'ERRORS':>6}  {'INPUT':>9}  {'OUTPUT':>9}  {'CACHE READ':>10}  {'REASONING':>9}  {'P50 MS':>8}  {'P90 MS':>8}  {'P99 MS':>8}{COST_HEADER}"
 
     def row(key: str, usage: Any) -> str:
         t = usage.tokens
@@ -162,7 +164,7 @@ def usage_tables(report: UsageReport) -> Iterator[str]:
         ms = "  ".join(f"{v:>8.1f}" if v is not None else f"{'-':>8}" for v in p)
         return (
             f"{_cut(key, 28):<28}  {usage.calls:>6}  {usage.errors:>6}  {t['input']:>9}  {t['output']:>9}  "
-            f"{t['cache_read']:>10}  {t['reasoning']:>9}  {ms}"
+            f"{t['cache_read']:>10}  {t['reasoning']:>9}  {ms}{cost_cell(usage.cost)}"
         )
 
     titles = {
@@ -178,6 +180,7 @@ def usage_tables(report: UsageReport) -> Iterator[str]:
         yield ""
     yield f"{'TOTAL':<28}  {columns}"
     yield row("all model calls", report.total)
+    yield from cost_notes(report.total.cost)
 
 
 def export_report(summary: ExportSummary, skipped: int) -> str:

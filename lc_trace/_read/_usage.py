@@ -5,7 +5,8 @@ and day (or hour), and how many failures the traces had.
 Pure arithmetic over the reader's model calls (from whole traces or from their summaries): a
 model call is a ``chat_model`` or ``llm`` run; its tokens are the ``gen_ai.usage.*`` counts of
 its end line, the same numbers its span carries (cache-read input tokens are a part of the input
-tokens, not added to them; reasoning tokens a part of the output). Latency percentiles are
+tokens, not added to them; reasoning tokens a part of the output). Each call is priced once, by
+``_cost``, and its price added to every group it is in. Latency percentiles are
 nearest-rank over the calls' durations. Failures are counted where they happened: a failure that
 a chain, a graph node and an agent each passed up is one failure (and three failed runs).
 """
@@ -18,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lc_trace._read._cost import CallPrice, Cost, Pricer, price_source
 from lc_trace._read._runs import ModelCall
 
 __all__ = ["GROUPINGS", "Usage", "UsageReport", "usage_report"]
@@ -51,11 +53,14 @@ class Usage:
     errors: int = 0
     tokens: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TOKEN_NAMES, 0))
     durations_ns: list[int] = field(default_factory=list)
+    cost: Cost = field(default_factory=Cost)
 
-    def add(self, call: ModelCall) -> None:
+    def add(self, call: ModelCall, price: CallPrice | None = None) -> None:
         """
-        Count one model call.
+        Count one model call, and its price.
         """
+        if price is not None:
+            self.cost.add(price)
         self.calls += 1
         self.errors += call.failed
         for name, count in zip(_TOKEN_NAMES, call.tokens, strict=True):
@@ -80,6 +85,7 @@ class Usage:
             "errors": self.errors,
             "tokens": dict(self.tokens),
             "latency_ms": {name: self.percentile_ms(share) for name, share in _PERCENTILES},
+            "cost": self.cost.as_dict(),
         }
 
 
@@ -103,6 +109,8 @@ class UsageReport:
             "bucket": self.bucket,
             "total": self.total.as_dict(),
             "failures": {"where_they_happened": self.failures, "failed_runs": self.failed_runs},
+            "price_source": price_source(),
+            "unpriced": self.total.cost.unpriced_by_reason(),
             **{
                 f"by_{name}": [{"key": key, **usage.as_dict()} for key, usage in sorted(groups.items())]
                 for name, groups in self.groups.items()
@@ -120,6 +128,7 @@ def usage_report(traces: Iterable[_Trace], bucket: str = "day") -> UsageReport:
     report = UsageReport(bucket)
     by_model, by_conversation, by_service, by_time = (report.groups[name] for name in GROUPINGS)
     last_second, when = -1, ""
+    pricer = Pricer()
     for trace in traces:
         report.failures += trace.errors
         report.failed_runs += trace.failed_runs
@@ -127,7 +136,8 @@ def usage_report(traces: Iterable[_Trace], bucket: str = "day") -> UsageReport:
             second = call.start_ns // 1_000_000_000
             if second != last_second:
                 last_second, when = second, time.strftime(stamp, time.gmtime(second))
-            report.total.add(call)
+            price = pricer.price(call)
+            report.total.add(call, price)
             for groups, key in (
                 (by_model, call.model),
                 (by_conversation, call.conversation),
@@ -137,5 +147,5 @@ def usage_report(traces: Iterable[_Trace], bucket: str = "day") -> UsageReport:
                 usage = groups.get(key)
                 if usage is None:
                     usage = groups[key] = Usage()
-                usage.add(call)
+                usage.add(call, price)
     return report

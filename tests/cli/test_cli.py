@@ -353,6 +353,35 @@ class TestUsage:
             done.stderr,
         )
 
+    def test_usage_prices_the_calls_and_only_usage_loads_the_price_table(
+        self, demo: tuple[Path, str], log: list[dict[str, Any]]
+    ) -> None:
+        """In a fresh interpreter, `lc-trace usage` prints a cost column and why the demo's calls have no price (its
+        FakeChatModel is in no price table); `lc-trace traces` does not load genai-prices (~150 ms, ~22 MB)."""
+        path, _ = demo
+        calls = sum(1 for line in log if line["event.action"] == "llm_end")
+        script = (
+            "import sys\nfrom lc_trace._cli import main\n"
+            "code = main(sys.argv[1:])\n"
+            "print('genai_prices loaded:', 'genai_prices' in sys.modules)\n"
+            "sys.exit(code)\n"
+        )
+        loaded = {}
+        for command in ("traces", "usage"):
+            done = subprocess.run(
+                [sys.executable, "-c", script, command, str(path)],
+                capture_output=True,
+                text=True,
+                cwd=REPO,
+                check=False,
+            )
+            assert (0, "") == (done.returncode, done.stderr)
+            lines = done.stdout.splitlines()
+            loaded[command] = lines[-1]
+        assert {"traces": "genai_prices loaded: False", "usage": "genai_prices loaded: True"} == loaded
+        assert lines[0].endswith("COST USD ")
+        assert f"  {calls:>6}  model or provider not in genai-prices' table: fake/fake-chat-1-2026-11-01" in lines
+
 
 class TestOneGrammar:
     """Every reading command takes the log path as an argument and trace ids with `--trace`."""

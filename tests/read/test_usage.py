@@ -137,7 +137,8 @@ class TestUsageCommand:
         assert 0 == code
         titles = [line.split("  ")[0].strip() for line in out.splitlines() if "CALLS" in line]
         assert ["MODEL", "CONVERSATION", "SERVICE", "HOUR (UTC)", "TOTAL"] == titles
-        assert out.splitlines()[-1].startswith("all model calls")
+        lines = out.splitlines()
+        assert lines[[line.startswith("TOTAL") for line in lines].index(True) + 1].startswith("all model calls")
         report = json.loads(run_cli(["usage", str(path), "--json", "--service", "florist-backoffice"])[1])
         assert (2, 1) == (report["total"]["calls"], report["total"]["errors"])
         report = json.loads(run_cli(["usage", str(path), "--json", "--errors"])[1])
