@@ -25,6 +25,7 @@ import asyncio
 import inspect
 import os
 import sys
+import weakref
 from collections.abc import Callable, Iterable
 from types import CodeType
 from typing import Any, Literal
@@ -53,7 +54,7 @@ from lc_trace._metrics import MetricSink
 from lc_trace._paths import default_log_path
 from lc_trace._propagation import TRACEPARENT, remote_parent
 from lc_trace._recorder import Recorder
-from lc_trace._records import Start
+from lc_trace._records import EVALUATION_RESULT, Start
 from lc_trace._spans import span_sink
 from lc_trace._stats import Stats
 
@@ -67,6 +68,8 @@ _SORTER_A, _SORTER_B = _SORTERS[0], _SORTERS[1]
 _getframe = sys._getframe
 _SCOPE = _current.scope_var
 _UNSET: Any = object()
+LIVE: weakref.WeakSet[_TraceCore] = weakref.WeakSet()
+"""Every handler not yet collected: where ``record_evaluation`` looks for a run first (``_feedback``)."""
 
 
 # --- the core both classes share ----------------------------------------------------------
@@ -187,6 +190,7 @@ class _TraceCore:
             # LangChain calls this per streamed chunk: straight into the Recorder, no frame between.
             self.on_llm_new_token = self._recorder.token  # type: ignore[method-assign]
         self._closed = False
+        LIVE.add(self)
 
     # -- what a user calls ------------------------------------------------------------------
 
@@ -418,6 +422,9 @@ class _TraceCore:
 
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
         # Custom events carry no parent_run_id: they belong to the run that dispatched them.
+        if name == EVALUATION_RESULT:  # reserved: an evaluation of a run (lc_trace.evaluated sends them)
+            self._recorder.evaluation(run_id, data)
+            return
         self._recorder.event(
             run_id,
             "custom_event",
