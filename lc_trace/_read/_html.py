@@ -84,11 +84,19 @@ def trace_details(trace: TraceView, max_value_chars: int = _DEFAULT_MAX_VALUE_CH
     return orjson.dumps(list(_spans(trace, max_value_chars))).decode()
 
 
-def render_page(rows: Sequence[list[Any]], details: Mapping[str, str], title: str) -> str:
+def render_page(
+    rows: Sequence[list[Any]],
+    details: Mapping[str, str],
+    title: str,
+    evaluations: Mapping[str, list[list[Any]]] | None = None,
+) -> str:
     """
-    The page: the list of *rows*, and the spans of the traces in *details*, as one string.
+    The page: the list of *rows*, the spans of the traces in *details*, and the evaluations of
+    those traces (``_evaluations.page_evaluations``, by trace id), as one string.
     """
-    data = orjson.dumps({"rows": rows, "details": details, "detailCount": len(details)}).decode()
+    data = orjson.dumps(
+        {"rows": rows, "details": details, "detailCount": len(details), "evaluations": evaluations or {}}
+    ).decode()
     data = data.replace("<", "\\u003c")  # never "</script>" inside the element
     return _page().replace("%TITLE%", html.escape(title)).replace("%DATA%", data)
 
