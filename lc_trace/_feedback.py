@@ -127,7 +127,7 @@ def _live_handlers() -> list[_TraceCore]:
     This process's handlers; none if the handler module was never imported (so none were built).
     """
     handlers = sys.modules.get("lc_trace._handlers")
-    return list(handlers.LIVE) if handlers is not None else []
+    return handlers.live_handlers() if handlers is not None else []
 
 
 def _held(wanted: str, by_run: bool) -> tuple[Target, _TraceCore] | None:
@@ -257,7 +257,8 @@ def evaluated(runnable: Any, evaluator: Any, *, name: str) -> Runnable[Any, Any]
     The evaluator (a runnable or a function) gets ``{"input": ..., "output": ...}`` and returns a
     score (a number), a label (a string), or a mapping: ``score``, ``value`` and ``reasoning``
     (what LangChain's string evaluators return), or ``score``, ``label`` and ``explanation``. It
-    runs as a child of the returned runnable's run, so its own model calls are traced too. The
+    runs as a child of the returned runnable's run, so its own model calls are traced too; a
+    stream of the returned runnable is one chunk, the whole output (the evaluator needs it). The
     evaluation goes through the ``gen_ai.evaluation.result`` custom event to the lc_trace
     handler in the call's callbacks (none there: nothing is recorded). An evaluator that fails,
     or returns none of the above, is recorded as a failed evaluation (``error.type``) and

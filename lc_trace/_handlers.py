@@ -25,6 +25,7 @@ import asyncio
 import inspect
 import os
 import sys
+import threading
 import weakref
 from collections.abc import Callable, Iterable
 from types import CodeType
@@ -68,8 +69,16 @@ _SORTER_A, _SORTER_B = _SORTERS[0], _SORTERS[1]
 _getframe = sys._getframe
 _SCOPE = _current.scope_var
 _UNSET: Any = object()
-LIVE: weakref.WeakSet[_TraceCore] = weakref.WeakSet()
-"""Every handler not yet collected: where ``record_evaluation`` looks for a run first (``_feedback``)."""
+_LIVE: weakref.WeakSet[_TraceCore] = weakref.WeakSet()  # every handler not yet collected
+_LIVE_LOCK = threading.Lock()  # a WeakSet's iteration fails if another thread adds meanwhile
+
+
+def live_handlers() -> list[_TraceCore]:
+    """
+    Every handler of this process not yet collected: where ``record_evaluation`` looks for a run first.
+    """
+    with _LIVE_LOCK:
+        return list(_LIVE)
 
 
 # --- the core both classes share ----------------------------------------------------------
@@ -190,7 +199,8 @@ class _TraceCore:
             # LangChain calls this per streamed chunk: straight into the Recorder, no frame between.
             self.on_llm_new_token = self._recorder.token  # type: ignore[method-assign]
         self._closed = False
-        LIVE.add(self)
+        with _LIVE_LOCK:
+            _LIVE.add(self)
 
     # -- what a user calls ------------------------------------------------------------------
 

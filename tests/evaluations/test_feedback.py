@@ -243,6 +243,25 @@ def test_an_app_in_another_process_then_feedback_in_a_third(tmp_path):
     )
 
 
+IN_APP = """
+import sys, uuid
+import lc_trace
+from lc_trace.testing import FakeChatModel
+handler = lc_trace.TraceHandler(log_path=sys.argv[1])
+run_id = uuid.uuid4()
+FakeChatModel().invoke("Which flower?", {"callbacks": [handler], "run_id": run_id})
+lc_trace.record_evaluation("helpfulness", run_id=run_id, score=1.0)
+print(sorted(m for m in sys.modules if m.startswith(("lc_trace._read", "lc_trace._cli"))))
+"""
+
+
+def test_an_app_that_records_in_process_never_loads_the_reader(tmp_path):
+    """The run held by the app's handler: the reader (imported only to search log files) is never loaded."""
+    done = python(IN_APP, str(tmp_path / "app.jsonl"))
+    assert (0, "[]") == (done.returncode, done.stdout.strip()), done.stderr
+    assert 1 == len(evaluation_lines(tmp_path / "app.jsonl"))
+
+
 class TestBadInput:
     """Every mistake a caller can make is a TypeError, ValueError or RunNotFoundError that says what was wrong."""
 
