@@ -6,6 +6,8 @@ conventions) and ECS JSON log lines written in the background.
     handler = AsyncTraceHandler(service_name="flower-shop")
     await chain.ainvoke({"flower": "rose"}, config={"callbacks": [handler]})
 
+A score given to a run later, from anywhere: ``lc_trace.record_evaluation("helpful", run_id=..., score=1.0)``.
+
 The public names load on first use (PEP 562), so the ``lc-trace`` log viewer, which needs
 none of them, starts without importing LangChain and the OpenTelemetry SDK.
 """
@@ -18,6 +20,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lc_trace._configure import configure
     from lc_trace._current import instrument, uninstrument
+    from lc_trace._evaluation import Evaluation
+    from lc_trace._feedback import RunNotFoundError, evaluated, record_evaluation
     from lc_trace._handlers import AsyncTraceHandler, TraceHandler
     from lc_trace._lifecycle._shutdown import lifespan
     from lc_trace._logs._writer import LogPathError
@@ -28,25 +32,33 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AsyncTraceHandler",
+    "Evaluation",
     "LogPathError",
+    "RunNotFoundError",
     "Stats",
     "TraceHandler",
     "configure",
     "current_traceparent",
+    "evaluated",
     "instrument",
     "lifespan",
+    "record_evaluation",
     "uninstrument",
 ]
 
 _HOMES = {
     "AsyncTraceHandler": "lc_trace._handlers",
+    "Evaluation": "lc_trace._evaluation",
     "LogPathError": "lc_trace._logs._writer",
+    "RunNotFoundError": "lc_trace._feedback",
     "Stats": "lc_trace._stats",
     "TraceHandler": "lc_trace._handlers",
     "configure": "lc_trace._configure",
     "current_traceparent": "lc_trace._propagation",
+    "evaluated": "lc_trace._feedback",
     "instrument": "lc_trace._current",
     "lifespan": "lc_trace._lifecycle._shutdown",
+    "record_evaluation": "lc_trace._feedback",
     "uninstrument": "lc_trace._current",
 }
 

@@ -138,4 +138,12 @@ CONTENT_KEYS = frozenset(
     }
 )
 
+# --- evaluations (the GenAI conventions' gen_ai.evaluation.result event) ---------------------
+# A score, label or explanation given to a run, on its own line (event.action
+# gen_ai.evaluation.result, lc_trace._records.EVALUATION_RESULT) with the evaluated span's ids.
+GEN_AI_EVALUATION_NAME = "gen_ai.evaluation.name"
+GEN_AI_EVALUATION_SCORE_VALUE = "gen_ai.evaluation.score.value"
+GEN_AI_EVALUATION_SCORE_LABEL = "gen_ai.evaluation.score.label"
+GEN_AI_EVALUATION_EXPLANATION = "gen_ai.evaluation.explanation"
+
 __all__ = sorted(name for name in dict(globals()) if name.isupper())

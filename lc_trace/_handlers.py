@@ -25,6 +25,8 @@ import asyncio
 import inspect
 import os
 import sys
+import threading
+import weakref
 from collections.abc import Callable, Iterable
 from functools import partial
 from types import CodeType
@@ -55,7 +57,7 @@ from lc_trace._metrics import MetricSink
 from lc_trace._paths import default_log_path
 from lc_trace._propagation import TRACEPARENT, remote_parent
 from lc_trace._recorder import Recorder
-from lc_trace._records import Start
+from lc_trace._records import EVALUATION_RESULT, Start
 from lc_trace._spans import span_sink
 from lc_trace._stats import Stats
 
@@ -69,6 +71,16 @@ _SORTER_A, _SORTER_B = _SORTERS[0], _SORTERS[1]
 _getframe = sys._getframe
 _SCOPE = _current.scope_var
 _UNSET: Any = object()
+_LIVE: weakref.WeakSet[_TraceCore] = weakref.WeakSet()  # every handler not yet collected
+_LIVE_LOCK = threading.Lock()  # a WeakSet's iteration fails if another thread adds meanwhile
+
+
+def live_handlers() -> list[_TraceCore]:
+    """
+    Every handler of this process not yet collected: where ``record_evaluation`` looks for a run first.
+    """
+    with _LIVE_LOCK:
+        return list(_LIVE)
 
 
 # --- the core both classes share ----------------------------------------------------------
@@ -202,6 +214,8 @@ class _TraceCore:
             # LangChain calls this per streamed chunk: straight into the Recorder, no frame between.
             self.on_llm_new_token = self._recorder.token  # type: ignore[method-assign]
         self._closed = False
+        with _LIVE_LOCK:
+            _LIVE.add(self)
 
     # -- what a user calls ------------------------------------------------------------------
 
@@ -433,6 +447,9 @@ class _TraceCore:
 
     def on_custom_event(self, name: str, data: Any, *, run_id: UUID, **kwargs: Any) -> None:
         # Custom events carry no parent_run_id: they belong to the run that dispatched them.
+        if name == EVALUATION_RESULT:  # reserved: an evaluation of a run (lc_trace.evaluated sends them)
+            self._recorder.evaluation(run_id, data)
+            return
         self._recorder.event(
             run_id,
             "custom_event",

@@ -23,10 +23,11 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 from uuid import UUID
 
-from opentelemetry.trace import Span, SpanKind, get_current_span
+from opentelemetry.trace import Span, SpanContext, SpanKind, get_current_span
 
 from lc_trace import _attributes as A
 from lc_trace._content import Serializer
+from lc_trace._evaluation import Target, event_verdict, model_fields, write
 from lc_trace._logs._sink import ClosedLogSink, LogSink
 from lc_trace._mapping import FINISH_ERROR, agent_attributes, classify_error, error_attributes
 from lc_trace._metrics import MetricSink
@@ -34,6 +35,7 @@ from lc_trace._records import (
     AGENT,
     CHAIN,
     CHAT_MODEL,
+    EVALUATION_RESULT,
     EVICTED,
     FAILED,
     LLM,
@@ -50,6 +52,7 @@ from lc_trace._stats import Stats, report_once
 __all__ = ["Recorder", "Run"]
 
 _DEFAULT_MAX_OPEN_RUNS = 10_000
+_REMEMBERED = 1024  # ended runs kept for evaluations, per generation (two): between 1024 and 2048 of the newest
 # event.action of a run's start, end and error lines, by run type (an agent's are a chain's): named
 # after LangChain's callbacks (on_llm_start serves chat models too), not after the run types.
 _PREFIX = {CHAT_MODEL: "llm", LLM: "llm", TOOL: "tool", RETRIEVER: "retriever"}
@@ -59,6 +62,7 @@ _CLIENT, _INTERNAL = SpanKind.CLIENT.name, SpanKind.INTERNAL.name
 _MANY = ""  # Run.model of a run whose calls asked for more than one model
 
 F = TypeVar("F", bound=Callable[..., Any])
+_Ended = tuple[dict[str, str], dict[str, Any], dict[str, Any], SpanContext]  # ids, start and end attributes, context
 _time_ns = time.time_ns
 
 
@@ -90,6 +94,7 @@ class Run:
         "inference_calls",
         "tool_calls",
         "model",
+        "context",
     )
 
     def __init__(
@@ -102,6 +107,7 @@ class Run:
         trace_id: str,
         span_id: str,
         parent_span_id: str | None,
+        context: SpanContext,
     ) -> None:
         self.run_id = run_id
         self.parent = parent
@@ -128,6 +134,7 @@ class Run:
         self.inference_calls = 0
         self.tool_calls = 0
         self.model: str | None = None
+        self.context = context  # the span's, as it started (its trace flags, for an evaluation's event)
 
 
 def guarded(method: F) -> F:
@@ -193,6 +200,10 @@ class Recorder:
         self.latest = latest
         self._runs: dict[UUID, Run] = {}
         self._lock = threading.Lock()
+        # Ended runs by run id, what an evaluation needs of each (``find_run``): two generations,
+        # the older dropped whole when the newer is full, so keeping one costs a dict store.
+        self._ended: dict[str, _Ended] = {}
+        self._ended_before: dict[str, _Ended] = {}
 
     @property
     def open_runs(self) -> int:
@@ -265,7 +276,7 @@ class Recorder:
             else:  # no SDK: the log lines still need ids that group and nest
                 trace_id = format(random.getrandbits(128), "032x")
                 span_id = _random_span_id()
-            run = Run(run_id, parent, record, span, ns, trace_id, span_id, parent_span_id)
+            run = Run(run_id, parent, record, span, ns, trace_id, span_id, parent_span_id, context)
             with self._lock:
                 runs[run_id] = run
                 if parent is not None:
@@ -421,6 +432,10 @@ class Recorder:
                 self._log("error", run.actions[2], run, fields, ns)
             else:
                 self._log("info", run.actions[1], run, fields, ns)
+        ended = self._ended
+        ended[run.attributes[A.LC_RUN_ID]] = (run.ids, run.attributes, attributes, run.context)
+        if len(ended) >= _REMEMBERED:  # a race with another thread here loses a remembered run, nothing else
+            self._ended_before, self._ended = ended, {}
 
     def _count_call(self, run: Run, model: bool) -> None:
         """
@@ -543,6 +558,66 @@ class Recorder:
         if graph is not None and graph.run_type == CHAIN and A.LC_METADATA_PREFIX + "langgraph_node" in node.attributes:
             self._promote(graph)
 
+    # -- evaluations ------------------------------------------------------------------------
+
+    def find_run(self, run_id: str) -> Target | None:
+        """
+        The span of run *run_id* (its text), open or among the runs ended lately (between
+        ``_REMEMBERED`` and twice that many of the newest); None if neither.
+        """
+        run = self._runs.get(UUID(run_id))
+        if run is not None:
+            return _target(run.ids, run.attributes, {}, run.context)
+        ended = self._ended.get(run_id) or self._ended_before.get(run_id)
+        return _target(*ended) if ended is not None else None
+
+    def find_root(self, trace_id: str) -> Target | None:
+        """
+        The span of trace *trace_id*'s top-level run (the first found: open runs in the order
+        they started, then those ended lately), open or ended lately; None if neither.
+        """
+        for run in list(self._runs.values()):
+            if run.trace_id == trace_id and A.LC_RUN_PARENT_ID not in run.attributes:
+                return _target(run.ids, run.attributes, {}, run.context)
+        for ended in (*self._ended_before.values(), *self._ended.values()):
+            if ended[0][A.TRACE_ID] == trace_id and A.LC_RUN_PARENT_ID not in ended[1]:
+                return _target(*ended)
+        return None
+
+    @guarded
+    def evaluation(self, run_id: UUID, data: Any) -> None:
+        """
+        A ``gen_ai.evaluation.result`` custom event sent from run *run_id*: an evaluation of the
+        run its data names (``run_id``), else of that run, written as ``record_evaluation``
+        writes one (its line in this handler's log, its event on the global logger provider).
+        The explanation is content: left out when content capture is off. Data that is no
+        evaluation, or a run this handler does not hold, is counted and reported once
+        (``stats.evaluations_rejected``), never raised into the app.
+        """
+        try:
+            attributes, named = event_verdict(data)
+        except (TypeError, ValueError) as exc:
+            self._reject(str(exc))
+            return
+        wanted = named or str(run_id)
+        target = self.find_run(wanted)
+        if target is None:
+            self._reject(f"run {wanted} is neither open nor among the runs this handler ended lately")
+            return
+        if not self.capture:
+            attributes.pop(A.GEN_AI_EVALUATION_EXPLANATION, None)
+        write(attributes, target, self.logs)
+
+    def _reject(self, why: str) -> None:
+        self.stats.add("evaluations_rejected")
+        report_once(
+            self.stats,
+            "evaluation_rejected",
+            "a %r event was not recorded (counted in stats.evaluations_rejected): %s",
+            EVALUATION_RESULT,
+            why,
+        )
+
     # -- log lines --------------------------------------------------------------------------
 
     def _log(self, level: str, action: str, run: Run, fields: Mapping[str, Any], ns: int) -> None:
@@ -559,3 +634,17 @@ def _agent_above(run: Run) -> str | None:
             return parent.name
         parent = parent.parent
     return None
+
+
+def _target(ids: dict[str, str], start: dict[str, Any], end: dict[str, Any], context: SpanContext) -> Target:
+    """
+    What an evaluation needs of a run: its span's ids and flags, its name, its model.
+    """
+    return Target(
+        run_id=start[A.LC_RUN_ID],
+        trace_id=ids[A.TRACE_ID],
+        span_id=ids[A.SPAN_ID],
+        run_name=start.get(A.LC_RUN_NAME),
+        models=model_fields(start, end),
+        trace_flags=int(context.trace_flags) if context.is_valid else 0,
+    )

@@ -16,6 +16,7 @@ __all__ = [
     "CHAIN",
     "CHAT_MODEL",
     "END_REASONS",
+    "EVALUATION_RESULT",
     "EVICTED",
     "FAILED",
     "INTERRUPTED",
@@ -54,6 +55,13 @@ SHUTDOWN = "shutdown"
 END_REASONS = (FAILED, CANCELLED, STREAM_CLOSED, INTERRUPTED, PARENT_ENDED, EVICTED, SHUTDOWN)
 NEVER_ENDED = "never_ended"
 """No end line in the log (the process was killed): stamped by ``lc-trace export`` only, never in a line."""
+
+EVALUATION_RESULT = "gen_ai.evaluation.result"
+"""
+The GenAI conventions' event for a score given to a run: the ``event.action`` of its line (which
+carries the evaluated span's ids but is no line of that run), the OpenTelemetry event's name, and
+the reserved name of the custom event that records one from inside a chain.
+"""
 
 
 @dataclass(slots=True)

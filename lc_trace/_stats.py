@@ -38,6 +38,8 @@ class Stats:
         dropped_write_error: lines lost because the file could not be written.
         internal_errors: exceptions caught inside lc_trace's callbacks (the app never sees them).
         runs_evicted: open runs closed because the run table reached its cap.
+        evaluations_rejected: ``gen_ai.evaluation.result`` custom events not recorded: their data
+            was no evaluation, or named a run the handler does not hold (the first is reported).
         spans_exported: spans the exporter delivered (``lc_trace.configure()`` only, as are the rest).
         spans_dropped_export_failed: spans in batches the exporter tried and failed to deliver.
         spans_dropped_unreachable: spans dropped without a try while the collector was unreachable.
@@ -52,6 +54,7 @@ class Stats:
     dropped_write_error: int = 0
     internal_errors: int = 0
     runs_evicted: int = 0
+    evaluations_rejected: int = 0
     spans_exported: int = 0
     spans_dropped_export_failed: int = 0
     spans_dropped_unreachable: int = 0
@@ -80,7 +83,8 @@ class Stats:
         In a forked child: count only the child's own lines, spans and errors from here on.
         """
         self._lock = threading.Lock()  # another thread may have held the parent's at fork
-        for name in ("lines_written", *_DROP_NAMES, "internal_errors", "runs_evicted", *_EXPORT_NAMES):
+        counters = ("lines_written", *_DROP_NAMES, "internal_errors", "runs_evicted", "evaluations_rejected")
+        for name in (*counters, *_EXPORT_NAMES):
             setattr(self, name, 0)
         self._reported = set()
 

@@ -9,13 +9,17 @@ def test_all_is_pinned():
     """lc_trace exports exactly these names."""
     assert [
         "AsyncTraceHandler",
+        "Evaluation",
         "LogPathError",
+        "RunNotFoundError",
         "Stats",
         "TraceHandler",
         "configure",
         "current_traceparent",
+        "evaluated",
         "instrument",
         "lifespan",
+        "record_evaluation",
         "uninstrument",
     ] == lc_trace.__all__
 

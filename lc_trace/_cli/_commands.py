@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 from lc_trace import _attributes as A
 from lc_trace._paths import default_log_path
+from lc_trace._read._evaluations import Evaluations, evaluation_line
 from lc_trace._read._files import Line, LogFiles, LogReadError, log_files, open_log, read_lines
 from lc_trace._read._filters import Filter, parse_time
 from lc_trace._read._follow import follow
@@ -100,11 +101,19 @@ def _summaries(
     on_call: Callable[[TraceSummary, ModelCall], None] | None = None,
     skipped: list[int] | None = None,
     quiet: bool = False,
+    evaluations: Evaluations | None = None,
 ) -> list[TraceSummary]:
     """
-    The summaries of the traces of *log* that pass the command's filters, oldest first.
+    The summaries of the traces of *log* that pass the command's filters, oldest first; the
+    evaluations met on the way go to *evaluations*.
     """
-    return summarise(_lines(log, skipped=skipped, quiet=quiet), _filter(args), calls=calls, on_call=on_call)
+    return summarise(
+        _lines(log, skipped=skipped, quiet=quiet),
+        _filter(args),
+        calls=calls,
+        on_call=on_call,
+        on_evaluation=evaluations,
+    )
 
 
 def _full_traces(log: LogFiles, picked: list[TraceSummary], *, quiet: bool = False) -> Iterator[TraceView]:
@@ -171,14 +180,20 @@ def show(args: argparse.Namespace) -> int:
     """
     ``show``: one trace's run tree.
     """
+    evaluations = Evaluations()
     with open_log(args.path) as log:
         try:
-            picked = find_trace(_summaries(args, log), args.trace_id)
+            picked = find_trace(_summaries(args, log, evaluations=evaluations), args.trace_id)
         except LookupError as exc:
             raise CliError(str(exc), code=1) from None
         trace = next(iter(_full_traces(log, [picked])))
     for text in tree_lines(trace):
         print(text)
+    scored = evaluations.of([trace.trace_id])
+    if scored:
+        print(f"\nevaluations ({len(scored)}):")
+        for evaluation in scored:
+            print("  " + evaluation_line(evaluation))
     return 0
 
 
@@ -217,20 +232,28 @@ def tail(args: argparse.Namespace) -> int:
 
 def usage(args: argparse.Namespace) -> int:
     """
-    ``usage``: the model calls added up, as tables or as JSON.
+    ``usage``: the model calls added up, and the evaluations of their traces, as tables or as JSON.
     """
+    from lc_trace._read._evaluations import report_as_dict, score_report, score_tables
     from lc_trace._read._usage import usage_report
 
+    evaluations = Evaluations()
     with open_log(args.path) as log:
-        report = usage_report(_summaries(args, log, calls=True), "hour" if args.hourly else "day")
+        found = _summaries(args, log, calls=True, evaluations=evaluations)
+    report = usage_report(found, "hour" if args.hourly else "day")
+    scores = score_report(evaluations.of(trace.trace_id for trace in found), found)
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2, ensure_ascii=False))
+        print(json.dumps({**report.as_dict(), "evaluations": report_as_dict(scores)}, indent=2, ensure_ascii=False))
         return 0
     if not report.total.calls and not report.failed_runs:
         print(f"no model calls in {args.path or default_log_path()}")
-        return 0
-    for text in usage_tables(report):
-        print(text)
+    else:
+        for text in usage_tables(report):
+            print(text)
+    if scores:
+        print()
+        for text in score_tables(scores):
+            print(text)
     return 0
 
 
@@ -297,6 +320,7 @@ def html(args: argparse.Namespace) -> int:
     prefix that matches no trace is an error (a page of nothing would hide the typo).
     """
     from lc_trace._read._cost import TraceCosts
+    from lc_trace._read._evaluations import page_evaluations
     from lc_trace._read._html import page_row, render_page, trace_details
 
     try:
@@ -304,19 +328,22 @@ def html(args: argparse.Namespace) -> int:
     except LogReadError as exc:
         raise CliError(_old_html_hint(args.path, str(exc))) from None
     costs = TraceCosts()
+    evaluations = Evaluations()
     with log:
-        found = _summaries(args, log, on_call=costs)
+        found = _summaries(args, log, on_call=costs, evaluations=evaluations)
         for prefix in args.trace or ():
             wanted = prefix.strip().lower()
             if not wanted or not any(t.trace_id.startswith(wanted) for t in found):
                 raise CliError(f"no trace id starts with {prefix!r}", code=1)
         newest = found[-args.details :] if args.details else []
         details = {trace.trace_id: trace_details(trace) for trace in _full_traces(log, newest)}
+    scored = {trace_id: page_evaluations(views) for trace_id, views in evaluations.by_trace(details).items()}
     page = render_page(
         [page_row(t) for t in found],
         details,
         title=f"lc_trace: {args.path or default_log_path()}",
         costs=costs,
+        evaluations=scored,
     )
     try:
         Path(args.output).write_bytes(page)

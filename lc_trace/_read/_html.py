@@ -87,15 +87,25 @@ def trace_details(trace: TraceView, max_value_chars: int = _DEFAULT_MAX_VALUE_CH
 
 
 def render_page(
-    rows: Sequence[list[Any]], details: Mapping[str, str], title: str, costs: Mapping[str, Cost] | None = None
+    rows: Sequence[list[Any]],
+    details: Mapping[str, str],
+    title: str,
+    costs: Mapping[str, Cost] | None = None,
+    evaluations: Mapping[str, list[list[Any]]] | None = None,
 ) -> bytes:
     """
-    The page: the list of *rows*, and the spans of the traces in *details*; with *costs*, each
-    listed trace's cost (amount or null when no call was priced, calls not priced). UTF-8 bytes,
-    joined once from orjson's: a page of tens of MB is never also a str (2-4 bytes a character
-    once it holds any non-ASCII text) nor copied by each replacement.
+    The page: the list of *rows*, the spans of the traces in *details*, the evaluations of those
+    traces (``_evaluations.page_evaluations``, by trace id); with *costs*, each listed trace's
+    cost (amount or null when no call was priced, calls not priced). UTF-8 bytes, joined once
+    from orjson's: a page of tens of MB is never also a str (2-4 bytes a character once it holds
+    any non-ASCII text) nor copied by each replacement.
     """
-    page_data: dict[str, Any] = {"rows": rows, "details": details, "detailCount": len(details)}
+    page_data: dict[str, Any] = {
+        "rows": rows,
+        "details": details,
+        "detailCount": len(details),
+        "evaluations": evaluations or {},
+    }
     if costs is not None:
         page_data["costs"] = {
             row[0]: [float(cost.amount) if cost.priced else None, cost.unpriced_calls]

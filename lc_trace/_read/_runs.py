@@ -2,7 +2,9 @@
 Lines become runs, runs become traces.
 
 A run is the lines that share a ``span.id``: its start line (the span's name, kind, parent and
-start attributes), its events, and its end line (end attributes, outcome, duration). A run with
+start attributes), its events, and its end line (end attributes, outcome, duration); not the
+evaluations given to it (``gen_ai.evaluation.result`` lines carry its span's ids, often long after
+its end: ``_evaluations`` reads them). A run with
 no end line (the process was killed, or is still running) is *unended*: its last line is the
 last thing known about it. Every reading command agrees on what a run and a trace are because
 they all build them here.
@@ -17,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 
 from lc_trace import _attributes as A
 from lc_trace._read._files import Line
-from lc_trace._records import MODEL_RUN_TYPES
+from lc_trace._records import EVALUATION_RESULT, MODEL_RUN_TYPES
 
 __all__ = [
     "END_ACTIONS",
@@ -370,15 +372,12 @@ _RUN_TYPE, _SPAN_NAME, _SPAN_KIND, _SERVICE = A.LC_RUN_TYPE, A.SPAN_NAME, A.SPAN
 _ACTION, END_ACTIONS = A.EVENT_ACTION, ("_end", "_error")
 
 
-def _add_line(run: RunView, line: Line) -> bool:
+def _add_line(run: RunView, line: Line, action: str) -> bool:
     """
-    What one line tells of its run; True when it is the run's end.
+    What one line (whose ``event.action`` is *action*) tells of its run; True when it is the run's end.
     """
     fields = line.fields
     run.last = line
-    action = fields.get(_ACTION)
-    if type(action) is not str:
-        action = ""
     if action.endswith(END_ACTIONS):
         run.end = line
         run.run_type = str(fields.get(_RUN_TYPE, run.run_type))  # a chain may turn out to be an agent
@@ -435,6 +434,11 @@ def stream_runs(
             continue
         if trace_id in skip:
             continue
+        action = fields.get(_ACTION)
+        if type(action) is not str:
+            action = ""
+        elif action == EVALUATION_RESULT:  # a score given to the run: not one of its lines
+            continue
         trace = under.get(trace_id)
         if trace is None:
             if not wanted(trace_id):
@@ -453,7 +457,7 @@ def stream_runs(
                 trace.by_run_id[run.run_id] = span_id
             if run.parent_span_id is None and run.parent_run_id is not None:  # from before parent.id was logged
                 run.parent_span_id = trace.by_run_id.get(run.parent_run_id)
-        if _add_line(run, line):
+        if _add_line(run, line, action):
             del trace.open[span_id]
             if run.parent_span_id is None or run.parent_span_id in trace.spans:
                 yield run, False
@@ -476,7 +480,7 @@ def _settle(trace: _Under) -> Iterator[tuple[RunView, bool]]:
 def build_traces(lines: Iterable[Line]) -> list[TraceView]:
     """
     Group lines into traces by ``trace.id`` and runs by ``span.id``, then nest the runs;
-    oldest trace first. Lines with no trace (lc_trace's own notices) are left out.
+    oldest trace first. Lines with no trace (lc_trace's own notices) and evaluations are left out.
     """
     grouped: dict[str, dict[str, RunView]] = {}
     bounds: dict[str, list[int]] = {}
@@ -484,6 +488,11 @@ def build_traces(lines: Iterable[Line]) -> list[TraceView]:
         fields = line.fields
         trace_id, span_id = fields.get(A.TRACE_ID), fields.get(A.SPAN_ID)
         if not isinstance(trace_id, str) or not isinstance(span_id, str):
+            continue
+        action = fields.get(_ACTION)
+        if type(action) is not str:
+            action = ""
+        elif action == EVALUATION_RESULT:  # a score given to the run: not one of its lines
             continue
         runs = grouped.get(trace_id)
         if runs is None:
@@ -498,7 +507,7 @@ def build_traces(lines: Iterable[Line]) -> list[TraceView]:
         run = runs.get(span_id)
         if run is None:
             run = runs[span_id] = _new_run(span_id, trace_id, line)
-        _add_line(run, line)
+        _add_line(run, line, action)
     traces = []
     for trace_id, runs in grouped.items():
         by_run_id = {run.run_id: run for run in runs.values() if run.run_id}
@@ -526,6 +535,8 @@ def complete_traces(lines: Iterable[Line], wanted: Mapping[str, int]) -> Iterato
         trace_id = line.fields.get(A.TRACE_ID)
         count = left.get(trace_id) if isinstance(trace_id, str) else None
         if count is None or not isinstance(line.fields.get(A.SPAN_ID), str):
+            continue
+        if line.fields.get(_ACTION) == EVALUATION_RESULT:  # not among the lines summarise counted
             continue
         assert isinstance(trace_id, str)
         held.setdefault(trace_id, []).append(line)

@@ -25,7 +25,7 @@ from lc_trace import _attributes as A
 from lc_trace._read._files import Line
 from lc_trace._read._filters import Filter
 from lc_trace._read._runs import END_ACTIONS, IDLE_NS, QUIET_EVENTS, SWEEP_EVERY, ModelCall, failure_key, model_call
-from lc_trace._records import MODEL_RUN_TYPES
+from lc_trace._records import EVALUATION_RESULT, MODEL_RUN_TYPES
 
 __all__ = ["TraceSummary", "summarise"]
 
@@ -108,12 +108,14 @@ def summarise(
     *,
     calls: bool = False,
     on_call: Callable[[TraceSummary, ModelCall], None] | None = None,
+    on_evaluation: Callable[[Line], None] | None = None,
 ) -> list[TraceSummary]:
     """
     The summaries of the traces in *lines* that pass *wanted*, oldest first; with *calls*,
     each keeps its model calls (for ``usage``); *on_call* is handed each model call as it is
     read, with its trace's summary, and nothing is kept per call (``html``'s costs). Lines with
-    no trace are left out.
+    no trace are left out; evaluation lines (of the traces *wanted* names by id) go to
+    *on_evaluation*, and count for nothing here.
     """
     add_call = on_call if on_call is not None else _keep_call if calls else None
     wanted = wanted or Filter()
@@ -135,6 +137,13 @@ def summarise(
             continue
         if prefixes and not trace_id.startswith(prefixes):
             continue
+        action = fields.get(A.EVENT_ACTION)
+        if type(action) is not str:
+            action = ""
+        elif action == EVALUATION_RESULT:  # a score given to a run, not a line of it
+            if on_evaluation is not None:
+                on_evaluation(line)
+            continue
         time_ns = line.time_ns
         if time_ns > now_ns:
             now_ns = time_ns
@@ -153,9 +162,6 @@ def summarise(
             summary.first_ns = time_ns
         elif time_ns > summary.last_ns:
             summary.last_ns = time_ns
-        action = fields.get(A.EVENT_ACTION)
-        if type(action) is not str:
-            action = ""
         if check_actions and action not in QUIET_EVENTS and trace_id not in action_hits:
             matched = actions.get(action)
             if matched is None:

@@ -367,12 +367,19 @@ def test_kibana_objects_reference_each_other_and_the_logged_fields():
     template = json.loads((DEPLOY / "elasticsearch" / "index-template.json").read_text())
     # Filebeat writes to the write alias lc-trace-logs; the indices behind it are lc-trace-logs-000001, ...
     assert any(re.fullmatch(p.replace("*", ".*"), "lc-trace-logs-000001") for p in template["index_patterns"])
-    search = objects[("search", "lc-trace-events")]
-    for reference in search["references"]:
-        assert (reference["type"], reference["id"]) in objects
+    searches = [o for (kind, _), o in objects.items() if kind == "search"]
+    assert {"lc-trace-events", "lc-trace-evaluations"} == {o["id"] for o in searches}
     schema = json.loads((DEPLOY / "elasticsearch" / "lc-trace-logs.schema.json").read_text())
-    for column in search["attributes"]["columns"]:
-        assert column in schema["properties"], column
+    for search in searches:
+        for reference in search["references"]:
+            assert (reference["type"], reference["id"]) in objects
+        for column in search["attributes"]["columns"]:
+            assert column in schema["properties"], column
+    evaluations = json.loads(
+        objects[("search", "lc-trace-evaluations")]["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"]
+    )
+    assert 'event.action : "gen_ai.evaluation.result"' == evaluations["query"]["query"]
+    assert "gen_ai.evaluation.result" in schema["properties"]["event.action"]["enum"]
 
 
 def test_trace_id_opens_the_trace_in_jaeger(compose_config):

@@ -24,7 +24,7 @@ from langchain_core.language_models import FakeListLLM
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
 
-from lc_trace import TraceHandler
+from lc_trace import TraceHandler, evaluated, record_evaluation
 from lc_trace import _attributes as A
 from lc_trace._cli._demo import run_demo
 from lc_trace._conventions import LATEST, V1_41
@@ -252,6 +252,12 @@ def shop_day(handler: Any) -> None:
         return "3.50"
 
     call(RunnableLambda(agent_step, name="florist_agent"), "price?", config, "invoke")
+    judge = RunnableLambda(lambda judged: {"score": 0.9, "value": "Y", "reasoning": "A rose suits a mother."})
+    call(evaluated(flower_chain(), judge, name="helpfulness"), {"who": "gran"}, config, "invoke")
+    rated = uuid.uuid4()
+    call(FakeChatModel(responses=["Lilies."]), "White flowers?", {**config, "run_id": rated}, "invoke")
+    record_evaluation("user_feedback", run_id=rated, label="thumbs_up")
+    record_evaluation("toxicity", run_id=rated, error="timeout")
     run_demo(handler)
     handler.on_chain_start(None, {"x": 1}, run_id=uuid.uuid4(), name="never_ends")  # closed as 'shutdown'
 
