@@ -43,7 +43,6 @@ _IN_BOTH_CONVENTIONS = (
     "tests/capture/test_providers.py",
     "tests/capture/test_seeds.py",
     "tests/capture/test_agent_metrics.py",
-    "tests/capture/test_conventions.py",
 )
 
 

@@ -23,7 +23,6 @@ from lc_trace._records import EVALUATION_RESULT, MODEL_RUN_TYPES
 
 __all__ = [
     "END_ACTIONS",
-    "GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS",
     "IDLE_NS",
     "LINE_KEYS",
     "PROMOTED_KEYS",
@@ -316,9 +315,6 @@ USAGE_TOKEN_KEYS = (
     A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
     A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
 )
-# The name the GenAI conventions' newer mode writes for cache-creation input tokens; a log holds
-# one name or the other, and both are read into the same count.
-GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS = "gen_ai.usage.cache_write.input_tokens"
 _CACHE_CREATION = USAGE_TOKEN_KEYS.index(A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)
 
 
@@ -328,7 +324,8 @@ def model_call(fields: dict[str, Any], service: str | None, start_ns: int, durat
     """
     get = fields.get
     tokens = [_int(get(key)) for key in USAGE_TOKEN_KEYS]
-    tokens[_CACHE_CREATION] = tokens[_CACHE_CREATION] or _int(get(GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS))
+    # A v0.1.0 line names the cache write as its conventions do: one count either way.
+    tokens[_CACHE_CREATION] = tokens[_CACHE_CREATION] or _int(get(A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS))
     provider = get(A.GEN_AI_PROVIDER_NAME)
     action = get(A.EVENT_ACTION)
     return ModelCall(  # the names interned: a day has a few models and services, and many calls
