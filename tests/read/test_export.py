@@ -40,11 +40,13 @@ from tests.stack.cache import free_port
 SERVICE = "flower-shop"
 
 
-def shop_with_live_spans(log_path: Path, otlp_endpoint: str | None = None) -> list[ReadableSpan]:
+def shop_with_live_spans(
+    log_path: Path, otlp_endpoint: str | None = None, conventions: str = "v1.41.0"
+) -> list[ReadableSpan]:
     """
-    The flower shop traced into *log_path*; its live spans, kept in memory (and, with
-    *otlp_endpoint*, also handed to an OTLP exporter there, as an app configured for a
-    collector would).
+    The flower shop traced into *log_path* following the GenAI *conventions*; its live spans,
+    kept in memory (and, with *otlp_endpoint*, also handed to an OTLP exporter there, as an app
+    configured for a collector would).
     """
     provider = TracerProvider(resource=Resource.create({"service.name": SERVICE}))
     memory = InMemorySpanExporter()
@@ -52,7 +54,13 @@ def shop_with_live_spans(log_path: Path, otlp_endpoint: str | None = None) -> li
     if otlp_endpoint is not None:
         exporter = OTLPSpanExporter(endpoint=otlp_endpoint, insecure=True, timeout=1)
         provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=100))
-    handler = TraceHandler(tracer_provider=provider, log_path=log_path, service_name=SERVICE, capture_content=True)
+    handler = TraceHandler(
+        tracer_provider=provider,
+        log_path=log_path,
+        service_name=SERVICE,
+        capture_content=True,
+        genai_conventions=conventions,
+    )
     try:
         run_demo(handler)
     finally:
@@ -89,10 +97,11 @@ def described(span: ReadableSpan) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def shop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ReadableSpan]]:
+@pytest.fixture(scope="module", params=["v1.41.0", "v0.1.0"])
+def shop(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> tuple[Path, list[ReadableSpan]]:
+    """The shop's log and live spans, in each GenAI conventions version: export reads both."""
     path = tmp_path_factory.mktemp("shop") / "lc_trace.jsonl"
-    return path, shop_with_live_spans(path)
+    return path, shop_with_live_spans(path, conventions=request.param)
 
 
 class TestRebuild:
