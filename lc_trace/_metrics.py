@@ -237,10 +237,9 @@ class MetricSink:
         model: str | None,
     ) -> None:
         """
-        One finished agent invocation: its duration and the model and tool calls it made itself.
+        One finished agent invocation: its duration and the model and tool calls it made itself
+        (called only while ``records_agents``, as are ``tool_call`` and ``retrieval``).
         """
-        if not _records(self._agent_duration):
-            return
         attributes: dict[str, Any] = {A.GEN_AI_AGENT_NAME: name}
         if error is not None:
             attributes[A.ERROR_TYPE] = error
@@ -255,8 +254,6 @@ class MetricSink:
         """
         One finished tool execution, with the name of the agent that called it, if any.
         """
-        if not _records(self._tool_duration):
-            return
         attributes = _pick(_TOOL_KEYS, start, end)
         if agent is not None:
             attributes[A.GEN_AI_AGENT_NAME] = agent
@@ -266,8 +263,11 @@ class MetricSink:
         """
         One finished retrieval.
         """
-        if _records(self._retrieval_duration):
-            self._retrieval_duration.record(duration_s, _pick(_RETRIEVAL_KEYS, start, end))
+        self._retrieval_duration.record(duration_s, _pick(_RETRIEVAL_KEYS, start, end))
+
+    def records_agents(self) -> bool:
+        """Whether agent, tool and retrieval metrics are recorded: if not, nothing is counted for them."""
+        return _records(self._agent_duration)
 
     def times_chunks(self) -> bool:
         """Whether the gaps between streamed chunks are recorded: if not, only the first is timed."""

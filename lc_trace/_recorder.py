@@ -60,6 +60,7 @@ _ACTIONS = {kind: (f"{stem}_start", f"{stem}_end", f"{stem}_error") for kind, st
 _CHAIN_ACTIONS = ("chain_start", "chain_end", "chain_error")
 _CLIENT, _INTERNAL = SpanKind.CLIENT.name, SpanKind.INTERNAL.name
 _MANY = ""  # Run.model of a run whose calls asked for more than one model
+_MEASURED = MODEL_RUN_TYPES | {AGENT, TOOL, RETRIEVER}  # run types with a metric of their own
 
 F = TypeVar("F", bound=Callable[..., Any])
 _Ended = tuple[dict[str, str], dict[str, Any], dict[str, Any], SpanContext]  # ids, start and end attributes, context
@@ -375,13 +376,7 @@ class Recorder:
         if run.children:
             self._close_children(run, reason, ns)
         kind = run.run_type
-        model = kind in MODEL_RUN_TYPES
-        agent: str | None = None
-        if kind == TOOL:
-            agent = _agent_above(run)
-            if agent is not None and self.latest:
-                attributes[A.GEN_AI_AGENT_NAME] = agent
-        if model:
+        if kind in MODEL_RUN_TYPES:
             if run.chunks:
                 attributes[A.GEN_AI_REQUEST_STREAM] = True
                 attributes[A.LC_STREAM_CHUNKS] = run.chunks
@@ -391,36 +386,14 @@ class Recorder:
             if self.latest and (reason is not None or end_reason is not None):
                 choices = run.attributes.get(A.GEN_AI_REQUEST_CHOICE_COUNT, 1)
                 attributes[A.GEN_AI_RESPONSE_FINISH_REASONS] = (FINISH_ERROR,) * choices
+        elif kind == TOOL and self.latest and (agent := _agent_above(run)) is not None:
+            attributes[A.GEN_AI_AGENT_NAME] = agent
         if end_reason is not None:
             attributes[A.LC_END_REASON] = end_reason
-        duration_s = (ns - run.start_ns) / 1e9
-        if model:
-            self.metrics.model_call(
-                run.attributes,
-                attributes,
-                duration_s,
-                (run.first_chunk_ns - run.start_ns) / 1e9 if run.chunks else None,
-                run.chunk_ns,
-            )
-        elif kind == AGENT:
-            self.metrics.agent_call(
-                run.name,
-                duration_s,
-                run.inference_calls,
-                run.tool_calls,
-                attributes.get(A.ERROR_TYPE),
-                run.model or None,
-            )
-        elif kind == TOOL:
-            self.metrics.tool_call(run.attributes, attributes, duration_s, agent)
-        elif kind == RETRIEVER:
-            self.metrics.retrieval(run.attributes, attributes, duration_s)
-        if (
-            run.parent is not None
-            and kind != AGENT
-            and (model or kind == TOOL or run.inference_calls or run.tool_calls)
-        ):
-            self._count_call(run, model)
+        if kind in _MEASURED:
+            self._measure(run, attributes, ns)
+        elif run.inference_calls or run.tool_calls:  # a chain with calls below it: its parent's now
+            self._pass_up(run, run.inference_calls, run.tool_calls, run.model)
         fields = {**attributes, **content} if content else attributes
         self.spans.end(run.span, fields, reason, ns)  # sinks copy what they keep: the line reuses the dict
         fields[A.EVENT_OUTCOME] = (
@@ -437,20 +410,44 @@ class Recorder:
         if len(ended) >= _REMEMBERED:  # a race with another thread here loses a remembered run, nothing else
             self._ended_before, self._ended = ended, {}
 
-    def _count_call(self, run: Run, model: bool) -> None:
+    def _measure(self, run: Run, attributes: dict[str, Any], ns: int) -> None:
         """
-        Pass a finished run's calls up to its parent, where an agent's end finds them: a model
-        call counts itself, a tool itself only (what runs inside a tool is the tool's own
-        work), a chain the calls below it. Under the lock: parallel tool calls end on threads.
+        The metrics of a model, agent, tool or retriever run, and the calls an agent above it
+        will count: kept only while a meter provider records (nothing to count for otherwise).
+        """
+        metrics = self.metrics
+        kind = run.run_type
+        duration_s = (ns - run.start_ns) / 1e9
+        if kind in MODEL_RUN_TYPES:
+            metrics.model_call(
+                run.attributes,
+                attributes,
+                duration_s,
+                (run.first_chunk_ns - run.start_ns) / 1e9 if run.chunks else None,
+                run.chunk_ns,
+            )
+            if run.parent is not None and metrics.records_agents():
+                self._pass_up(run, 1, 0, run.attributes.get(A.GEN_AI_REQUEST_MODEL))
+        elif not metrics.records_agents():
+            return
+        elif kind == AGENT:
+            error = attributes.get(A.ERROR_TYPE)
+            metrics.agent_call(run.name, duration_s, run.inference_calls, run.tool_calls, error, run.model or None)
+        elif kind == TOOL:
+            metrics.tool_call(run.attributes, attributes, duration_s, _agent_above(run))
+            if run.parent is not None:  # what ran inside the tool is the tool's own work
+                self._pass_up(run, 0, 1, None)
+        else:
+            metrics.retrieval(run.attributes, attributes, duration_s)
+
+    def _pass_up(self, run: Run, calls: int, tools: int, asked: str | None) -> None:
+        """
+        Add *calls* model calls, *tools* tool calls and the model *asked* for to the parent of
+        *run*, where an agent's end finds them. Under the lock: parallel tool calls end on threads.
         """
         parent = run.parent
-        assert parent is not None
-        if model:
-            calls, tools, asked = 1, 0, run.attributes.get(A.GEN_AI_REQUEST_MODEL)
-        elif run.run_type == TOOL:
-            calls, tools, asked = 0, 1, None
-        else:
-            calls, tools, asked = run.inference_calls, run.tool_calls, run.model
+        if parent is None:
+            return
         with self._lock:
             parent.inference_calls += calls
             parent.tool_calls += tools
