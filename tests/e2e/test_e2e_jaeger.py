@@ -64,7 +64,7 @@ def _jaeger_otlp(jaeger: servers.Server) -> str:
     return f"127.0.0.1:{jaeger.ports['otlp_grpc']}"
 
 
-def _app_tracing(
+def app_tracing(
     collector: servers.Server, service: str, *, keep_copy: bool = True, queue: int = 512
 ) -> tuple[TracerProvider, InMemorySpanExporter]:
     """The app's provider: OTLP to the collector, plus (*keep_copy*) an in-memory copy to compare against."""
@@ -171,7 +171,7 @@ def test_agent_and_failing_tool_arrive_in_jaeger_span_for_span(jaeger, collector
     """A real agent loop and a failing tool, traced by lc_trace, read back from Jaeger's API."""
     from langchain.agents import create_agent
 
-    provider, memory = _app_tracing(collector, "e2e-florist")
+    provider, memory = app_tracing(collector, "e2e-florist")
     handler = TraceHandler(tracer_provider=provider, log_path=tmp_path / "lc_trace.jsonl", capture_content=True)
     model = FakeChatModel(
         responses=[
@@ -261,7 +261,7 @@ def test_collector_down_mid_run_app_carries_on_bounded_then_recovers(jaeger, tmp
     is back on the same address, new traces reach Jaeger again.
     """
     collector = servers.collector(tmp_path, _jaeger_otlp(jaeger)).start()
-    provider, _ = _app_tracing(collector, "e2e-outage", keep_copy=False, queue=256)
+    provider, _ = app_tracing(collector, "e2e-outage", keep_copy=False, queue=256)
     handler = TraceHandler(tracer_provider=provider, log_path=tmp_path / "lc_trace.jsonl")
     chain = flower_chain()
 
@@ -312,7 +312,7 @@ def test_two_processes_one_trace(jaeger, collector):
 
     import lc_trace
 
-    provider, memory = _app_tracing(collector, "e2e-shop")
+    provider, memory = app_tracing(collector, "e2e-shop")
     handler = TraceHandler(tracer_provider=provider, log_path=None)
     command = [sys.executable, "-m", "tests.warehouse_service", f"127.0.0.1:{collector.ports['otlp_grpc']}"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as warehouse:

@@ -13,6 +13,7 @@ import re
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from tests.stack import gobuild
+from tests.stack import gobuild, packaged
 from tests.stack.cache import DEPLOY, free_port
 
 STOP_TIMEOUT_S = 3.0
@@ -58,6 +59,7 @@ class Server:
             new = free_port()
             self.ports[name] = new
             self.env = {key: _swap_port(value, old, new) for key, value in self.env.items()}
+            self.command = [_swap_port(argument, old, new) for argument in self.command]
             self.health_url = _swap_port(self.health_url, old, new)
 
     def _start(self) -> Server:
@@ -226,3 +228,36 @@ def collector(
     health = f"http://127.0.0.1:{ports['health']}/"
     label = name or f"otel-collector-{mode}"
     return Server(label, command, variables, health, workdir / f"{label}.log", ports)
+
+
+def victoriametrics(workdir: Path, port: int | None = None) -> Server:
+    """
+    VictoriaMetrics as compose runs it (not yet started): the service's flags, its address moved to loopback
+    *port* (default: a free one), its data into *workdir*, its dashboards read from deploy/victoriametrics/dashboards.
+    """
+    port = port or free_port()
+    moved = {
+        "-httpListenAddr": f"127.0.0.1:{port}",
+        "-storageDataPath": str(workdir / "storage"),
+        "-vmui.customDashboardsPath": str(DEPLOY / "victoriametrics" / "dashboards"),
+    }
+    flags = []
+    for flag in packaged.compose_config()["services"]["victoriametrics"]["command"]:
+        name, _, value = flag.partition("=")
+        flags.append(f"{name}={moved.get(name, value)}")
+    command = [str(gobuild.victoriametrics()), *flags]
+    health = f"http://127.0.0.1:{port}/health"
+    return Server("victoriametrics", command, {}, health, workdir / "victoriametrics.log", {"http": port})
+
+
+def victoriametrics_api(server: Server, path: str, **params: str) -> Any:
+    """
+    The JSON answer of VictoriaMetrics' HTTP API at *path* (``/api/v1/query`` ...), asserted successful. What the
+    store has taken in is made searchable first (``/internal/force_flush``): otherwise it shows up ~10 s later.
+    """
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.ports['http']}/internal/force_flush", timeout=5):
+        pass
+    url = f"http://127.0.0.1:{server.ports['http']}{path}?{urllib.parse.urlencode(params)}"
+    body = get_json(url)
+    assert "success" == body.get("status", "success"), body
+    return body
