@@ -69,6 +69,22 @@ class Target:
     service: str | None = None
 
 
+# Whether the recorders remember their ended runs, so that an evaluation can name a run after it
+# ended without reading the log: from the process's first evaluation on. Remembering them always
+# cost ~0.6 us an event (bench.replay chain, 5 alternating rounds, medians: 20.15 -> 20.77 us),
+# paid by every app, evaluating or not.
+remembering = False
+
+
+def remember_ended_runs() -> None:
+    """
+    From now on, every recorder of the process remembers its ended runs (the newest 1,024 to
+    2,048): called by every way to evaluate.
+    """
+    global remembering
+    remembering = True
+
+
 def model_fields(*attribute_sets: Mapping[str, Any]) -> dict[str, str]:
     """
     The model names and response id among a run's attributes (a later set wins).

@@ -28,6 +28,7 @@ from lc_trace._evaluation import (
     Evaluation,
     Target,
     model_fields,
+    remember_ended_runs,
     run_id_text,
     trace_id_text,
     verdict,
@@ -100,6 +101,7 @@ def record_evaluation(
         OSError: a log file could not be read, or the line not written.
     """
     attributes = verdict(name, score, label, explanation, error)
+    remember_ended_runs()  # this process evaluates: the runs that end from now on can be found here
     if (run_id is None) == (trace_id is None):
         raise ValueError(
             "record_evaluation needs the run to evaluate: give run_id= (a LangChain run id) "
@@ -272,6 +274,7 @@ def evaluated(runnable: Any, evaluator: Any, *, name: str) -> Runnable[Any, Any]
     from langchain_core.runnables.base import coerce_to_runnable
 
     verdict(name, score=0.0)  # the name is checked now, not at the first call
+    remember_ended_runs()  # the call's run has ended when its evaluation is sent
     target, judge = coerce_to_runnable(runnable), coerce_to_runnable(evaluator)
 
     def run(value: Any, config: RunnableConfig) -> Any:

@@ -26,6 +26,7 @@ from uuid import UUID
 from opentelemetry.trace import Span, SpanContext, SpanKind, get_current_span
 
 from lc_trace import _attributes as A
+from lc_trace import _evaluation
 from lc_trace._content import Serializer
 from lc_trace._evaluation import Target, event_verdict, model_fields, write
 from lc_trace._logs._sink import ClosedLogSink, LogSink
@@ -63,7 +64,9 @@ _MANY = ""  # Run.model of a run whose calls asked for more than one model
 _MEASURED = MODEL_RUN_TYPES | {AGENT, TOOL, RETRIEVER}  # run types with a metric of their own
 
 F = TypeVar("F", bound=Callable[..., Any])
-_Ended = tuple[dict[str, str], dict[str, Any], dict[str, Any], SpanContext]  # ids, start and end attributes, context
+# An ended run, as remembered for evaluations: trace id, span id, name, whether it is a top-level
+# run, its models (a model call's), its span context.
+_Ended = tuple[str, str, str, bool, dict[str, str] | None, SpanContext]
 _time_ns = time.time_ns
 
 
@@ -405,8 +408,18 @@ class Recorder:
                 self._log("error", run.actions[2], run, fields, ns)
             else:
                 self._log("info", run.actions[1], run, fields, ns)
+        if _evaluation.remembering:  # from the process's first evaluation on
+            self._remember(run, kind, attributes)
+
+    def _remember(self, run: Run, kind: str, attributes: dict[str, Any]) -> None:
+        """
+        Keep what an evaluation needs of an ended run, in values the run already holds (its
+        model's names only for a model call).
+        """
+        models = model_fields(run.attributes, attributes) if kind in MODEL_RUN_TYPES else None
         ended = self._ended
-        ended[run.attributes[A.LC_RUN_ID]] = (run.ids, run.attributes, attributes, run.context)
+        top = A.LC_RUN_PARENT_ID not in run.attributes
+        ended[run.attributes[A.LC_RUN_ID]] = (run.trace_id, run.span_id, run.name, top, models, run.context)
         if len(ended) >= _REMEMBERED:  # a race with another thread here loses a remembered run, nothing else
             self._ended_before, self._ended = ended, {}
 
@@ -566,7 +579,7 @@ class Recorder:
         if run is not None:
             return _target(run.ids, run.attributes, {}, run.context)
         ended = self._ended.get(run_id) or self._ended_before.get(run_id)
-        return _target(*ended) if ended is not None else None
+        return _ended_target(run_id, ended) if ended is not None else None
 
     def find_root(self, trace_id: str) -> Target | None:
         """
@@ -576,9 +589,9 @@ class Recorder:
         for run in list(self._runs.values()):
             if run.trace_id == trace_id and A.LC_RUN_PARENT_ID not in run.attributes:
                 return _target(run.ids, run.attributes, {}, run.context)
-        for ended in (*self._ended_before.values(), *self._ended.values()):
-            if ended[0][A.TRACE_ID] == trace_id and A.LC_RUN_PARENT_ID not in ended[1]:
-                return _target(*ended)
+        for run_id, ended in (*self._ended_before.items(), *self._ended.items()):
+            if ended[0] == trace_id and ended[3]:
+                return _ended_target(run_id, ended)
         return None
 
     @guarded
@@ -591,6 +604,7 @@ class Recorder:
         evaluation, or a run this handler does not hold, is counted and reported once
         (``stats.evaluations_rejected``), never raised into the app.
         """
+        _evaluation.remember_ended_runs()
         try:
             attributes, named = event_verdict(data)
         except (TypeError, ValueError) as exc:
@@ -631,6 +645,19 @@ def _agent_above(run: Run) -> str | None:
             return parent.name
         parent = parent.parent
     return None
+
+
+def _ended_target(run_id: str, ended: _Ended) -> Target:
+    """What an evaluation needs of an ended run, from what was remembered of it."""
+    trace_id, span_id, name, _, models, context = ended
+    return Target(
+        run_id=run_id,
+        trace_id=trace_id,
+        span_id=span_id,
+        run_name=name,
+        models=models or {},
+        trace_flags=int(context.trace_flags) if context.is_valid else 0,
+    )
 
 
 def _target(ids: dict[str, str], start: dict[str, Any], end: dict[str, Any], context: SpanContext) -> Target:

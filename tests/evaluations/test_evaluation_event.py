@@ -16,11 +16,12 @@ import uuid
 from typing import Any
 
 import pytest
+from langchain_core.runnables import RunnableLambda
 from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs import export as log_export
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
-from lc_trace import record_evaluation
+from lc_trace import evaluated, record_evaluation
 from lc_trace.testing import FakeChatModel
 from tests.conftest import REPO, call, flower_chain
 
@@ -48,10 +49,11 @@ def own_attributes(record: Any) -> dict[str, Any]:
 
 @pytest.mark.parametrize("mode", ["invoke", "ainvoke"])
 def test_the_event_has_the_evaluated_spans_context(mode, make_handler, exporter, logs):
-    """A model call evaluated: one event named gen_ai.evaluation.result, on the model span's trace and span, sampled as it was."""
+    """A model call evaluated by an app that evaluates (its runs remembered): one event named gen_ai.evaluation.result, on the model span's trace and span, sampled as it was."""
     provider, memory = logs
     handler = make_handler()
     run_id = uuid.uuid4()
+    evaluated(RunnableLambda(lambda x: x), lambda io: 1.0, name="warm-up")  # the app evaluates: runs are remembered
     call(FakeChatModel(responses=["Tulips."]), "Spring flowers?", {"callbacks": [handler], "run_id": run_id}, mode)
 
     record_evaluation(

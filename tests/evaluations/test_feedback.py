@@ -244,22 +244,47 @@ def test_an_app_in_another_process_then_feedback_in_a_third(tmp_path):
 
 
 IN_APP = """
-import sys, uuid
+import json, sys, uuid
 import lc_trace
 from lc_trace.testing import FakeChatModel
+def reader_loaded():
+    return any(m.startswith(("lc_trace._read", "lc_trace._cli")) for m in sys.modules)
 handler = lc_trace.TraceHandler(log_path=sys.argv[1])
-run_id = uuid.uuid4()
-FakeChatModel().invoke("Which flower?", {"callbacks": [handler], "run_id": run_id})
-lc_trace.record_evaluation("helpfulness", run_id=run_id, score=1.0)
-print(sorted(m for m in sys.modules if m.startswith(("lc_trace._read", "lc_trace._cli"))))
+model = FakeChatModel()
+first, second = uuid.uuid4(), uuid.uuid4()
+model.invoke("Which flower?", {"callbacks": [handler], "run_id": first})
+if sys.argv[2] == "evaluated":  # an app that evaluates with lc_trace.evaluated: remembered from its creation
+    judged = lc_trace.evaluated(model, lambda io: 1.0, name="helpfulness")
+    judged.invoke("Which flower?", {"callbacks": [handler]})
+    print(json.dumps([reader_loaded()]))
+else:  # record_evaluation of a run that ended before the process evaluated anything, then of a later one
+    lc_trace.record_evaluation("helpfulness", run_id=first, score=1.0)
+    loaded = reader_loaded()
+    del sys.modules["lc_trace._read._runs"]
+    model.invoke("Which flower?", {"callbacks": [handler], "run_id": second})
+    lc_trace.record_evaluation("helpfulness", run_id=second, score=0.5)
+    print(json.dumps([loaded, "lc_trace._read._runs" in sys.modules]))
 """
 
 
-def test_an_app_that_records_in_process_never_loads_the_reader(tmp_path):
-    """The run held by the app's handler: the reader (imported only to search log files) is never loaded."""
-    done = python(IN_APP, str(tmp_path / "app.jsonl"))
-    assert (0, "[]") == (done.returncode, done.stdout.strip()), done.stderr
+def test_an_app_that_evaluates_with_evaluated_never_loads_the_reader(tmp_path):
+    """evaluated() makes the handlers remember their ended runs: the run it evaluates is found in memory, the reader (imported only to search log files) never loaded."""
+    done = python(IN_APP, str(tmp_path / "app.jsonl"), "evaluated")
+    assert (0, [False]) == (done.returncode, json.loads(done.stdout.strip())), done.stderr
     assert 1 == len(evaluation_lines(tmp_path / "app.jsonl"))
+
+
+def test_the_first_evaluation_of_an_ended_run_reads_the_log_then_runs_are_remembered(tmp_path):
+    """
+    Handlers remember ended runs only once the process evaluates (remembering them always cost every
+    app ~0.6 us an event): the first record_evaluation finds its ended run in the log (written through
+    first), every later one in memory. Both lines name their runs' spans.
+    """
+    log = tmp_path / "app.jsonl"
+    done = python(IN_APP, str(log), "record")
+    assert (0, [True, False]) == (done.returncode, json.loads(done.stdout.strip())), done.stderr
+    ends = {line["langchain.run.id"]: line["span.id"] for line in read_log(log) if line["event.action"] == "llm_end"}
+    assert {line["langchain.run.id"]: line["span.id"] for line in evaluation_lines(log)} == ends
 
 
 class TestBadInput:
