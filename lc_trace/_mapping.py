@@ -409,28 +409,33 @@ def _provider_id(message_id: str | None) -> str | None:
     return message_id if message_id and not message_id.startswith(_LANGCHAIN_ID_PREFIXES) else None
 
 
-_DETAILS = (
-    ("input_token_details", "cache_read", A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
-    ("input_token_details", "cache_creation", A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
-    ("output_token_details", "reasoning", A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),
+# (key, attribute) of a usage's input and output token details, by version.
+_INPUT_DETAILS = (
+    ("cache_read", A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
+    ("cache_creation", A.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS),
 )
-_LATEST_DETAILS = (
-    _DETAILS[0],
-    ("input_token_details", "cache_creation", A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS),
-    _DETAILS[2],
-    ("input_token_details", "audio", A.GEN_AI_USAGE_AUDIO_INPUT_TOKENS),
-    ("output_token_details", "audio", A.GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS),
+_OUTPUT_DETAILS = (("reasoning", A.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS),)
+_LATEST_INPUT_DETAILS = (
+    _INPUT_DETAILS[0],
+    ("cache_creation", A.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS),
+    ("audio", A.GEN_AI_USAGE_AUDIO_INPUT_TOKENS),
 )
+_LATEST_OUTPUT_DETAILS = (*_OUTPUT_DETAILS, ("audio", A.GEN_AI_USAGE_AUDIO_OUTPUT_TOKENS))
 
 
 def _usage_details(details: dict[str, int], counts: Mapping[str, Any], latest: bool) -> None:
     """
     The cache, reasoning (and v0.1.0: audio) parts of a message's usage, summed over messages.
     """
-    for source, key, attr in _LATEST_DETAILS if latest else _DETAILS:
-        value = (counts.get(source) or {}).get(key)
-        if isinstance(value, int):
-            details[attr] = details.get(attr, 0) + value
+    for source, named in (
+        (counts.get("input_token_details"), _LATEST_INPUT_DETAILS if latest else _INPUT_DETAILS),
+        (counts.get("output_token_details"), _LATEST_OUTPUT_DETAILS if latest else _OUTPUT_DETAILS),
+    ):
+        if source:
+            for key, attr in named:
+                value = source.get(key)
+                if isinstance(value, int):
+                    details[attr] = details.get(attr, 0) + value
 
 
 # --- tools and retrievers --------------------------------------------------------------

@@ -180,13 +180,14 @@ class MetricSink:
         duration_s: float,
         first_chunk_s: float | None = None,
         chunk_ns: Sequence[int] | None = None,
-    ) -> None:
+    ) -> bool:
         """
         One finished model call: *start* and *end* are its span attributes; a streamed one also
-        its time to the first chunk and when each chunk came (monotonic ns).
+        its time to the first chunk and when each chunk came (monotonic ns). False if nothing
+        records (no meter provider): then neither do the agent metrics, of the same meter.
         """
         if not _records(self._duration):
-            return
+            return False
         attributes = _pick(_MODEL_KEYS, start, end)
         self._duration.record(duration_s, attributes)
         if first_chunk_s is not None:
@@ -197,13 +198,14 @@ class MetricSink:
                 record((after - before) / 1e9, attributes)
         if self._latest:
             self._usage_counts(attributes, end)
-            return
+            return True
         tokens = self._tokens
         assert tokens is not None
         for key, kind in ((A.GEN_AI_USAGE_INPUT_TOKENS, "input"), (A.GEN_AI_USAGE_OUTPUT_TOKENS, "output")):
             count = end.get(key)
             if count is not None:
                 tokens.record(count, {**attributes, TOKEN_TYPE: kind})
+        return True
 
     def _usage_counts(self, attributes: dict[str, Any], end: Mapping[str, Any]) -> None:
         """

@@ -393,7 +393,17 @@ class Recorder:
             attributes[A.GEN_AI_AGENT_NAME] = agent
         if end_reason is not None:
             attributes[A.LC_END_REASON] = end_reason
-        if kind in _MEASURED:
+        if kind in MODEL_RUN_TYPES:
+            recorded = self.metrics.model_call(
+                run.attributes,
+                attributes,
+                (ns - run.start_ns) / 1e9,
+                (run.first_chunk_ns - run.start_ns) / 1e9 if run.chunks else None,
+                run.chunk_ns,
+            )
+            if recorded and run.parent is not None:  # for the agent above, if any
+                self._pass_up(run, 1, 0, run.attributes.get(A.GEN_AI_REQUEST_MODEL))
+        elif kind in _MEASURED:
             self._measure(run, attributes, ns)
         elif run.inference_calls or run.tool_calls:  # a chain with calls below it: its parent's now
             self._pass_up(run, run.inference_calls, run.tool_calls, run.model)
@@ -425,25 +435,15 @@ class Recorder:
 
     def _measure(self, run: Run, attributes: dict[str, Any], ns: int) -> None:
         """
-        The metrics of a model, agent, tool or retriever run, and the calls an agent above it
+        The metrics of an agent, tool or retriever run, and the tool calls an agent above it
         will count: kept only while a meter provider records (nothing to count for otherwise).
         """
         metrics = self.metrics
+        if not metrics.records_agents():
+            return
         kind = run.run_type
         duration_s = (ns - run.start_ns) / 1e9
-        if kind in MODEL_RUN_TYPES:
-            metrics.model_call(
-                run.attributes,
-                attributes,
-                duration_s,
-                (run.first_chunk_ns - run.start_ns) / 1e9 if run.chunks else None,
-                run.chunk_ns,
-            )
-            if run.parent is not None and metrics.records_agents():
-                self._pass_up(run, 1, 0, run.attributes.get(A.GEN_AI_REQUEST_MODEL))
-        elif not metrics.records_agents():
-            return
-        elif kind == AGENT:
+        if kind == AGENT:
             error = attributes.get(A.ERROR_TYPE)
             metrics.agent_call(run.name, duration_s, run.inference_calls, run.tool_calls, error, run.model or None)
         elif kind == TOOL:
