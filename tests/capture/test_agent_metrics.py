@@ -17,7 +17,6 @@ from langchain_core.agents import AgentAction
 from langchain_core.messages import AIMessage
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from lc_trace import AsyncTraceHandler, TraceHandler
@@ -25,16 +24,6 @@ from lc_trace.testing import FakeChatModel
 from tests.conftest import MODES, call, spans_by_name
 from tests.conventions import points
 from tests.spans.test_spans import FlowerRetriever, broken_vase, flower_price
-
-
-@pytest.fixture
-def reader() -> InMemoryMetricReader:
-    return InMemoryMetricReader()
-
-
-@pytest.fixture
-def meter_provider(reader: InMemoryMetricReader) -> MeterProvider:
-    return MeterProvider(metric_readers=[reader])
 
 
 def calling(*tools: str) -> AIMessage:

@@ -32,11 +32,6 @@ TOKENS = {
 }
 
 
-@pytest.fixture
-def reader() -> InMemoryMetricReader:
-    return InMemoryMetricReader()
-
-
 def metric(reader: InMemoryMetricReader, name: str) -> Any:
     data = reader.get_metrics_data()
     found = (
@@ -52,6 +47,15 @@ def detailed_call(make_handler: Any, reader: InMemoryMetricReader, conventions: 
     model = FakeChatModel(responses=[AIMessage(content="Tulips.", usage_metadata=TOKENS)])
     (model.bind(**bound) if bound else model).invoke("Spring flowers?", {"callbacks": [handler]})
     return handler
+
+
+def florist_asks_one_price(handler: Any) -> None:
+    """A LangGraph agent ("florist") whose model calls its one tool once, then answers."""
+    call_price = {"id": "c1", "name": "flower_price", "args": {"flower": "rose"}}
+    model = FakeChatModel(responses=[AIMessage(content="", tool_calls=[call_price]), "3.50"])
+    create_agent(model, [flower_price], name="florist").invoke(
+        {"messages": [("human", "Rose?")]}, {"callbacks": [handler]}
+    )
 
 
 # --- the switch -------------------------------------------------------------------------------
@@ -218,15 +222,7 @@ def test_row_finish_reasons_say_error_for_a_call_that_never_finished(conventions
 @pytest.mark.parametrize("conventions", [V1_41, LATEST])
 def test_row_agent_span_keeps_to_its_attributes(conventions, make_handler, exporter):
     """client-invoke-agent (gen_ai.invoke_agent.internal): gen_ai.agent.id, gen_ai.agent.version and gen_ai.provider.name are not on an internal agent span; operation and agent name are."""
-    model = FakeChatModel(
-        responses=[
-            AIMessage(content="", tool_calls=[{"id": "c1", "name": "flower_price", "args": {"flower": "rose"}}]),
-            "3.50",
-        ]
-    )
-    create_agent(model, [flower_price], name="florist").invoke(
-        {"messages": [("human", "Rose?")]}, {"callbacks": [make_handler(genai_conventions=conventions)]}
-    )
+    florist_asks_one_price(make_handler(genai_conventions=conventions))
     agent = spans_by_name(exporter)["invoke_agent florist"]
     assert ("invoke_agent", "florist") == (
         agent.attributes["gen_ai.operation.name"],
@@ -238,15 +234,7 @@ def test_row_agent_span_keeps_to_its_attributes(conventions, make_handler, expor
 @pytest.mark.parametrize("conventions", [V1_41, LATEST])
 def test_row_tool_span_names_its_agent(conventions, make_handler, exporter):
     """execute-tool.md, "Span: gen_ai.execute_tool": gen_ai.agent.name, "the human-readable name of the agent executing the tool", conditionally required when applicable: v0.1.0 sets it from the nearest agent."""
-    model = FakeChatModel(
-        responses=[
-            AIMessage(content="", tool_calls=[{"id": "c1", "name": "flower_price", "args": {"flower": "rose"}}]),
-            "3.50",
-        ]
-    )
-    create_agent(model, [flower_price], name="florist").invoke(
-        {"messages": [("human", "Rose?")]}, {"callbacks": [make_handler(genai_conventions=conventions)]}
-    )
+    florist_asks_one_price(make_handler(genai_conventions=conventions))
     tool = spans_by_name(exporter)["execute_tool flower_price"]
     assert ("florist" if conventions == LATEST else None) == tool.attributes.get("gen_ai.agent.name")
     assert ("execute_tool", SpanKind.INTERNAL) == (tool.attributes["gen_ai.operation.name"], tool.kind)

@@ -6,22 +6,11 @@ import asyncio
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from lc_trace.testing import FakeChatModel
 from tests.conftest import HANDLERS, REPO, flower_chain
 from tests.conventions import points
-
-
-@pytest.fixture
-def reader() -> InMemoryMetricReader:
-    return InMemoryMetricReader()
-
-
-@pytest.fixture
-def meter_provider(reader: InMemoryMetricReader) -> MeterProvider:
-    return MeterProvider(metric_readers=[reader])
 
 
 @pytest.mark.parametrize("handler_cls", HANDLERS)
