@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
 from collections import Counter
 from typing import Any
 
@@ -27,6 +25,7 @@ from lc_trace import TraceHandler
 from lc_trace.testing import FakeChatModel, in_memory_tracing, read_log
 from tests.conftest import flower_chain
 from tests.spans.test_spans import broken_vase, flower_price
+from tests.stack import servers
 from tests.stack.cache import DEPLOY
 from tests.stack.elasticsearch import ElasticsearchNode
 
@@ -115,16 +114,7 @@ def es(elasticsearch: ElasticsearchNode) -> ElasticsearchNode:
     """
     template = json.loads(TEMPLATE_PATH.read_text(encoding="utf-8"))
     assert INDEX.startswith(tuple(p.rstrip("*") for p in template["index_patterns"])), template["index_patterns"]
-    setup = subprocess.run(
-        ["sh", str(DEPLOY / "setup" / "setup.sh")],
-        env={**os.environ, "ELASTICSEARCH_URL": elasticsearch.url, "KIBANA_URL": ""},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert 0 == setup.returncode, setup.stdout + setup.stderr
-    assert '"acknowledged":true' in setup.stdout
+    assert '"acknowledged":true' in servers.install_log_template(elasticsearch.url)
     status, body = elasticsearch.request("GET", f"/_index_template/{TEMPLATE_NAME}")
     assert (
         200 == status

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -161,15 +160,7 @@ def collector(
 @pytest.fixture(scope="module")
 def log_index(elasticsearch: ElasticsearchNode) -> ElasticsearchNode:
     """The node with deploy/setup/setup.sh's index template (the compose one-shot service's script, no Kibana)."""
-    setup = subprocess.run(
-        ["sh", str(DEPLOY / "setup" / "setup.sh")],
-        env={**os.environ, "ELASTICSEARCH_URL": elasticsearch.url, "KIBANA_URL": ""},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert 0 == setup.returncode, setup.stdout + setup.stderr
+    servers.install_log_template(elasticsearch.url)
     status, body = elasticsearch.request("DELETE", f"/{LOG_INDEX}")
     assert status in (200, 404), body
     return elasticsearch
