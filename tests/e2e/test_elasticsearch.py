@@ -25,9 +25,8 @@ from lc_trace import TraceHandler
 from lc_trace.testing import FakeChatModel, in_memory_tracing, read_log
 from tests.conftest import flower_chain
 from tests.spans.test_spans import broken_vase, flower_price
-from tests.stack import servers
 from tests.stack.cache import DEPLOY
-from tests.stack.elasticsearch import ElasticsearchNode
+from tests.stack.elasticsearch import ElasticsearchNode, install_log_template
 
 pytestmark = pytest.mark.stack
 
@@ -114,7 +113,7 @@ def es(elasticsearch: ElasticsearchNode) -> ElasticsearchNode:
     """
     template = json.loads(TEMPLATE_PATH.read_text(encoding="utf-8"))
     assert INDEX.startswith(tuple(p.rstrip("*") for p in template["index_patterns"])), template["index_patterns"]
-    assert '"acknowledged":true' in servers.install_log_template(elasticsearch.url)
+    assert '"acknowledged":true' in install_log_template(elasticsearch.url)
     status, body = elasticsearch.request("GET", f"/_index_template/{TEMPLATE_NAME}")
     assert (
         200 == status

@@ -51,7 +51,7 @@ from tests.e2e.test_e2e_jaeger import app_tracing, assert_same_trace, jaeger_tra
 from tests.spans.test_spans import FlowerRetriever, flower_price
 from tests.stack import packaged, servers
 from tests.stack.cache import DEPLOY
-from tests.stack.elasticsearch import ElasticsearchNode
+from tests.stack.elasticsearch import ElasticsearchNode, install_log_template
 
 pytestmark = pytest.mark.stack
 
@@ -160,7 +160,7 @@ def collector(
 @pytest.fixture(scope="module")
 def log_index(elasticsearch: ElasticsearchNode) -> ElasticsearchNode:
     """The node with deploy/setup/setup.sh's index template (the compose one-shot service's script, no Kibana)."""
-    servers.install_log_template(elasticsearch.url)
+    install_log_template(elasticsearch.url)
     status, body = elasticsearch.request("DELETE", f"/{LOG_INDEX}")
     assert status in (200, 404), body
     return elasticsearch

@@ -312,6 +312,23 @@ def start(
 # -- command line -----------------------------------------------------------------------------------------
 
 
+def install_log_template(elasticsearch_url: str) -> str:
+    """
+    Run deploy/setup/setup.sh against the node at *elasticsearch_url* as the compose one-shot
+    service does, Kibana left out: the log index template and lifecycle policy installed. Its output.
+    """
+    setup = subprocess.run(
+        ["sh", str(cache.DEPLOY / "setup" / "setup.sh")],
+        env={**os.environ, "ELASTICSEARCH_URL": elasticsearch_url, "KIBANA_URL": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert 0 == setup.returncode, setup.stdout + setup.stderr
+    return setup.stdout
+
+
 def main(argv: list[str]) -> int:
     usage = "usage: python -m tests.stack.elasticsearch install|run"
     if argv not in (["install"], ["run"]):

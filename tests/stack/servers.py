@@ -261,20 +261,3 @@ def victoriametrics_api(server: Server, path: str, **params: str) -> Any:
     body = get_json(url)
     assert "success" == body.get("status", "success"), body
     return body
-
-
-def install_log_template(elasticsearch_url: str) -> str:
-    """
-    Run deploy/setup/setup.sh against the node at *elasticsearch_url* as the compose one-shot
-    service does, Kibana left out: the log index template and lifecycle policy installed. Its output.
-    """
-    setup = subprocess.run(
-        ["sh", str(DEPLOY / "setup" / "setup.sh")],
-        env={**os.environ, "ELASTICSEARCH_URL": elasticsearch_url, "KIBANA_URL": ""},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert 0 == setup.returncode, setup.stdout + setup.stderr
-    return setup.stdout
