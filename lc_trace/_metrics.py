@@ -51,6 +51,7 @@ _MODEL_KEYS = (
 _TOOL_KEYS = (A.GEN_AI_TOOL_NAME, A.GEN_AI_TOOL_TYPE, A.ERROR_TYPE)
 _TOKEN_KEYS = _MODEL_KEYS[:-1]  # no error.type
 _RETRIEVAL_KEYS = (A.GEN_AI_OPERATION_NAME, A.GEN_AI_DATA_SOURCE_ID, A.ERROR_TYPE)
+_NO_OPS = (NoOpHistogram, NoOpCounter)  # the API's instruments that drop every value
 TOKEN_TYPE = "gen_ai.token.type"
 TOKEN_MODALITY = "gen_ai.token.modality"
 # v0.1.0's usage counters: (instrument name suffix, the span attribute that holds the count, the
@@ -293,6 +294,6 @@ def _records(instrument: Histogram | Counter) -> bool:
     provider's proxy while no provider is set (it forwards once one is; the attribute is the
     API's own, and without it every call records). Skips building attributes for nothing.
     """
-    return type(instrument) not in (NoOpHistogram, NoOpCounter) and (
+    return type(instrument) not in _NO_OPS and (
         getattr(instrument, "_real_instrument", instrument) is not None
     )

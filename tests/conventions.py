@@ -22,19 +22,30 @@ _RENAMED_METRICS = {
 }
 
 
-def points(reader: InMemoryMetricReader, name: str) -> list[Any]:
-    """Every data point the reader holds for the metric *name*."""
+def metrics(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    """Every metric called *name* the reader holds (one per scope and resource that recorded it)."""
     data = reader.get_metrics_data()
     if data is None:
         return []
     return [
-        point
+        m
         for resource in data.resource_metrics
         for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == name
-        for point in metric.data.data_points
+        for m in scope.metrics
+        if m.name == name
     ]
+
+
+def metric(reader: InMemoryMetricReader, name: str) -> Any:
+    """The one metric called *name* the reader holds."""
+    found = metrics(reader, name)
+    assert 1 == len(found), name
+    return found[0]
+
+
+def points(reader: InMemoryMetricReader, name: str) -> list[Any]:
+    """Every data point the reader holds for the metric *name*."""
+    return [point for found in metrics(reader, name) for point in found.data.data_points]
 
 
 class Expected:

@@ -19,7 +19,7 @@ from opentelemetry.trace import SpanKind
 from lc_trace import AsyncTraceHandler, TraceHandler
 from lc_trace.testing import FakeChatModel, read_log
 from tests.conftest import flower_chain, spans_by_name
-from tests.conventions import points
+from tests.conventions import metric, points
 from tests.spans.test_spans import FlowerRetriever, flower_price
 
 V1_41, LATEST = "v1.41.0", "v0.1.0"
@@ -30,15 +30,6 @@ TOKENS = {
     "input_token_details": {"cache_read": 4, "cache_creation": 3, "audio": 2},
     "output_token_details": {"reasoning": 5, "audio": 1},
 }
-
-
-def metric(reader: InMemoryMetricReader, name: str) -> Any:
-    data = reader.get_metrics_data()
-    found = (
-        [m for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics if m.name == name] if data else []
-    )
-    assert 1 == len(found), name
-    return found[0]
 
 
 def detailed_call(make_handler: Any, reader: InMemoryMetricReader, conventions: str, **bound: Any) -> Any:

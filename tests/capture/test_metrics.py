@@ -6,11 +6,10 @@ import asyncio
 from typing import Any
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from lc_trace.testing import FakeChatModel
 from tests.conftest import HANDLERS, REPO, flower_chain
-from tests.conventions import points
+from tests.conventions import metric, points
 
 
 @pytest.mark.parametrize("handler_cls", HANDLERS)
@@ -83,14 +82,6 @@ def test_chains_tools_and_retrievers_record_no_client_metrics(make_handler, mete
     RunnableLambda(lambda x: x, name="step").invoke(1, {"callbacks": [make_handler(meter_provider=meter_provider)]})
     data = reader.get_metrics_data()
     assert data is None or [] == [m.name for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics]
-
-
-def metric(reader: InMemoryMetricReader, name: str) -> Any:
-    data = reader.get_metrics_data()
-    assert data is not None
-    found = [m for r in data.resource_metrics for s in r.scope_metrics for m in s.metrics if m.name == name]
-    assert 1 == len(found), name
-    return found[0]
 
 
 @pytest.mark.parametrize("mode", ["stream", "astream"])

@@ -14,7 +14,6 @@ import json
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
@@ -25,6 +24,7 @@ from opentelemetry.sdk.resources import Resource
 from lc_trace import TraceHandler
 from lc_trace.testing import FakeChatModel, in_memory_tracing
 from tests.conftest import flower_chain
+from tests.conventions import metrics
 from tests.stack import servers
 from tests.stack.cache import DEPLOY
 
@@ -82,7 +82,7 @@ def test_token_usage_by_model_is_stored(victoriametrics, collector, tmp_path):
 
     # What the app recorded, by model and token type: the numbers the store must give back.
     expected: Counter[tuple[str, str]] = Counter()
-    for metric in _metrics(local, "gen_ai.client.token.usage"):
+    for metric in metrics(local, "gen_ai.client.token.usage"):
         for point in metric.data.data_points:
             attributes = dict(point.attributes or {})
             expected[(str(attributes["gen_ai.request.model"]), str(attributes["gen_ai.token.type"]))] += point.sum
@@ -94,18 +94,6 @@ def test_token_usage_by_model_is_stored(victoriametrics, collector, tmp_path):
     while (stored := _totals(victoriametrics, query)) != expected and time.monotonic() < deadline:
         time.sleep(1)
     assert dict(expected) == stored
-
-
-def _metrics(reader: InMemoryMetricReader, name: str) -> list[Any]:
-    data = reader.get_metrics_data()
-    assert data is not None
-    return [
-        metric
-        for resource in data.resource_metrics
-        for scope in resource.scope_metrics
-        for metric in scope.metrics
-        if metric.name == name
-    ]
 
 
 def test_the_dashboard_files_are_vmui_dashboards():
