@@ -294,6 +294,4 @@ def _records(instrument: Histogram | Counter) -> bool:
     provider's proxy while no provider is set (it forwards once one is; the attribute is the
     API's own, and without it every call records). Skips building attributes for nothing.
     """
-    return type(instrument) not in _NO_OPS and (
-        getattr(instrument, "_real_instrument", instrument) is not None
-    )
+    return type(instrument) not in _NO_OPS and (getattr(instrument, "_real_instrument", instrument) is not None)

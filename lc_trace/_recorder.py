@@ -419,17 +419,12 @@ class Recorder:
             else:
                 self._log("info", run.actions[1], run, fields, ns)
         if _evaluation.remembering:  # from the process's first evaluation on
-            self._remember(run, kind, attributes)
+            self._remember(run, attributes)
 
-    def _remember(self, run: Run, kind: str, attributes: dict[str, Any]) -> None:
-        """
-        Keep what an evaluation needs of an ended run, in values the run already holds (its
-        model's names only for a model call).
-        """
-        models = model_fields(run.attributes, attributes) if kind in MODEL_RUN_TYPES else None
+    def _remember(self, run: Run, attributes: dict[str, Any]) -> None:
+        """Keep what an evaluation needs of an ended run (*attributes*: its end's)."""
         ended = self._ended
-        top = A.LC_RUN_PARENT_ID not in run.attributes
-        ended[run.attributes[A.LC_RUN_ID]] = (run.trace_id, run.span_id, run.name, top, models, run.context)
+        ended[run.attributes[A.LC_RUN_ID]] = _evaluable(run, attributes)
         if len(ended) >= _REMEMBERED:  # a race with another thread here loses a remembered run, nothing else
             self._ended_before, self._ended = ended, {}
 
@@ -577,9 +572,9 @@ class Recorder:
         """
         run = self._runs.get(UUID(run_id))
         if run is not None:
-            return _target(run.ids, run.attributes, {}, run.context)
+            return _target(run_id, _evaluable(run, {}))
         ended = self._ended.get(run_id) or self._ended_before.get(run_id)
-        return _ended_target(run_id, ended) if ended is not None else None
+        return _target(run_id, ended) if ended is not None else None
 
     def find_root(self, trace_id: str) -> Target | None:
         """
@@ -588,10 +583,10 @@ class Recorder:
         """
         for run in list(self._runs.values()):
             if run.trace_id == trace_id and A.LC_RUN_PARENT_ID not in run.attributes:
-                return _target(run.ids, run.attributes, {}, run.context)
+                return _target(run.attributes[A.LC_RUN_ID], _evaluable(run, {}))
         for run_id, ended in (*self._ended_before.items(), *self._ended.items()):
             if ended[0] == trace_id and ended[3]:
-                return _ended_target(run_id, ended)
+                return _target(run_id, ended)
         return None
 
     @guarded
@@ -647,28 +642,23 @@ def _agent_above(run: Run) -> str | None:
     return None
 
 
-def _ended_target(run_id: str, ended: _Ended) -> Target:
-    """What an evaluation needs of an ended run, from what was remembered of it."""
-    trace_id, span_id, name, _, models, context = ended
+def _evaluable(run: Run, end: Mapping[str, Any]) -> _Ended:
+    """
+    What an evaluation needs of *run* (*end*: its end's attributes, if it ended), in values the
+    run already holds; model names only for a model call.
+    """
+    models = model_fields(run.attributes, end) if run.run_type in MODEL_RUN_TYPES else None
+    return (run.trace_id, run.span_id, run.name, A.LC_RUN_PARENT_ID not in run.attributes, models, run.context)
+
+
+def _target(run_id: str, evaluable: _Ended) -> Target:
+    """The evaluation's view of a run, from ``_evaluable``'s."""
+    trace_id, span_id, name, _, models, context = evaluable
     return Target(
         run_id=run_id,
         trace_id=trace_id,
         span_id=span_id,
         run_name=name,
         models=models or {},
-        trace_flags=int(context.trace_flags) if context.is_valid else 0,
-    )
-
-
-def _target(ids: dict[str, str], start: dict[str, Any], end: dict[str, Any], context: SpanContext) -> Target:
-    """
-    What an evaluation needs of a run: its span's ids and flags, its name, its model.
-    """
-    return Target(
-        run_id=start[A.LC_RUN_ID],
-        trace_id=ids[A.TRACE_ID],
-        span_id=ids[A.SPAN_ID],
-        run_name=start.get(A.LC_RUN_NAME),
-        models=model_fields(start, end),
         trace_flags=int(context.trace_flags) if context.is_valid else 0,
     )
